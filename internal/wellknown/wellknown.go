@@ -1,0 +1,66 @@
+// Package wellknown holds the names, labels, annotations, ports and IDs that
+// the injector, the agent and the deployment manifests must agree on.
+package wellknown
+
+// Labels and annotations.
+const (
+	// InjectLabel on a namespace ("enabled") turns injection on; on a pod,
+	// "false" opts out and "true" opts in inside an unlabeled namespace.
+	InjectLabel        = "tandem.dev/inject"
+	InjectLabelEnabled = "enabled"
+
+	// StatusAnnotation records what the injector added to a pod (JSON).
+	StatusAnnotation = "tandem.dev/status"
+
+	AnnotationProxyImage       = "tandem.dev/proxy-image"
+	AnnotationAgentImage       = "tandem.dev/agent-image"
+	AnnotationProxyCPU         = "tandem.dev/proxy-cpu"
+	AnnotationProxyMemory      = "tandem.dev/proxy-memory"
+	AnnotationProxyCPULimit    = "tandem.dev/proxy-cpu-limit"
+	AnnotationProxyMemoryLimit = "tandem.dev/proxy-memory-limit"
+	AnnotationLogLevel         = "tandem.dev/log-level"
+	AnnotationNativeSidecar    = "tandem.dev/native-sidecar"
+	AnnotationTemplate         = "tandem.dev/template"
+	AnnotationWatchNamespaces  = "tandem.dev/watch-namespaces"
+
+	AnnotationExcludeOutboundPorts = "traffic.tandem.dev/exclude-outbound-ports"
+	AnnotationExcludeOutboundCIDRs = "traffic.tandem.dev/exclude-outbound-cidrs"
+	AnnotationIncludeOutboundCIDRs = "traffic.tandem.dev/include-outbound-cidrs"
+)
+
+// Injected containers and volumes.
+const (
+	InitContainerName  = "tandem-init"
+	AgentContainerName = "tandem-agent"
+	ProxyContainerName = "tandem-proxy"
+	RunVolumeName      = "tandem-run"
+	TokenVolumeName    = "tandem-token"
+
+	// RunDir is where the tandem-run volume is mounted; it holds XDSSocket.
+	RunDir    = "/var/run/tandem"
+	XDSSocket = RunDir + "/xds.sock"
+)
+
+// Ports.
+const (
+	ProxyOutboundPort = 15001 // Envoy's capture listener
+	ProxyAdminPort    = 15000 // Envoy admin, bound to 127.0.0.1 only
+	AgentHealthPort   = 15021 // /healthz, /ready
+	AgentMetricsPort  = 15020 // /metrics
+)
+
+// ProxyUID and ProxyGID run the agent and Envoy; capture exempts their traffic.
+const (
+	ProxyUID = 1337
+	ProxyGID = 1337
+)
+
+// Names of Envoy resources shared by the bootstrap and the agent.
+const (
+	// XDSClusterName is the static bootstrap cluster that reaches the agent.
+	XDSClusterName = "tandem-xds"
+	// OutboundListenerName is the listener on ProxyOutboundPort.
+	OutboundListenerName = "outbound"
+	// PassthroughClusterName forwards to the original destination.
+	PassthroughClusterName = "passthrough"
+)
