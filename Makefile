@@ -27,8 +27,8 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: ## Generate the CRDs (config/crd) and RBAC from kubebuilder markers.
-	$(GO) tool controller-gen crd paths="./api/..." output:crd:artifacts:config=config/crd/bases
+manifests: ## Generate the CRDs (config/crd) and the injector ClusterRole (config/rbac) from kubebuilder markers.
+	$(GO) tool controller-gen rbac:roleName=tandem-injector crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
 .PHONY: generate
 generate: ## Generate DeepCopy methods for the API types.

@@ -64,3 +64,17 @@ const (
 	// PassthroughClusterName forwards to the original destination.
 	PassthroughClusterName = "passthrough"
 )
+
+// Agent permissions, kept by the injector for each labeled namespace.
+const (
+	// AgentClusterRole may read Services, EndpointSlices and TrafficPolicies.
+	AgentClusterRole = "tandem-agent"
+	// AgentBindingPrefix + namespace names the ClusterRoleBinding that grants
+	// AgentClusterRole to that namespace's service accounts.
+	AgentBindingPrefix = "tandem-agent:"
+	// ManagedByLabel marks objects the injector owns and may delete.
+	ManagedByLabel    = "app.kubernetes.io/managed-by"
+	ManagedByInjector = "tandem-injector"
+	// AgentNamespaceLabel on a binding names the namespace it serves.
+	AgentNamespaceLabel = "tandem.dev/agent-namespace"
+)

@@ -1,0 +1,206 @@
+// Package policystatus reports on each TrafficPolicy whether it is accepted
+// and whether the Service it targets exists, so `kubectl get tp` tells a
+// user at a glance why a policy has no effect.
+package policystatus
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/tandem-mesh/tandem/api/v1alpha1"
+)
+
+// Reasons of the conditions this controller sets.
+const (
+	ReasonAccepted        = "Accepted"
+	ReasonTargetNotFound  = "TargetNotFound"
+	ReasonPortNotFound    = "PortNotFound"
+	ReasonConflicted      = "Conflicted"
+	ReasonServiceFound    = "ServiceFound"
+	ReasonServiceNotFound = "ServiceNotFound"
+)
+
+// targetIndex indexes TrafficPolicies by the Service name they target.
+const targetIndex = "spec.targetRef.name"
+
+// +kubebuilder:rbac:groups=traffic.tandem.dev,resources=trafficpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=traffic.tandem.dev,resources=trafficpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+
+// Reconciler sets the status of one TrafficPolicy per request.
+type Reconciler struct {
+	Client client.Client
+}
+
+// SetupWithManager registers the controller; a Service appearing, changing
+// or going away re-evaluates the policies that target it.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.TrafficPolicy{}, targetIndex,
+		func(o client.Object) []string {
+			return []string{o.(*v1alpha1.TrafficPolicy).Spec.TargetRef.Name}
+		}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("policystatus").
+		For(&v1alpha1.TrafficPolicy{}).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.policiesTargeting)).
+		Complete(r)
+}
+
+func (r *Reconciler) policiesTargeting(ctx context.Context, svc client.Object) []reconcile.Request {
+	var list v1alpha1.TrafficPolicyList
+	if err := r.Client.List(ctx, &list, client.InNamespace(svc.GetNamespace()),
+		client.MatchingFields{targetIndex: svc.GetName()}); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// Reconcile computes both conditions of one policy and writes them when
+// they changed.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var tp v1alpha1.TrafficPolicy
+	if err := r.Client.Get(ctx, req.NamespacedName, &tp); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	var svc corev1.Service
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: tp.Namespace, Name: tp.Spec.TargetRef.Name}, &svc)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, err
+	}
+	found := err == nil
+	var rivals v1alpha1.TrafficPolicyList
+	if err := r.Client.List(ctx, &rivals, client.InNamespace(tp.Namespace),
+		client.MatchingFields{targetIndex: tp.Spec.TargetRef.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	var svcPtr *corev1.Service
+	if found {
+		svcPtr = &svc
+	}
+	accepted, target := Evaluate(&tp, svcPtr, rivals.Items)
+
+	before := tp.Status.DeepCopy()
+	accepted.ObservedGeneration = tp.Generation
+	target.ObservedGeneration = tp.Generation
+	meta.SetStatusCondition(&tp.Status.Conditions, accepted)
+	meta.SetStatusCondition(&tp.Status.Conditions, target)
+	tp.Status.ObservedGeneration = tp.Generation
+	if statusEqual(before, &tp.Status) {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.Client.Status().Update(ctx, &tp)
+}
+
+// Evaluate returns the Accepted and TargetFound conditions of tp, given its
+// target Service (nil when missing) and every policy of the namespace that
+// targets the same Service (tp may be among them).
+//
+// Two policies covering the same Service port conflict; the older one (by
+// creation time, then name) wins, the way the agent resolves it.
+func Evaluate(tp *v1alpha1.TrafficPolicy, svc *corev1.Service, rivals []v1alpha1.TrafficPolicy) (accepted, target metav1.Condition) {
+	name := tp.Spec.TargetRef.Name
+	accepted = metav1.Condition{Type: v1alpha1.ConditionAccepted, Status: metav1.ConditionTrue, Reason: ReasonAccepted,
+		Message: "the policy applies to Service " + name}
+	target = metav1.Condition{Type: v1alpha1.ConditionTargetFound, Status: metav1.ConditionTrue, Reason: ReasonServiceFound,
+		Message: "Service " + name + " exists"}
+	if svc == nil {
+		msg := fmt.Sprintf("Service %s not found in namespace %s", name, tp.Namespace)
+		target.Status, target.Reason, target.Message = metav1.ConditionFalse, ReasonServiceNotFound, msg
+		accepted.Status, accepted.Reason, accepted.Message = metav1.ConditionFalse, ReasonTargetNotFound, msg+"; the policy has no effect until it exists"
+		return accepted, target
+	}
+	if p := tp.Spec.TargetRef.Port; p != nil && !hasPort(svc, *p) {
+		accepted.Status, accepted.Reason = metav1.ConditionFalse, ReasonPortNotFound
+		accepted.Message = fmt.Sprintf("Service %s has no port %d; its ports are %s", name, *p, portList(svc))
+		return accepted, target
+	}
+	for i := range rivals {
+		other := &rivals[i]
+		if other.UID == tp.UID || other.Name == tp.Name || !overlaps(tp, other) || !Precedes(other, tp) {
+			continue
+		}
+		accepted.Status, accepted.Reason = metav1.ConditionFalse, ReasonConflicted
+		accepted.Message = fmt.Sprintf("TrafficPolicy %s already applies to Service %s%s and is older", other.Name, name, portSuffix(other))
+		return accepted, target
+	}
+	return accepted, target
+}
+
+// Precedes reports whether a wins over b when both cover a Service port.
+func Precedes(a, b *v1alpha1.TrafficPolicy) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Name < b.Name
+}
+
+func overlaps(a, b *v1alpha1.TrafficPolicy) bool {
+	pa, pb := a.Spec.TargetRef.Port, b.Spec.TargetRef.Port
+	return pa == nil || pb == nil || *pa == *pb
+}
+
+func hasPort(svc *corev1.Service, port int32) bool {
+	for _, p := range svc.Spec.Ports {
+		if p.Port == port {
+			return true
+		}
+	}
+	return false
+}
+
+func portList(svc *corev1.Service) string {
+	ports := make([]int, 0, len(svc.Spec.Ports))
+	for _, p := range svc.Spec.Ports {
+		ports = append(ports, int(p.Port))
+	}
+	if len(ports) == 0 {
+		return "none"
+	}
+	sort.Ints(ports)
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ", ")
+}
+
+func portSuffix(tp *v1alpha1.TrafficPolicy) string {
+	if tp.Spec.TargetRef.Port == nil {
+		return ""
+	}
+	return fmt.Sprintf(" port %d", *tp.Spec.TargetRef.Port)
+}
+
+// statusEqual ignores LastTransitionTime, which SetStatusCondition keeps
+// when nothing else changed.
+func statusEqual(a, b *v1alpha1.TrafficPolicyStatus) bool {
+	if a.ObservedGeneration != b.ObservedGeneration || len(a.Conditions) != len(b.Conditions) {
+		return false
+	}
+	for i := range a.Conditions {
+		x, y := a.Conditions[i], b.Conditions[i]
+		if x.Type != y.Type || x.Status != y.Status || x.Reason != y.Reason || x.Message != y.Message || x.ObservedGeneration != y.ObservedGeneration {
+			return false
+		}
+	}
+	return true
+}

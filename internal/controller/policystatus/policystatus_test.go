@@ -1,0 +1,134 @@
+package policystatus_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/tandem-mesh/tandem/api/v1alpha1"
+	"github.com/tandem-mesh/tandem/internal/controller/policystatus"
+	"github.com/tandem-mesh/tandem/internal/testenv"
+)
+
+func TestStatusFollowsTargetService(t *testing.T) {
+	_, cfg := testenv.Start(t, testenv.Options{})
+	testenv.StartManager(t, cfg, manager.Options{}, func(mgr ctrl.Manager) error {
+		return (&policystatus.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+	})
+	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// expect waits until policy name has the two conditions with these reasons.
+	expect := func(name, acceptedReason, targetReason string) *v1alpha1.TrafficPolicy {
+		t.Helper()
+		var tp v1alpha1.TrafficPolicy
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: name}, &tp); err != nil {
+				return err
+			}
+			a := meta.FindStatusCondition(tp.Status.Conditions, "Accepted")
+			f := meta.FindStatusCondition(tp.Status.Conditions, "TargetFound")
+			if a == nil || f == nil || a.Reason != acceptedReason || f.Reason != targetReason {
+				return fmt.Errorf("policy %s conditions %+v, want Accepted=%s TargetFound=%s", name, tp.Status.Conditions, acceptedReason, targetReason)
+			}
+			if a.ObservedGeneration != tp.Generation {
+				return fmt.Errorf("Accepted observedGeneration %d, policy generation %d", a.ObservedGeneration, tp.Generation)
+			}
+			return nil
+		})
+		return &tp
+	}
+
+	cartPolicy := &v1alpha1.TrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
+		Spec: v1alpha1.TrafficPolicySpec{
+			TargetRef:    v1alpha1.TargetRef{Name: "cart"},
+			LoadBalancer: &v1alpha1.LoadBalancer{Policy: v1alpha1.RoundRobin},
+		},
+	}
+	if err := c.Create(ctx, cartPolicy); err != nil {
+		t.Fatal(err)
+	}
+	tp := expect("cart", "TargetNotFound", "ServiceNotFound")
+	if a := meta.FindStatusCondition(tp.Status.Conditions, "Accepted"); a.Status != metav1.ConditionFalse ||
+		a.Message != "Service cart not found in namespace shop; the policy has no effect until it exists" {
+		t.Errorf("Accepted = %s %q", a.Status, a.Message)
+	}
+
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{
+			{Name: "grpc", Port: 50051}, {Name: "http", Port: 8080},
+		}},
+	}
+	if err := c.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	tp = expect("cart", "Accepted", "ServiceFound")
+	if a := meta.FindStatusCondition(tp.Status.Conditions, "Accepted"); a.Status != metav1.ConditionTrue {
+		t.Errorf("Accepted status = %s", a.Status)
+	}
+
+	// A port the Service lacks.
+	wrongPort := &v1alpha1.TrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart-admin"},
+		Spec:       v1alpha1.TrafficPolicySpec{TargetRef: v1alpha1.TargetRef{Name: "cart", Port: ptr.To[int32](9999)}},
+	}
+	if err := c.Create(ctx, wrongPort); err != nil {
+		t.Fatal(err)
+	}
+	tp = expect("cart-admin", "PortNotFound", "ServiceFound")
+	if a := meta.FindStatusCondition(tp.Status.Conditions, "Accepted"); a.Message != "Service cart has no port 9999; its ports are 8080, 50051" {
+		t.Errorf("PortNotFound message = %q", a.Message)
+	}
+
+	// A younger policy on the same Service loses to the older one.
+	time.Sleep(1100 * time.Millisecond) // creation timestamps have one-second resolution
+	rival := &v1alpha1.TrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "another"},
+		Spec:       v1alpha1.TrafficPolicySpec{TargetRef: v1alpha1.TargetRef{Name: "cart", Port: ptr.To[int32](50051)}},
+	}
+	if err := c.Create(ctx, rival); err != nil {
+		t.Fatal(err)
+	}
+	tp = expect("another", "Conflicted", "ServiceFound")
+	if a := meta.FindStatusCondition(tp.Status.Conditions, "Accepted"); a.Message != "TrafficPolicy cart already applies to Service cart and is older" {
+		t.Errorf("Conflicted message = %q", a.Message)
+	}
+	expect("cart", "Accepted", "ServiceFound")
+
+	// The Service going away flips the conditions back.
+	if err := c.Delete(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	expect("cart", "TargetNotFound", "ServiceNotFound")
+}
+
+func TestPrecedence(t *testing.T) {
+	now := metav1.Now()
+	later := metav1.NewTime(now.Add(time.Second))
+	a := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Name: "b-old", CreationTimestamp: now}}
+	b := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Name: "a-new", CreationTimestamp: later}}
+	if !policystatus.Precedes(a, b) || policystatus.Precedes(b, a) {
+		t.Error("the older policy must win")
+	}
+	c := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Name: "a-same", CreationTimestamp: now}}
+	if !policystatus.Precedes(c, a) || policystatus.Precedes(a, c) {
+		t.Error("at equal age the alphabetically first name must win")
+	}
+}

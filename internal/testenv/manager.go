@@ -1,0 +1,79 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/tandem-mesh/tandem/api/v1alpha1"
+)
+
+// Scheme knows the built-in kinds and the project's API.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// StartManager builds a manager for cfg (no metrics or health listeners),
+// lets setup register controllers, runs it until the test ends, and waits
+// for its caches.
+func StartManager(t testing.TB, cfg *rest.Config, opts manager.Options, setup func(ctrl.Manager) error) ctrl.Manager {
+	t.Helper()
+	if opts.Scheme == nil {
+		opts.Scheme = Scheme()
+	}
+	opts.Metrics = metricsserver.Options{BindAddress: "0"}
+	opts.HealthProbeBindAddress = "0"
+	mgr, err := ctrl.NewManager(cfg, opts)
+	if err != nil {
+		t.Fatalf("new manager: %v", err)
+	}
+	if err := setup(mgr); err != nil {
+		t.Fatalf("setting up controllers: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	syncCtx, syncCancel := context.WithTimeout(ctx, 30*time.Second)
+	defer syncCancel()
+	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
+		t.Fatal("manager caches did not sync within 30s")
+	}
+	return mgr
+}
+
+// Eventually polls cond every 50ms until it returns nil or timeout passes,
+// then fails the test with cond's last error.
+func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
