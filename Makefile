@@ -3,6 +3,8 @@
 # Image names used by docker-build and deploy.
 IMG_INJECTOR ?= ghcr.io/tandem-mesh/injector:latest
 IMG_AGENT ?= ghcr.io/tandem-mesh/agent:latest
+IMG_PROXY ?= envoyproxy/envoy:v1.40.0
+CONTAINER_TOOL ?= docker
 
 GO ?= go
 GOTEST_FLAGS ?= -timeout 45m
@@ -74,12 +76,27 @@ demo: ## Run the seed experiment on a local control plane.
 	@echo "The demo is not built yet: make demo will run the greeter experiment on a local control plane."
 	@exit 1
 
+.PHONY: docker-build
+docker-build: ## Build the injector and agent images (IMG_INJECTOR, IMG_AGENT).
+	$(CONTAINER_TOOL) build --target injector -t $(IMG_INJECTOR) .
+	$(CONTAINER_TOOL) build --target agent -t $(IMG_AGENT) .
+
+.PHONY: docker-push
+docker-push: ## Push the injector and agent images.
+	$(CONTAINER_TOOL) push $(IMG_INJECTOR)
+	$(CONTAINER_TOOL) push $(IMG_AGENT)
+
 ##@ Deployment
+
+# deploy writes an overlay of config/default that sets the three images.
+DEPLOY_DIR = bin/deploy
 
 .PHONY: deploy
 deploy: ## Install Tandem into the cluster of the current kubeconfig (needs kubectl and cert-manager).
-	kubectl apply -k config/default
+	hack/deploy-overlay.sh $(DEPLOY_DIR) $(IMG_INJECTOR) $(IMG_AGENT) $(IMG_PROXY)
+	kubectl apply --server-side -k $(DEPLOY_DIR)
 
 .PHONY: undeploy
 undeploy: ## Remove Tandem from the cluster of the current kubeconfig.
 	kubectl delete --ignore-not-found -k config/default
+	kubectl delete --ignore-not-found clusterrolebindings -l app.kubernetes.io/managed-by=tandem-injector
