@@ -139,7 +139,6 @@ func (c *Cluster) Stop() error {
 	return errors.Join(errs...)
 }
 
-
 func tail(b []byte, n int) string {
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	if len(lines) > n {

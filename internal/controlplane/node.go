@@ -119,4 +119,3 @@ func (n *Node) addressFor(uid types.UID) (netip.Addr, error) {
 	n.given[uid] = ip
 	return ip, nil
 }
-
