@@ -1,0 +1,58 @@
+package netns
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestSetupGivesLoopbackTheAddresses(t *testing.T) {
+	if !RunTest(t) {
+		// The parent's namespace must not have been touched.
+		addrs, err := net.InterfaceAddrs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			if a.(*net.IPNet).IP.Equal(net.ParseIP("198.51.100.7")) {
+				t.Fatal("198.51.100.7 leaked into the parent's network namespace")
+			}
+		}
+		return
+	}
+	if err := Setup([]netip.Addr{netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8::7")},
+		[]netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{"198.51.100.7:0", "[2001:db8::7]:0"} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("listen on %s: %v", addr, err)
+		}
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				c.Close()
+			}
+		}()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatalf("dial %s: %v", ln.Addr(), err)
+		}
+		c.Close()
+		ln.Close()
+	}
+	// The routed range goes to loopback, where no address answers: the
+	// connection attempt times out instead of failing as unreachable.
+	_, err := net.DialTimeout("tcp", "203.0.113.9:80", 200*time.Millisecond)
+	if err == nil {
+		t.Fatal("a connection to 203.0.113.9:80 succeeded with nothing there")
+	}
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("203.0.113.0/24 is not routed through loopback: %v", err)
+	}
+	// A second Setup with the same values is harmless.
+	if err := Setup([]netip.Addr{netip.MustParseAddr("198.51.100.7")}, []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}); err != nil {
+		t.Fatalf("repeating Setup: %v", err)
+	}
+}
