@@ -9,13 +9,11 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
 	"github.com/tandem-mesh/tandem/internal/netnstest"
@@ -31,12 +29,20 @@ var (
 
 const proxyPort = 15001
 
-// dial is one connection the helper opens. UID and GID, when set, own the
-// socket (the rest of the process stays root).
+// dial is one connection the helper opens, from a socket owned by Owner
+// (root when nil; the rest of the process stays root).
 type dial struct {
-	Addr string
-	UID  *uint32 `json:",omitempty"`
-	GID  *uint32 `json:",omitempty"`
+	Addr  string
+	Owner *owner `json:",omitempty"`
+}
+
+type owner struct{ UID, GID uint32 }
+
+func (o *owner) String() string {
+	if o == nil {
+		return "root"
+	}
+	return fmt.Sprintf("uid %d gid %d", o.UID, o.GID)
 }
 
 // arrival is what the accepting side saw.
@@ -52,7 +58,20 @@ type scenario struct {
 	Config  Config
 	Applies int
 	Dials   []dial
+	// Inbound are dialed from a peer namespace joined by a veth pair,
+	// towards addresses of the captured namespace.
+	Inbound []string
+	// CompareNFT reads the rules back with the nft tool and reloads the
+	// dry-run text with it; the dials run on the rules of Apply all the same.
+	CompareNFT bool
 }
+
+// The veth link to the peer namespace: more specific than the loopback
+// routes above, so its addresses are reached over the link.
+var (
+	linkLocal  = []string{"192.0.2.129/25", "2001:db8:aaaa::1/64"}
+	linkRemote = []string{"192.0.2.130/25", "2001:db8:aaaa::2/64"}
+)
 
 type outcome struct {
 	// RuleCounts holds the rules in the chain after each Apply.
@@ -60,13 +79,13 @@ type outcome struct {
 	// Tables counts the inet tables named TableName at the end.
 	Tables   int
 	Arrivals []arrival
+	// InboundArrivals follow Inbound.
+	InboundArrivals []arrival
 	// NFT is `nft list table` and NFTNetlink its expression dump, and
 	// NFTReloaded the dump after loading String() with `nft -f`; empty
 	// without an nft binary.
 	NFT, NFTNetlink, NFTReloaded string
 }
-
-func ptr(v uint32) *uint32 { return &v }
 
 // runScenario applies s.Config in a fresh namespace and reports what each
 // dial reached.
@@ -87,7 +106,7 @@ func wantArrivals(t *testing.T, s scenario, out outcome, redirected []bool) {
 	for i, d := range s.Dials {
 		got := out.Arrivals[i]
 		if got.Err != "" {
-			t.Errorf("dial %s (uid %v gid %v): %s", d.Addr, deref(d.UID), deref(d.GID), got.Err)
+			t.Errorf("dial %s as %v: %s", d.Addr, d.Owner, got.Err)
 			continue
 		}
 		dialed := netip.MustParseAddrPort(d.Addr)
@@ -96,17 +115,10 @@ func wantArrivals(t *testing.T, s scenario, out outcome, redirected []bool) {
 			wantPort = proxyPort
 		}
 		if got.Port != wantPort || got.OrigDst != dialed.String() {
-			t.Errorf("dial %s (uid %v gid %v): arrived at port %d with original destination %s; want port %d with %s",
-				d.Addr, deref(d.UID), deref(d.GID), got.Port, got.OrigDst, wantPort, dialed)
+			t.Errorf("dial %s as %v: arrived at port %d with original destination %s; want port %d with %s",
+				d.Addr, d.Owner, got.Port, got.OrigDst, wantPort, dialed)
 		}
 	}
-}
-
-func deref(p *uint32) string {
-	if p == nil {
-		return "root"
-	}
-	return strconv.FormatUint(uint64(*p), 10)
 }
 
 func TestRedirectsOutboundTCPToProxy(t *testing.T) {
@@ -124,17 +136,44 @@ func TestRedirectsOutboundTCPToProxy(t *testing.T) {
 	wantArrivals(t, s, out, []bool{true, true, true, false, false, false, false, true})
 }
 
+// TestInboundIsUntouched connects from another namespace into the
+// captured one: the servers there answer on their own ports, replies
+// included, while their own outbound dials are still captured.
+func TestInboundIsUntouched(t *testing.T) {
+	if !netnstest.CanSwitchUser() {
+		t.Skip("skipping: the peer namespace needs root (moving a veth end into it)")
+	}
+	s := scenario{
+		Config:  DefaultConfig(),
+		Dials:   []dial{{Addr: "198.51.100.10:50051"}},
+		Inbound: []string{"192.0.2.129:50051", "[2001:db8:aaaa::1]:50051", "192.0.2.129:15021", "192.0.2.129:15001"},
+	}
+	out := runScenario(t, s)
+	wantArrivals(t, s, out, []bool{true})
+	if len(out.InboundArrivals) != len(s.Inbound) {
+		t.Fatalf("%d inbound arrivals for %d dials", len(out.InboundArrivals), len(s.Inbound))
+	}
+	for i, a := range s.Inbound {
+		dialed := netip.MustParseAddrPort(a)
+		got := out.InboundArrivals[i]
+		if got.Err != "" || got.Port != int(dialed.Port()) || got.OrigDst != dialed.String() {
+			t.Errorf("inbound dial %s: arrived at port %d with original destination %s (error %q); want port %d with %s",
+				a, got.Port, got.OrigDst, got.Err, dialed.Port(), dialed)
+		}
+	}
+}
+
 func TestProxyOwnTrafficIsNotRedirected(t *testing.T) {
 	if !netnstest.CanSwitchUser() {
 		t.Skip("skipping: sockets owned by UID/GID 1337 need root (a user namespace maps only the caller)")
 	}
 	s := scenario{Config: DefaultConfig(), Dials: []dial{
-		{Addr: "198.51.100.10:50051", UID: ptr(1337), GID: ptr(1337)},
-		{Addr: "[2001:db8::10]:50051", UID: ptr(1337), GID: ptr(1337)},
-		{Addr: "198.51.100.10:50051", UID: ptr(1337), GID: ptr(2000)},
-		{Addr: "198.51.100.10:50051", UID: ptr(2000), GID: ptr(1337)},
-		{Addr: "198.51.100.10:50051", UID: ptr(2000), GID: ptr(2000)}, // an app user
-		{Addr: "198.51.100.10:50051", UID: ptr(1338), GID: ptr(1338)},
+		{Addr: "198.51.100.10:50051", Owner: &owner{1337, 1337}},
+		{Addr: "[2001:db8::10]:50051", Owner: &owner{1337, 1337}},
+		{Addr: "198.51.100.10:50051", Owner: &owner{1337, 2000}},
+		{Addr: "198.51.100.10:50051", Owner: &owner{2000, 1337}},
+		{Addr: "198.51.100.10:50051", Owner: &owner{2000, 2000}}, // an app user
+		{Addr: "198.51.100.10:50051", Owner: &owner{1338, 1338}},
 	}}
 	out := runScenario(t, s)
 	wantArrivals(t, s, out, []bool{false, false, false, false, true, true})
@@ -146,9 +185,9 @@ func TestCustomProxyIdentityAndPort(t *testing.T) {
 	}
 	cfg := Config{ProxyPort: proxyPort, ProxyUID: 4242, ProxyGID: 4343}
 	s := scenario{Config: cfg, Dials: []dial{
-		{Addr: "198.51.100.10:50051", UID: ptr(4242), GID: ptr(0)},
-		{Addr: "198.51.100.10:50051", UID: ptr(1000), GID: ptr(4343)},
-		{Addr: "198.51.100.10:50051", UID: ptr(1337), GID: ptr(1337)}, // 1337 is nobody special now
+		{Addr: "198.51.100.10:50051", Owner: &owner{4242, 0}},
+		{Addr: "198.51.100.10:50051", Owner: &owner{1000, 4343}},
+		{Addr: "198.51.100.10:50051", Owner: &owner{1337, 1337}}, // 1337 is nobody special now
 	}}
 	out := runScenario(t, s)
 	wantArrivals(t, s, out, []bool{false, false, true})
@@ -248,7 +287,7 @@ func TestKernelAgreesWithDryRun(t *testing.T) {
 	cfg.ExcludePorts = mustPorts(t, "9090,8080,15020")
 	cfg.ExcludeCIDRs = mustCIDRs(t, "10.0.0.0/8,172.16.0.0/12,fc00::/7,2001:db8::/33,192.0.2.1")
 	cfg.IncludeCIDRs = mustCIDRs(t, "10.96.0.0/12,2001:db8::/32,0.0.0.0/0,::1")
-	out := runScenario(t, scenario{Config: cfg})
+	out := runScenario(t, scenario{Config: cfg, CompareNFT: true})
 	rs, err := Build(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -280,17 +319,23 @@ func TestScenarioHelper(t *testing.T) {
 			if err := rs.Apply(); err != nil {
 				t.Fatal(err)
 			}
-			n, tables := countRules(t)
+			tables, n := netnstest.InetRules(t, TableName, ChainName)
 			out.RuleCounts = append(out.RuleCounts, n)
 			out.Tables = tables
 		}
-		if _, err := exec.LookPath("nft"); err == nil {
+		if s.CompareNFT {
 			out.NFT, out.NFTNetlink, out.NFTReloaded = nftViews(t, rs)
+			if err := rs.Apply(); err != nil { // back to the rules under test
+				t.Fatal(err)
+			}
 		}
 
 		ports := map[int]bool{proxyPort: true}
 		for _, d := range s.Dials {
 			ports[int(netip.MustParseAddrPort(d.Addr).Port())] = true
+		}
+		for _, a := range s.Inbound {
+			ports[int(netip.MustParseAddrPort(a).Port())] = true
 		}
 		for p := range ports {
 			serve(t, p)
@@ -298,36 +343,18 @@ func TestScenarioHelper(t *testing.T) {
 		for _, d := range s.Dials {
 			out.Arrivals = append(out.Arrivals, dialAs(d))
 		}
+		if len(s.Inbound) > 0 {
+			peer := netnstest.NewPeer(t, linkLocal, linkRemote)
+			for _, a := range s.Inbound {
+				var got arrival
+				if err := peer.Do(func() error { got = dialOnce(a); return nil }); err != nil {
+					got = arrival{Err: err.Error()}
+				}
+				out.InboundArrivals = append(out.InboundArrivals, got)
+			}
+		}
 		return out
 	})
-}
-
-// countRules reads back the rules of the chain and counts the tables.
-func countRules(t *testing.T) (rules, tables int) {
-	t.Helper()
-	conn, err := nftables.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	all, err := conn.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var table *nftables.Table
-	for _, tb := range all {
-		if tb.Name == TableName {
-			tables++
-			table = tb
-		}
-	}
-	if table == nil {
-		t.Fatalf("no inet table %q after Apply", TableName)
-	}
-	got, err := conn.GetRules(table, &nftables.Chain{Name: ChainName, Table: table})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(got), tables
 }
 
 // nftViews lists the applied table with the nft tool, then reloads it from
@@ -391,30 +418,20 @@ func serve(t *testing.T, port int) {
 	}()
 }
 
-// dialAs connects from a socket owned by d.UID/d.GID. Credentials are
-// per-thread in Linux, and a socket keeps the ones it was created with, so
-// the dial runs on a locked thread whose IDs are changed with raw system
-// calls (Go's syscall.Setuid would change every thread). The thread is
-// never unlocked: the runtime discards it when the goroutine ends.
+// dialAs connects from a socket owned by d.Owner.
 func dialAs(d dial) arrival {
-	done := make(chan arrival, 1)
-	go func() {
-		runtime.LockOSThread()
-		if d.GID != nil {
-			if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(*d.GID), uintptr(*d.GID), uintptr(*d.GID)); e != 0 {
-				done <- arrival{Err: "setresgid: " + e.Error()}
-				return
-			}
-		}
-		if d.UID != nil {
-			if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(*d.UID), uintptr(*d.UID), uintptr(*d.UID)); e != 0 {
-				done <- arrival{Err: "setresuid: " + e.Error()}
-				return
-			}
-		}
-		done <- dialOnce(d.Addr)
-	}()
-	return <-done
+	if d.Owner == nil {
+		return dialOnce(d.Addr)
+	}
+	var a arrival
+	err := netnstest.AsUser(d.Owner.UID, d.Owner.GID, func() error {
+		a = dialOnce(d.Addr)
+		return nil
+	})
+	if err != nil {
+		return arrival{Err: err.Error()}
+	}
+	return a
 }
 
 func dialOnce(addr string) arrival {
@@ -458,16 +475,7 @@ func TestApplyWithoutPermissionHelper(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		errc := make(chan error, 1)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread dies with its IDs
-			if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 1337, 1337, 1337); e != 0 {
-				errc <- e
-				return
-			}
-			errc <- rs.Apply()
-		}()
-		err = <-errc
+		err = netnstest.AsUser(1337, 1337, rs.Apply)
 		if err == nil {
 			t.Fatal("Apply without CAP_NET_ADMIN succeeded")
 		}

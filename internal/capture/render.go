@@ -14,7 +14,8 @@ func (rs *Ruleset) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Outbound TCP capture. Rules run in order; the first whose conditions all\n")
 	fmt.Fprintf(&b, "# hold decides: \"return\" leaves the connection alone, \"redirect\" sends it\n")
-	fmt.Fprintf(&b, "# to the proxy. Inbound traffic never passes through this chain.\n")
+	fmt.Fprintf(&b, "# to the proxy; a connection that no rule decides is left alone (policy\n")
+	fmt.Fprintf(&b, "# accept). Inbound traffic never passes through this chain.\n")
 	fmt.Fprintf(&b, "# Applied as one transaction that replaces the table, so running it twice\n")
 	fmt.Fprintf(&b, "# leaves one copy.\n")
 	fmt.Fprintf(&b, "add table inet %s\n", rs.Table)

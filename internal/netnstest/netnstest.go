@@ -29,13 +29,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -138,10 +144,17 @@ func Child[In any](t *testing.T, fn func(t *testing.T, in In) any) {
 // IP runs `ip args...` in the helper's namespace and fails t on error.
 func IP(t testing.TB, args ...string) {
 	t.Helper()
+	if err := ip(args...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ip(args ...string) error {
 	out, err := exec.Command("ip", args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 	}
+	return nil
 }
 
 // LoopbackAddress makes addr (a bare IPv4 or IPv6 address) local, so a
@@ -166,4 +179,120 @@ func LoopbackRoute(t testing.TB, prefix string) {
 		family = "-6"
 	}
 	IP(t, family, "route", "add", prefix, "dev", "lo")
+}
+
+// AsUser runs fn on an OS thread of its own whose user and group IDs are
+// uid and gid, and returns its error. Linux credentials are per thread and
+// a socket keeps those of the thread that created it, so sockets fn opens
+// belong to uid/gid while the rest of the process stays root. Go's
+// syscall.Setuid would change every thread, hence the raw system calls;
+// the thread is never unlocked, so the runtime discards it afterwards.
+func AsUser(uid, gid uint32, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
+			errc <- fmt.Errorf("setresgid %d: %w", gid, e)
+			return
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+			errc <- fmt.Errorf("setresuid %d: %w", uid, e)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// InetRules counts the inet tables named table and the rules of their
+// chain, as the kernel reports them.
+func InetRules(t testing.TB, table, chain string) (tables, rules int) {
+	t.Helper()
+	conn, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatalf("listing inet tables: %v", err)
+	}
+	for _, tb := range all {
+		if tb.Name != table {
+			continue
+		}
+		tables++
+		got, err := conn.GetRules(tb, &nftables.Chain{Name: chain, Table: tb})
+		if err != nil {
+			t.Fatalf("listing the rules of inet %s %s: %v", table, chain, err)
+		}
+		rules += len(got)
+	}
+	return tables, rules
+}
+
+// Peer is a second network namespace joined to the helper's by a veth
+// pair, standing in for another pod or node that connects in.
+type Peer struct{ ns *os.File }
+
+// NewPeer makes a network namespace linked to the current one by a veth
+// pair; local and remote are the addresses (with prefix length) of the two
+// ends. The namespace lives as long as the test.
+func NewPeer(t testing.TB, local, remote []string) *Peer {
+	t.Helper()
+	// A sleeping child holds the new namespace; its /proc entry names it.
+	holder := exec.Command("sleep", "3600")
+	holder.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	if err := holder.Start(); err != nil {
+		t.Fatalf("creating the peer namespace: %v", err)
+	}
+	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	p := &Peer{ns: ns}
+
+	IP(t, "link", "add", "peer0", "type", "veth", "peer", "name", "peer1", "netns", strconv.Itoa(holder.Process.Pid))
+	configure := func(dev string, addrs []string) error {
+		for _, a := range addrs {
+			args := []string{"addr", "add", a, "dev", dev}
+			if strings.Contains(a, ":") {
+				args = append([]string{"-6"}, append(args, "nodad")...)
+			}
+			if err := ip(args...); err != nil {
+				return err
+			}
+		}
+		return ip("link", "set", dev, "up")
+	}
+	if err := configure("peer0", local); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Do(func() error {
+		if err := ip("link", "set", "lo", "up"); err != nil {
+			return err
+		}
+		return configure("peer1", remote)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Do runs fn on an OS thread of its own that has entered the peer's
+// namespace: sockets fn opens, and programs it starts, live there. The
+// thread is never unlocked, so the runtime discards it afterwards.
+func (p *Peer) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Setns(int(p.ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering the peer namespace: %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
 }
