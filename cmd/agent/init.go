@@ -25,7 +25,7 @@ func init() {
 func runInit(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("agent init", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	proxyPort := fs.String("proxy-port", strconv.Itoa(wellknown.ProxyOutboundPort), "port of the proxy's capture listener, `1-65535`")
+	proxyPort := fs.String("proxy-port", strconv.Itoa(wellknown.ProxyOutboundPort), "`port` of the proxy's capture listener (1-65535)")
 	proxyUID := fs.String("proxy-uid", strconv.Itoa(wellknown.ProxyUID), "`UID` of the proxy; its connections are never redirected")
 	proxyGID := fs.String("proxy-gid", strconv.Itoa(wellknown.ProxyGID), "`GID` of the proxy; its connections are never redirected")
 	excludePorts := fs.String("exclude-outbound-ports", "", "destination `ports` left alone, e.g. 8080,9090")

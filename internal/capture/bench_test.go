@@ -28,11 +28,7 @@ func BenchmarkDryRun(b *testing.B) {
 	cfg := benchConfig(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		rs, err := Build(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_ = rs.String()
+		_ = mustBuild(b, cfg).String()
 	}
 }
 
@@ -42,15 +38,11 @@ func BenchmarkEncode(b *testing.B) {
 	cfg := benchConfig(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		rs, err := Build(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
 		conn, err := nftables.New()
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := rs.program(conn); err != nil {
+		if err := mustBuild(b, cfg).program(conn); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -66,4 +58,12 @@ func BenchmarkParse(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func mustBuild(b *testing.B, cfg Config) *Ruleset {
+	rs, err := Build(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rs
 }

@@ -230,26 +230,24 @@ func TestIncludeCIDRsLimitCapture(t *testing.T) {
 	wantArrivals(t, s, out, []bool{true, true, false, false, false, false, false, false})
 }
 
-func TestIncludeOnlyIPv4LeavesIPv6Alone(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.IncludeCIDRs = mustCIDRs(t, "0.0.0.0/0")
-	s := scenario{Config: cfg, Dials: []dial{
-		{Addr: "203.0.113.10:50051"},
-		{Addr: "[2001:db8::10]:50051"},
-	}}
-	out := runScenario(t, s)
-	wantArrivals(t, s, out, []bool{true, false})
-}
-
-func TestIncludeStarCapturesEverything(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.IncludeCIDRs = mustCIDRs(t, "*")
-	s := scenario{Config: cfg, Dials: []dial{
-		{Addr: "203.0.113.10:50051"},
-		{Addr: "[2001:db8::10]:50051"},
-	}}
-	out := runScenario(t, s)
-	wantArrivals(t, s, out, []bool{true, true})
+// TestIncludeWholeFamilies: 0.0.0.0/0 alone captures IPv4 and leaves IPv6
+// alone; "*" captures both.
+func TestIncludeWholeFamilies(t *testing.T) {
+	for _, tc := range []struct {
+		include string
+		v4, v6  bool
+	}{
+		{"0.0.0.0/0", true, false},
+		{"::/0", false, true},
+		{"*", true, true},
+	} {
+		cfg := DefaultConfig()
+		cfg.IncludeCIDRs = mustCIDRs(t, tc.include)
+		s := scenario{Config: cfg, Dials: []dial{{Addr: "203.0.113.10:50051"}, {Addr: "[2001:db8::10]:50051"}}}
+		t.Run(tc.include, func(t *testing.T) {
+			wantArrivals(t, s, runScenario(t, s), []bool{tc.v4, tc.v6})
+		})
+	}
 }
 
 func TestApplyTwiceReplacesTheTable(t *testing.T) {
