@@ -116,8 +116,8 @@ func Build(c Config) (*Ruleset, error) {
 	return rs, nil
 }
 
-// uniquePorts sorts and de-duplicates: the kernel refuses a set holding
-// the same element twice, and nft lists set elements sorted.
+// uniquePorts sorts and de-duplicates, as nft lists set elements: the dry
+// run then reads exactly like `nft list ruleset` in the pod.
 func uniquePorts(ports []uint16) []uint16 {
 	out := slices.Clone(ports)
 	slices.Sort(out)
