@@ -67,9 +67,18 @@ func runInit(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agent init: %v\n", err)
 		return 1
 	}
-	// The log of the init container then shows what the pod runs with.
+	// Read back, so the log proves what the kernel holds, not what was sent.
+	n, found, err := capture.Installed()
+	if err == nil && (!found || n != len(rs.Rules)) {
+		err = fmt.Errorf("the kernel holds %d rules in table inet %s (found: %v), want %d", n, rs.Table, found, len(rs.Rules))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "agent init: checking the installed rules: %v\n", err)
+		return 1
+	}
+	// The init container's log then shows what the pod runs with.
 	fmt.Fprint(stdout, rs)
-	fmt.Fprintf(stdout, "# applied: table inet %s, %d rules\n", rs.Table, len(rs.Rules))
+	fmt.Fprintf(stdout, "# installed: table inet %s, %d rules read back from the kernel\n", rs.Table, n)
 	return 0
 }
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/tandem-mesh/tandem/internal/capture"
-	"github.com/tandem-mesh/tandem/internal/netnstest"
+	"github.com/tandem-mesh/tandem/internal/netns"
 )
 
 // goldenDir holds the dry-run texts pinned by internal/capture's golden test.
@@ -93,88 +93,67 @@ func TestInitHelp(t *testing.T) {
 	}
 }
 
-// step is one `agent init` run inside the namespace and what it left.
-type step struct {
-	Args                   []string
-	Code                   int
-	Stdout, Stderr         string
-	Tables, Rules          int
-	WantCode, WantRules    int
-	WantTables             int
-	WantStdout, WantStderr string
-}
-
-// TestInitInNamespace runs the real command against a fresh namespace:
-// bad input applies nothing, a good run installs one table, running again
-// or with other flags replaces it.
+// TestInitInNamespace runs the real command in a fresh namespace: bad
+// input applies nothing, a good run installs the rules, running again or
+// with other flags replaces them.
 func TestInitInNamespace(t *testing.T) {
+	if !netns.RunTest(t) {
+		return
+	}
 	// 7 rules by default: TCP only, proxy UID, proxy GID, two loopback,
 	// DNS, redirect; a port list adds one, each CIDR one.
-	steps := []step{
-		{Args: []string{"--exclude-outbound-ports", "8080,70000"}, WantCode: 2, WantStderr: `"70000"`},
-		{Args: []string{"--include-outbound-cidrs", "10.96.0.1/12"}, WantCode: 2, WantStderr: "10.96.0.1/12"},
-		{Args: []string{"--dry-run", "--exclude-outbound-ports", "8080,9090"}, WantStdout: "tcp dport { 8080, 9090 } return"},
-		{Args: nil, WantTables: 1, WantRules: 7, WantStdout: "applied: table inet tandem, 7 rules"},
-		{Args: nil, WantTables: 1, WantRules: 7},
-		{Args: []string{"--exclude-outbound-ports", "8080,9090"}, WantTables: 1, WantRules: 8},
-		{Args: []string{"--exclude-outbound-ports", "8080,9090"}, WantTables: 1, WantRules: 8},
-		{Args: []string{"--exclude-outbound-cidrs", "10.0.0.0/8,fd00::/8"}, WantTables: 1, WantRules: 9},
+	for _, s := range []struct {
+		args                []string
+		wantCode, wantRules int
+		wantStdout, wantErr string
+	}{
+		{[]string{"--exclude-outbound-ports", "8080,70000"}, 2, 0, "", `"70000"`},
+		{[]string{"--include-outbound-cidrs", "10.96.0.1/12"}, 2, 0, "", "10.96.0.1/12"},
+		{[]string{"--dry-run", "--exclude-outbound-ports", "8080,9090"}, 0, 0, "tcp dport { 8080, 9090 } return", ""},
+		{nil, 0, 7, "installed: table inet tandem, 7 rules read back from the kernel", ""},
+		{nil, 0, 7, "", ""},
+		{[]string{"--exclude-outbound-ports", "8080,9090"}, 0, 8, "", ""},
+		{[]string{"--exclude-outbound-ports", "8080,9090"}, 0, 8, "", ""},
+		{[]string{"--exclude-outbound-cidrs", "10.0.0.0/8,fd00::/8"}, 0, 9, "", ""},
 		// Bad input after a good run leaves the good rules in place.
-		{Args: []string{"--exclude-outbound-cidrs", "10.0.0.0/8,,fd00::/8"}, WantCode: 2, WantTables: 1, WantRules: 9, WantStderr: "item 2"},
-	}
-	var got []step
-	netnstest.Run(t, "TestInitHelper", steps, &got)
-	if len(got) != len(steps) {
-		t.Fatalf("helper ran %d steps of %d", len(got), len(steps))
-	}
-	for _, s := range got {
-		if s.Code != s.WantCode || s.Tables != s.WantTables || s.Rules != s.WantRules {
-			t.Errorf("agent init %v: exit %d leaving %d tables, %d rules; want exit %d, %d tables, %d rules (stderr %q)",
-				s.Args, s.Code, s.Tables, s.Rules, s.WantCode, s.WantTables, s.WantRules, s.Stderr)
+		{[]string{"--exclude-outbound-cidrs", "10.0.0.0/8,,fd00::/8"}, 2, 9, "", "item 2"},
+	} {
+		code, stdout, stderr := runAgent(append([]string{"init"}, s.args...)...)
+		rules, _, err := capture.Installed()
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !strings.Contains(s.Stdout, s.WantStdout) || !strings.Contains(s.Stderr, s.WantStderr) {
-			t.Errorf("agent init %v: stdout %q, stderr %q; want them to contain %q and %q", s.Args, s.Stdout, s.Stderr, s.WantStdout, s.WantStderr)
+		if code != s.wantCode || rules != s.wantRules {
+			t.Errorf("agent init %v: exit %d leaving %d rules; want exit %d and %d rules (stderr %q)",
+				s.args, code, rules, s.wantCode, s.wantRules, stderr)
+		}
+		if !strings.Contains(stdout, s.wantStdout) || !strings.Contains(stderr, s.wantErr) {
+			t.Errorf("agent init %v: stdout %q, stderr %q; want them to contain %q and %q", s.args, stdout, stderr, s.wantStdout, s.wantErr)
 		}
 	}
-}
-
-func TestInitHelper(t *testing.T) {
-	netnstest.Child(t, func(t *testing.T, steps []step) any {
-		for i := range steps {
-			s := &steps[i]
-			s.Code, s.Stdout, s.Stderr = runAgent(append([]string{"init"}, s.Args...)...)
-			s.Tables, s.Rules = netnstest.InetRules(t, capture.TableName, capture.ChainName)
-		}
-		return steps
-	})
 }
 
 // TestInitWithoutCapNetAdmin runs init as an unprivileged user: exit 1 and
 // the hint that names the missing capability.
 func TestInitWithoutCapNetAdmin(t *testing.T) {
-	if !netnstest.CanSwitchUser() {
-		t.Skip("skipping: dropping to an unprivileged UID needs root (a user namespace maps only the caller)")
+	if !netns.CanSwitchUser() {
+		t.Skip("skipped: dropping to an unprivileged user needs root (a user namespace made without root maps only the caller)")
 	}
-	var got step
-	netnstest.Run(t, "TestInitUnprivilegedHelper", step{Args: nil}, &got)
-	if got.Code != 1 || !strings.Contains(got.Stderr, "CAP_NET_ADMIN") || !strings.Contains(got.Stderr, "NET_ADMIN capability") {
-		t.Errorf("unprivileged agent init: exit %d, stderr %q; want exit 1 with the CAP_NET_ADMIN hint", got.Code, got.Stderr)
+	if !netns.RunTest(t) {
+		return
 	}
-	if got.Tables != 0 {
-		t.Errorf("unprivileged agent init left %d tables", got.Tables)
+	var code int
+	var stderr string
+	if err := netns.AsUser(1337, 1337, func() error {
+		code, _, stderr = runAgent("init")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func TestInitUnprivilegedHelper(t *testing.T) {
-	netnstest.Child(t, func(t *testing.T, s step) any {
-		err := netnstest.AsUser(1337, 1337, func() error {
-			s.Code, s.Stdout, s.Stderr = runAgent(append([]string{"init"}, s.Args...)...)
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Tables, s.Rules = netnstest.InetRules(t, capture.TableName, capture.ChainName)
-		return s
-	})
+	if code != 1 || !strings.Contains(stderr, "CAP_NET_ADMIN") || !strings.Contains(stderr, "NET_ADMIN capability") {
+		t.Errorf("unprivileged agent init: exit %d, stderr %q; want exit 1 with the CAP_NET_ADMIN hint", code, stderr)
+	}
+	if _, found, _ := capture.Installed(); found {
+		t.Error("unprivileged agent init left a table behind")
+	}
 }

@@ -85,3 +85,25 @@ func explain(err error) error {
 	}
 	return fmt.Errorf("installing nftables rules: %w", err)
 }
+
+// Installed reads back from the kernel how many rules the capture chain of
+// this network namespace holds; found is false when there is no capture
+// table.
+func Installed() (rules int, found bool, err error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return 0, false, explain(err)
+	}
+	t, err := conn.ListTableOfFamily(TableName, nftables.TableFamilyINet)
+	if errors.Is(err, unix.ENOENT) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("reading table inet %s: %w", TableName, err)
+	}
+	got, err := conn.GetRules(t, &nftables.Chain{Name: ChainName, Table: t})
+	if err != nil {
+		return 0, true, fmt.Errorf("reading chain %s of table inet %s: %w", ChainName, TableName, err)
+	}
+	return len(got), true, nil
+}

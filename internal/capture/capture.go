@@ -17,9 +17,12 @@ const (
 	ChainName = "output"
 )
 
-// chainPriority is NF_IP_PRI_NAT_DST ("dstnat"), where DNAT-like rewrites
-// of locally generated packets belong.
-const chainPriority = -100
+// chainPriority is just ahead of dstnat (-100), where destination NAT of
+// locally generated packets belongs. A connection gets its NAT from the
+// first chain that sets one, so capture must see it before any other DNAT
+// in the namespace (a kube-proxy-like rule would otherwise send it to a
+// backend directly); connections capture leaves alone still reach those.
+const chainPriority = -110
 
 // Config says which outbound connections go to the proxy.
 type Config struct {

@@ -13,8 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // childEnv marks the re-executed process.
@@ -89,6 +91,9 @@ func Setup(addrs []netip.Addr, routes []netip.Prefix) error {
 		if err != nil {
 			return err
 		}
+		if a.Is6() {
+			addr.Flags |= unix.IFA_F_NODAD // nothing to detect on loopback
+		}
 		if err := netlink.AddrAdd(lo, addr); err != nil && !errors.Is(err, syscall.EEXIST) {
 			return fmt.Errorf("adding %s to loopback: %w", p, err)
 		}
@@ -103,5 +108,34 @@ func Setup(addrs []netip.Addr, routes []netip.Prefix) error {
 			return fmt.Errorf("routing %s through loopback: %w", r, err)
 		}
 	}
+	for _, a := range addrs {
+		if a.Is6() {
+			if err := waitUsable(a); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// waitUsable returns once a TCP connection to a on a new listener works.
+// The kernel finishes an IPv6 address (its local route, the end of its
+// tentative state) in a work queue after the netlink call returns, so under
+// load a bind or connect right after AddrAdd can fail.
+func waitUsable(a netip.Addr) error {
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", netip.AddrPortFrom(a, 0).String()); err != nil {
+			continue
+		}
+		var c net.Conn
+		c, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+		ln.Close()
+		if err == nil {
+			c.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("address %s on loopback is not usable: %w", a, err)
 }

@@ -1,0 +1,113 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Peer is a second network namespace joined to the current one by a veth
+// pair: another pod or node that connects in from outside.
+type Peer struct {
+	holder *exec.Cmd
+	ns     vnetns.NsHandle
+}
+
+// NewPeer makes a network namespace linked to the current one by a veth
+// pair named after link ("<link>0" here, "<link>1" there); local and remote
+// are the addresses, with prefix lengths, of the two ends. Close removes it.
+func NewPeer(link string, local, remote []netip.Prefix) (*Peer, error) {
+	// A sleeping child holds the namespace, so it ends with the caller.
+	holder := exec.Command("sleep", "infinity")
+	holder.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	if err := holder.Start(); err != nil {
+		return nil, fmt.Errorf("creating the peer namespace: %w", err)
+	}
+	p := &Peer{holder: holder, ns: -1}
+	fail := func(err error) (*Peer, error) { return nil, errors.Join(err, p.Close()) }
+	ns, err := vnetns.GetFromPid(holder.Process.Pid)
+	if err != nil {
+		return fail(fmt.Errorf("opening the peer namespace: %w", err))
+	}
+	p.ns = ns
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: link + "0"}, PeerName: link + "1", PeerNamespace: netlink.NsFd(ns)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fail(fmt.Errorf("creating the veth pair %s: %w", link, err))
+	}
+	if err := configure(netlink.Handle{}, link+"0", local); err != nil {
+		return fail(err)
+	}
+	there, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fail(fmt.Errorf("netlink in the peer namespace: %w", err))
+	}
+	defer there.Close()
+	if err := configure(*there, "lo", nil); err != nil {
+		return fail(err)
+	}
+	if err := configure(*there, link+"1", remote); err != nil {
+		return fail(err)
+	}
+	return p, nil
+}
+
+// configure adds addrs to the link named dev and brings it up. IPv6
+// addresses skip duplicate address detection: nothing else is on the link.
+func configure(h netlink.Handle, dev string, addrs []netip.Prefix) error {
+	l, err := h.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", dev, err)
+	}
+	for _, a := range addrs {
+		addr, err := netlink.ParseAddr(a.String())
+		if err != nil {
+			return err
+		}
+		if a.Addr().Is6() {
+			addr.Flags = unix.IFA_F_NODAD
+		}
+		if err := h.AddrAdd(l, addr); err != nil {
+			return fmt.Errorf("adding %s to %s: %w", a, dev, err)
+		}
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("bringing %s up: %w", dev, err)
+	}
+	return nil
+}
+
+// Do runs fn on an OS thread of its own that has entered the peer's
+// namespace: sockets fn opens live there. The thread is never unlocked,
+// so the runtime discards it afterwards.
+func (p *Peer) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := vnetns.Set(p.ns); err != nil {
+			errc <- fmt.Errorf("entering the peer namespace: %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// Close ends the peer namespace and with it the veth pair.
+func (p *Peer) Close() error {
+	if p.ns >= 0 {
+		p.ns.Close()
+	}
+	if err := p.holder.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	_ = p.holder.Wait()
+	return nil
+}
