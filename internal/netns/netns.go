@@ -130,7 +130,7 @@ func waitUsable(a netip.Addr) error {
 			continue
 		}
 		var c net.Conn
-		c, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+		c, err = net.DialTimeout("tcp", ln.Addr().String(), 100*time.Millisecond) // loopback: instant once usable
 		ln.Close()
 		if err == nil {
 			c.Close()

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
@@ -56,7 +57,30 @@ func NewPeer(link string, local, remote []netip.Prefix) (*Peer, error) {
 	if err := configure(*there, link+"1", remote); err != nil {
 		return fail(err)
 	}
+	// Until the kernel's link watcher marks both ends up (it batches such
+	// events for up to a second), packets are dropped, not queued.
+	for _, end := range []struct {
+		h    netlink.Handle
+		name string
+	}{{netlink.Handle{}, link + "0"}, {*there, link + "1"}} {
+		if err := waitOperUp(end.h, end.name); err != nil {
+			return fail(err)
+		}
+	}
 	return p, nil
+}
+
+func waitOperUp(h netlink.Handle, dev string) error {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		l, err := h.LinkByName(dev)
+		if err != nil {
+			return fmt.Errorf("link %s: %w", dev, err)
+		}
+		if l.Attrs().OperState == netlink.OperUp {
+			return nil
+		}
+	}
+	return fmt.Errorf("link %s did not come up", dev)
 }
 
 // configure adds addrs to the link named dev and brings it up. IPv6
