@@ -125,7 +125,7 @@ func (p *pod) expect(conns ...conn) {
 		p.serve(dst.Port())
 		var port int
 		var orig string
-		dial := func() (err error) { port, orig, err = dialAndRead(c.addr); return err }
+		dial := func() (err error) { port, orig, err = dialAndRead(podSource(c.addr), c.addr); return err }
 		var err error
 		if c.as == nil {
 			err = dial()
@@ -147,9 +147,28 @@ func (p *pod) expect(conns ...conn) {
 	}
 }
 
-// dialAndRead connects to addr and reads what the accepting server saw.
-func dialAndRead(addr string) (port int, orig string, err error) {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+// podSource is the source address of the pod's connections to addr, as
+// its pod IP would be (loopback for loopback). It differs from most
+// destinations, so a rule matching the wrong address field shows.
+func podSource(addr string) netip.Addr {
+	switch dst := netip.MustParseAddrPort(addr).Addr(); {
+	case dst.IsLoopback():
+		return netip.Addr{}
+	case dst.Is4():
+		return netip.MustParseAddr("192.0.2.10")
+	default:
+		return netip.MustParseAddr("2001:db8::10")
+	}
+}
+
+// dialAndRead connects from (any source when unset) to addr and reads what
+// the accepting server saw.
+func dialAndRead(from netip.Addr, addr string) (port int, orig string, err error) {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if from.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: from.AsSlice()}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return 0, "", err
 	}
@@ -353,7 +372,7 @@ func TestInboundIsUntouched(t *testing.T) {
 		p.serve(dst.Port())
 		var port int
 		var orig string
-		err := peer.Do(func() (err error) { port, orig, err = dialAndRead(addr); return err })
+		err := peer.Do(func() (err error) { port, orig, err = dialAndRead(netip.Addr{}, addr); return err })
 		if err != nil || port != int(dst.Port()) || orig != dst.String() {
 			t.Errorf("inbound connection to %s arrived at port %d with original destination %s (error %v); want port %d with %s",
 				addr, port, orig, err, dst.Port(), dst)
