@@ -179,5 +179,5 @@ func (t *tracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryR
 
 // REST fetches are not served; the callbacks exist to satisfy the interface.
 
-func (t *tracker) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }
+func (t *tracker) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error           { return nil }
 func (t *tracker) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}
