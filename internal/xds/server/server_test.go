@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -17,19 +16,14 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tandem-mesh/tandem/internal/xds"
+	"github.com/tandem-mesh/tandem/internal/xds/xdstest"
 )
-
-type anyResource = anypb.Any
 
 // Fixtures built by hand so the expectations do not depend on the translator.
 
@@ -110,133 +104,6 @@ func newServer() *Server {
 	return New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
-// sotwClient speaks state-of-the-world ADS as Envoy does: the node on the
-// first request, then an ACK (version and nonce of the response) or a NACK
-// (the last accepted version, the nonce and an error) per response.
-type sotwClient struct {
-	t      *testing.T
-	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
-	cancel context.CancelFunc // ends the stream
-	resps  chan *discoveryv3.DiscoveryResponse
-	first  bool
-	// accepted version per type, sent back in every later request
-	accepted map[string]string
-	names    map[string][]string
-}
-
-func newSotwClient(t *testing.T, conn *grpc.ClientConn) *sotwClient {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &sotwClient{t: t, stream: st, cancel: cancel, resps: make(chan *discoveryv3.DiscoveryResponse, 16), first: true,
-		accepted: map[string]string{}, names: map[string][]string{}}
-	go func() {
-		defer close(c.resps)
-		for {
-			r, err := st.Recv()
-			if err != nil {
-				return
-			}
-			c.resps <- r
-		}
-	}()
-	return c
-}
-
-func (c *sotwClient) send(typeURL, nonce string, detail *status.Status) {
-	c.t.Helper()
-	req := &discoveryv3.DiscoveryRequest{
-		TypeUrl:       typeURL,
-		ResourceNames: c.names[typeURL],
-		VersionInfo:   c.accepted[typeURL],
-		ResponseNonce: nonce,
-		ErrorDetail:   detail,
-	}
-	if c.first {
-		req.Node = &corev3.Node{Id: "test-pod.test-ns"}
-		c.first = false
-	}
-	if err := c.stream.Send(req); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *sotwClient) subscribe(typeURL string, names ...string) {
-	c.t.Helper()
-	c.names[typeURL] = names
-	c.send(typeURL, "", nil)
-}
-
-func (c *sotwClient) ack(r *discoveryv3.DiscoveryResponse) {
-	c.t.Helper()
-	c.accepted[r.TypeUrl] = r.VersionInfo
-	c.send(r.TypeUrl, r.Nonce, nil)
-}
-
-func (c *sotwClient) nack(r *discoveryv3.DiscoveryResponse, msg string) {
-	c.t.Helper()
-	c.send(r.TypeUrl, r.Nonce, &status.Status{Code: 3, Message: msg})
-}
-
-func (c *sotwClient) recv(typeURL string) *discoveryv3.DiscoveryResponse {
-	c.t.Helper()
-	select {
-	case r, ok := <-c.resps:
-		if !ok {
-			c.t.Fatal("stream closed")
-		}
-		if r.TypeUrl != typeURL {
-			c.t.Fatalf("got a %s response, want %s", r.TypeUrl, typeURL)
-		}
-		return r
-	case <-time.After(5 * time.Second):
-		c.t.Fatalf("no %s response within 5s", typeURL)
-	}
-	return nil
-}
-
-// quiet asserts nothing arrives for a while.
-func (c *sotwClient) quiet(d time.Duration) {
-	c.t.Helper()
-	select {
-	case r := <-c.resps:
-		c.t.Fatalf("unexpected %s response with %s", r.TypeUrl, strings.Join(respNames(c.t, r.Resources), ","))
-	case <-time.After(d):
-	}
-}
-
-// respNames decodes the names of the resources in a response, sorted.
-func respNames(t *testing.T, rs []*anyResource) []string {
-	t.Helper()
-	var out []string
-	for _, a := range rs {
-		m, err := a.UnmarshalNew()
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch v := m.(type) {
-		case *endpointv3.ClusterLoadAssignment:
-			out = append(out, v.ClusterName)
-		case interface{ GetName() string }:
-			out = append(out, v.GetName())
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func decode[T proto.Message](t *testing.T, a *anyResource) T {
-	t.Helper()
-	m, err := a.UnmarshalNew()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.(T)
-}
-
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -254,24 +121,24 @@ func TestSotwACKReadinessAndNACK(t *testing.T) {
 		[]*clusterv3.Cluster{cluster("a", time.Second), cluster("b", time.Second)},
 		[]*endpointv3.ClusterLoadAssignment{cla("a", "198.51.100.1"), cla("b", "198.51.100.2")},
 		listener("outbound", 15001)))
-	c := newSotwClient(t, start(t, s))
+	c := xdstest.NewSotW(t, start(t, s))
 
-	c.subscribe(resource.ClusterType)
-	cds := c.recv(resource.ClusterType)
-	if got := respNames(t, cds.Resources); !slices.Equal(got, []string{"a", "b"}) {
+	c.Subscribe(resource.ClusterType)
+	cds := c.Recv(resource.ClusterType)
+	if got := xdstest.Names(t, cds); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("CDS resources = %v, want [a b]", got)
 	}
-	c.ack(cds)
-	c.subscribe(resource.ListenerType)
-	lds := c.recv(resource.ListenerType)
-	if got := respNames(t, lds.Resources); !slices.Equal(got, []string{"outbound"}) {
+	c.ACK(cds)
+	c.Subscribe(resource.ListenerType)
+	lds := c.Recv(resource.ListenerType)
+	if got := xdstest.Names(t, lds); !slices.Equal(got, []string{"outbound"}) {
 		t.Fatalf("LDS resources = %v, want [outbound]", got)
 	}
 	waitFor(t, "the CDS ACK to be counted", func() bool { return s.Stats().ACKs[Cluster] == 1 })
 	if s.Ready() {
 		t.Fatal("ready before listeners were ACKed")
 	}
-	c.ack(lds)
+	c.ACK(lds)
 	waitFor(t, "readiness after the LDS ACK", s.Ready)
 
 	// A changed cluster arrives in a full CDS response; the client rejects it.
@@ -279,11 +146,11 @@ func TestSotwACKReadinessAndNACK(t *testing.T) {
 		[]*clusterv3.Cluster{cluster("a", 2*time.Second), cluster("b", time.Second)},
 		[]*endpointv3.ClusterLoadAssignment{cla("a", "198.51.100.1"), cla("b", "198.51.100.2")},
 		listener("outbound", 15001)))
-	bad := c.recv(resource.ClusterType)
+	bad := c.Recv(resource.ClusterType)
 	if bad.VersionInfo == cds.VersionInfo {
 		t.Fatalf("changed clusters reuse version %q", bad.VersionInfo)
 	}
-	c.nack(bad, "cluster a: connect timeout refused by the test")
+	c.NACK(bad, "cluster a: connect timeout refused by the test")
 	waitFor(t, "the NACK to be counted", func() bool { return s.Stats().NACKs[Cluster] == 1 })
 	st := s.Stats()
 	if !strings.Contains(st.LastNACK, "refused by the test") {
@@ -294,7 +161,7 @@ func TestSotwACKReadinessAndNACK(t *testing.T) {
 	}
 	// The rejected response is not pushed again, and readiness stays: the
 	// client still runs its last accepted configuration.
-	c.quiet(300 * time.Millisecond)
+	c.Quiet(300 * time.Millisecond)
 	if !s.Ready() {
 		t.Error("not ready after a NACK of a later version")
 	}
@@ -303,13 +170,13 @@ func TestSotwACKReadinessAndNACK(t *testing.T) {
 		[]*clusterv3.Cluster{cluster("a", 3*time.Second), cluster("b", time.Second)},
 		[]*endpointv3.ClusterLoadAssignment{cla("a", "198.51.100.1"), cla("b", "198.51.100.2")},
 		listener("outbound", 15001)))
-	next := c.recv(resource.ClusterType)
+	next := c.Recv(resource.ClusterType)
 	for _, a := range next.Resources {
-		if cl := decode[*clusterv3.Cluster](t, a); cl.Name == "a" && cl.ConnectTimeout.AsDuration() != 3*time.Second {
+		if cl := xdstest.Decode[*clusterv3.Cluster](t, a); cl.Name == "a" && cl.ConnectTimeout.AsDuration() != 3*time.Second {
 			t.Errorf("cluster a connect timeout = %v, want 3s", cl.ConnectTimeout.AsDuration())
 		}
 	}
-	c.ack(next)
+	c.ACK(next)
 	waitFor(t, "the second CDS ACK", func() bool { return s.Stats().ACKs[Cluster] == 2 })
 }
 
@@ -318,40 +185,40 @@ func TestSotwIncrementalEDS(t *testing.T) {
 	clusters := []*clusterv3.Cluster{cluster("a", time.Second), cluster("b", time.Second), cluster("c", time.Second)}
 	s.Publish(world(clusters, []*endpointv3.ClusterLoadAssignment{
 		cla("a", "198.51.100.1"), cla("b", "198.51.100.2"), cla("c", "198.51.100.3")}))
-	c := newSotwClient(t, start(t, s))
-	c.subscribe(resource.ClusterType)
-	c.ack(c.recv(resource.ClusterType))
-	c.subscribe(resource.EndpointType, "a", "b", "c")
-	eds := c.recv(resource.EndpointType)
-	if got := respNames(t, eds.Resources); !slices.Equal(got, []string{"a", "b", "c"}) {
+	c := xdstest.NewSotW(t, start(t, s))
+	c.Subscribe(resource.ClusterType)
+	c.ACK(c.Recv(resource.ClusterType))
+	c.Subscribe(resource.EndpointType, "a", "b", "c")
+	eds := c.Recv(resource.EndpointType)
+	if got := xdstest.Names(t, eds); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Fatalf("EDS resources = %v, want [a b c]", got)
 	}
-	c.ack(eds)
+	c.ACK(eds)
 
 	// An endpoint change of one service: only its assignment is sent.
 	s.PublishEndpoints([]*endpointv3.ClusterLoadAssignment{cla("b", "198.51.100.2", "198.51.100.22")})
-	upd := c.recv(resource.EndpointType)
-	if got := respNames(t, upd.Resources); !slices.Equal(got, []string{"b"}) {
+	upd := c.Recv(resource.EndpointType)
+	if got := xdstest.Names(t, upd); !slices.Equal(got, []string{"b"}) {
 		t.Fatalf("incremental EDS sent %v, want only [b]", got)
 	}
-	if n := len(decode[*endpointv3.ClusterLoadAssignment](t, upd.Resources[0]).Endpoints[0].LbEndpoints); n != 2 {
+	if n := len(xdstest.Decode[*endpointv3.ClusterLoadAssignment](t, upd.Resources[0]).Endpoints[0].LbEndpoints); n != 2 {
 		t.Fatalf("b has %d endpoints, want 2", n)
 	}
-	c.ack(upd)
+	c.ACK(upd)
 	// Publishing an unchanged assignment sends nothing.
 	s.PublishEndpoints([]*endpointv3.ClusterLoadAssignment{cla("a", "198.51.100.1")})
-	c.quiet(200 * time.Millisecond)
+	c.Quiet(200 * time.Millisecond)
 
 	// A full rebuild that changes only c's endpoints sends only c: no CDS
 	// response, no other assignment.
 	s.Publish(world(clusters, []*endpointv3.ClusterLoadAssignment{
 		cla("a", "198.51.100.1"), cla("b", "198.51.100.2", "198.51.100.22"), cla("c")}))
-	upd = c.recv(resource.EndpointType)
-	if got := respNames(t, upd.Resources); !slices.Equal(got, []string{"c"}) {
+	upd = c.Recv(resource.EndpointType)
+	if got := xdstest.Names(t, upd); !slices.Equal(got, []string{"c"}) {
 		t.Fatalf("full rebuild sent EDS %v, want only [c]", got)
 	}
-	c.ack(upd)
-	c.quiet(200 * time.Millisecond)
+	c.ACK(upd)
+	c.Quiet(200 * time.Millisecond)
 	if got := s.Stats().Endpoints; got["a"] != 1 || got["b"] != 2 || got["c"] != 0 {
 		t.Errorf("endpoint counts = %v, want a:1 b:2 c:0", got)
 	}
@@ -361,16 +228,16 @@ func TestChangedClusterResendsItsEndpoints(t *testing.T) {
 	s := newServer()
 	clas := []*endpointv3.ClusterLoadAssignment{cla("a", "198.51.100.1"), cla("b", "198.51.100.2")}
 	s.Publish(world([]*clusterv3.Cluster{cluster("a", time.Second), cluster("b", time.Second)}, clas))
-	c := newSotwClient(t, start(t, s))
-	c.subscribe(resource.ClusterType)
-	c.ack(c.recv(resource.ClusterType))
-	c.subscribe(resource.EndpointType, "a", "b")
-	c.ack(c.recv(resource.EndpointType))
+	c := xdstest.NewSotW(t, start(t, s))
+	c.Subscribe(resource.ClusterType)
+	c.ACK(c.Recv(resource.ClusterType))
+	c.Subscribe(resource.EndpointType, "a", "b")
+	c.ACK(c.Recv(resource.EndpointType))
 
 	s.Publish(world([]*clusterv3.Cluster{cluster("a", 2*time.Second), cluster("b", time.Second)}, clas))
-	c.ack(c.recv(resource.ClusterType))
-	eds := c.recv(resource.EndpointType)
-	if got := respNames(t, eds.Resources); !slices.Equal(got, []string{"a"}) {
+	c.ACK(c.Recv(resource.ClusterType))
+	eds := c.Recv(resource.EndpointType)
+	if got := xdstest.Names(t, eds); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("after cluster a changed, EDS sent %v, want [a]", got)
 	}
 }
@@ -378,19 +245,19 @@ func TestChangedClusterResendsItsEndpoints(t *testing.T) {
 func TestInvalidResourceNeverPublished(t *testing.T) {
 	s := newServer()
 	s.Publish(world([]*clusterv3.Cluster{cluster("a", time.Second)}, nil))
-	c := newSotwClient(t, start(t, s))
-	c.subscribe(resource.ClusterType)
-	c.ack(c.recv(resource.ClusterType))
+	c := xdstest.NewSotW(t, start(t, s))
+	c.Subscribe(resource.ClusterType)
+	c.ACK(c.Recv(resource.ClusterType))
 
 	// A new cluster with a negative connect timeout fails validation (Envoy
 	// requires it to be positive); a valid change to cluster a in the same
 	// rebuild still goes out.
 	s.Publish(world([]*clusterv3.Cluster{cluster("a", 2*time.Second), cluster("bad", -time.Second)}, nil))
-	r := c.recv(resource.ClusterType)
-	if got := respNames(t, r.Resources); !slices.Equal(got, []string{"a"}) {
+	r := c.Recv(resource.ClusterType)
+	if got := xdstest.Names(t, r); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("CDS = %v, want [a] without the invalid cluster", got)
 	}
-	c.ack(r)
+	c.ACK(r)
 	if got := s.Stats().Rejected[Cluster]; got != 1 {
 		t.Errorf("Rejected[cluster] = %d, want 1", got)
 	}
@@ -398,7 +265,7 @@ func TestInvalidResourceNeverPublished(t *testing.T) {
 	// An invalid version of a served cluster: the served version stays and
 	// nothing is pushed.
 	s.Publish(world([]*clusterv3.Cluster{cluster("a", -time.Second)}, nil))
-	c.quiet(300 * time.Millisecond)
+	c.Quiet(300 * time.Millisecond)
 	served := s.Resources(Cluster)["a"].(*clusterv3.Cluster)
 	if served.ConnectTimeout.AsDuration() != 2*time.Second {
 		t.Errorf("served cluster a connect timeout = %v, want the last good 2s", served.ConnectTimeout.AsDuration())
@@ -424,13 +291,13 @@ func TestRemovedResources(t *testing.T) {
 	s := newServer()
 	s.Publish(world([]*clusterv3.Cluster{cluster("a", time.Second), cluster("b", time.Second)},
 		[]*endpointv3.ClusterLoadAssignment{cla("a", "198.51.100.1"), cla("b", "198.51.100.2")}))
-	c := newSotwClient(t, start(t, s))
-	c.subscribe(resource.ClusterType)
-	c.ack(c.recv(resource.ClusterType))
+	c := xdstest.NewSotW(t, start(t, s))
+	c.Subscribe(resource.ClusterType)
+	c.ACK(c.Recv(resource.ClusterType))
 
 	s.Publish(world([]*clusterv3.Cluster{cluster("a", time.Second)}, []*endpointv3.ClusterLoadAssignment{cla("a", "198.51.100.1")}))
-	r := c.recv(resource.ClusterType)
-	if got := respNames(t, r.Resources); !slices.Equal(got, []string{"a"}) {
+	r := c.Recv(resource.ClusterType)
+	if got := xdstest.Names(t, r); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("CDS after removing b = %v, want [a]", got)
 	}
 	if _, ok := s.Resources(Endpoint)["b"]; ok {
@@ -444,88 +311,18 @@ func TestRemovedResources(t *testing.T) {
 func TestReadinessFollowsConnectedClients(t *testing.T) {
 	s := newServer()
 	s.Publish(world([]*clusterv3.Cluster{cluster("a", time.Second)}, nil, listener("outbound", 15001)))
-	c := newSotwClient(t, start(t, s))
-	c.subscribe(resource.ClusterType)
-	c.ack(c.recv(resource.ClusterType))
-	c.subscribe(resource.ListenerType)
-	c.ack(c.recv(resource.ListenerType))
+	c := xdstest.NewSotW(t, start(t, s))
+	c.Subscribe(resource.ClusterType)
+	c.ACK(c.Recv(resource.ClusterType))
+	c.Subscribe(resource.ListenerType)
+	c.ACK(c.Recv(resource.ListenerType))
 	waitFor(t, "readiness", s.Ready)
 	if got := s.Stats().Clients; got != 1 {
 		t.Errorf("Clients = %d, want 1", got)
 	}
-	c.cancel()
+	c.Close()
 	waitFor(t, "readiness to drop when the client leaves", func() bool { return !s.Ready() })
 	waitFor(t, "the client count to drop", func() bool { return s.Stats().Clients == 0 })
-}
-
-// deltaClient speaks incremental ADS.
-type deltaClient struct {
-	t      *testing.T
-	stream discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
-	resps  chan *discoveryv3.DeltaDiscoveryResponse
-	first  bool
-}
-
-func newDeltaClient(t *testing.T, conn *grpc.ClientConn) *deltaClient {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &deltaClient{t: t, stream: st, resps: make(chan *discoveryv3.DeltaDiscoveryResponse, 16), first: true}
-	go func() {
-		defer close(c.resps)
-		for {
-			r, err := st.Recv()
-			if err != nil {
-				return
-			}
-			c.resps <- r
-		}
-	}()
-	return c
-}
-
-func (c *deltaClient) send(req *discoveryv3.DeltaDiscoveryRequest) {
-	c.t.Helper()
-	if c.first {
-		req.Node = &corev3.Node{Id: "test-pod.test-ns"}
-		c.first = false
-	}
-	if err := c.stream.Send(req); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *deltaClient) recv(typeURL string) *discoveryv3.DeltaDiscoveryResponse {
-	c.t.Helper()
-	select {
-	case r, ok := <-c.resps:
-		if !ok {
-			c.t.Fatal("stream closed")
-		}
-		if r.TypeUrl != typeURL {
-			c.t.Fatalf("got a %s response, want %s", r.TypeUrl, typeURL)
-		}
-		return r
-	case <-time.After(5 * time.Second):
-		c.t.Fatalf("no %s response within 5s", typeURL)
-	}
-	return nil
-}
-
-func (c *deltaClient) ack(r *discoveryv3.DeltaDiscoveryResponse) {
-	c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: r.TypeUrl, ResponseNonce: r.Nonce})
-}
-
-func deltaNames(r *discoveryv3.DeltaDiscoveryResponse) []string {
-	var out []string
-	for _, res := range r.Resources {
-		out = append(out, res.Name)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func TestDeltaIncrementalEDSAndNACK(t *testing.T) {
@@ -533,33 +330,32 @@ func TestDeltaIncrementalEDSAndNACK(t *testing.T) {
 	clusters := []*clusterv3.Cluster{cluster("a", time.Second), cluster("b", time.Second)}
 	s.Publish(world(clusters, []*endpointv3.ClusterLoadAssignment{cla("a", "198.51.100.1"), cla("b", "198.51.100.2")},
 		listener("outbound", 15001)))
-	c := newDeltaClient(t, start(t, s))
+	c := xdstest.NewDelta(t, start(t, s))
 
-	c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResourceNamesSubscribe: []string{"*"}})
-	cds := c.recv(resource.ClusterType)
-	if got := deltaNames(cds); !slices.Equal(got, []string{"a", "b"}) {
+	c.Subscribe(resource.ClusterType, "*")
+	cds := c.Recv(resource.ClusterType)
+	if got := xdstest.DeltaNames(cds); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("delta CDS = %v, want [a b]", got)
 	}
-	c.ack(cds)
-	c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.ListenerType, ResourceNamesSubscribe: []string{"*"}})
-	c.ack(c.recv(resource.ListenerType))
+	c.ACK(cds)
+	c.Subscribe(resource.ListenerType, "*")
+	c.ACK(c.Recv(resource.ListenerType))
 	waitFor(t, "readiness over delta", s.Ready)
 
-	c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{"a", "b"}})
-	eds := c.recv(resource.EndpointType)
-	if got := deltaNames(eds); !slices.Equal(got, []string{"a", "b"}) {
+	c.Subscribe(resource.EndpointType, "a", "b")
+	eds := c.Recv(resource.EndpointType)
+	if got := xdstest.DeltaNames(eds); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("delta EDS = %v, want [a b]", got)
 	}
-	c.ack(eds)
+	c.ACK(eds)
 
 	s.PublishEndpoints([]*endpointv3.ClusterLoadAssignment{cla("a", "198.51.100.1", "198.51.100.11")})
-	upd := c.recv(resource.EndpointType)
-	if got := deltaNames(upd); !slices.Equal(got, []string{"a"}) || len(upd.RemovedResources) != 0 {
+	upd := c.Recv(resource.EndpointType)
+	if got := xdstest.DeltaNames(upd); !slices.Equal(got, []string{"a"}) || len(upd.RemovedResources) != 0 {
 		t.Fatalf("delta EDS update = %v removed %v, want only [a]", got, upd.RemovedResources)
 	}
 	// The client rejects it.
-	c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.EndpointType, ResponseNonce: upd.Nonce,
-		ErrorDetail: &status.Status{Code: 3, Message: "endpoint refused by the test"}})
+	c.NACK(upd, "endpoint refused by the test")
 	waitFor(t, "the delta NACK to be counted", func() bool { return s.Stats().NACKs[Endpoint] == 1 })
 
 	// Removing cluster b removes it and its assignment by name.
@@ -567,12 +363,12 @@ func TestDeltaIncrementalEDSAndNACK(t *testing.T) {
 		listener("outbound", 15001)))
 	got := map[string][]string{}
 	for range 2 {
-		r := <-c.resps
+		r := c.RecvAny()
 		got[r.TypeUrl] = r.RemovedResources
 		if len(r.Resources) != 0 {
-			t.Errorf("%s removal also sent %v", r.TypeUrl, deltaNames(r))
+			t.Errorf("%s removal also sent %v", r.TypeUrl, xdstest.DeltaNames(r))
 		}
-		c.ack(r)
+		c.ACK(r)
 	}
 	if !slices.Equal(got[resource.ClusterType], []string{"b"}) || !slices.Equal(got[resource.EndpointType], []string{"b"}) {
 		t.Fatalf("removed resources = %v, want cluster b and endpoint b", got)
