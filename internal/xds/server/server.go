@@ -70,7 +70,7 @@ type Server struct {
 	log       *slog.Logger
 	proxyless bool
 	caches    map[string]*cachev3.LinearCache
-	mux       *cachev3.MuxCache
+	gate      *gate
 	tracker   *tracker
 
 	mu        sync.Mutex // serialises publishing
@@ -80,7 +80,7 @@ type Server struct {
 	updates   map[string]uint64
 }
 
-// New returns a Server serving nothing until the first Publish.
+// New returns a Server; clients get no answer until the first Publish.
 func New(o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -105,11 +105,11 @@ func New(o Options) *Server {
 		caches[typeURL] = c
 		s.published[typeURL] = map[string]types.Resource{}
 	}
-	s.mux = &cachev3.MuxCache{
+	s.gate = &gate{inner: &cachev3.MuxCache{
 		Classify:      func(r *cachev3.Request) string { return r.GetTypeUrl() },
 		ClassifyDelta: func(r *cachev3.DeltaRequest) string { return r.GetTypeUrl() },
 		Caches:        caches,
-	}
+	}}
 	return s
 }
 
@@ -152,7 +152,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		opts = append(opts, config.DeactivateLegacyWildcardForTypes([]string{resource.RouteType, resource.EndpointType}))
 	}
 	opts = append(opts, func(o *config.Opts) { o.Logger = logAdapter{s.log} })
-	xdsServer := serverv3.NewServer(ctx, s.mux, s.tracker, opts...)
+	xdsServer := serverv3.NewServer(ctx, s.gate, s.tracker, opts...)
 	g := grpc.NewServer()
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, xdsServer)
 	done := make(chan struct{})
@@ -221,6 +221,7 @@ func (s *Server) Publish(r *xds.Resources) {
 	for _, typeURL := range removeOrder {
 		s.apply(typeURL, nil, removals[typeURL])
 	}
+	s.gate.release()
 }
 
 // PublishEndpoints updates the given ClusterLoadAssignments only, leaving

@@ -424,3 +424,26 @@ func TestListenRefusesRegularFile(t *testing.T) {
 		t.Error("Listen changed the regular file")
 	}
 }
+
+func TestNoAnswerBeforeFirstPublish(t *testing.T) {
+	s := newServer()
+	conn := start(t, s)
+	c := xdstest.NewSotW(t, conn)
+	c.Subscribe(resource.ClusterType)
+	d := xdstest.NewDelta(t, conn)
+	d.Subscribe(resource.ClusterType, "*")
+	gone := xdstest.NewSotW(t, conn) // leaves before the configuration exists
+	gone.Subscribe(resource.ListenerType)
+	c.Quiet(300 * time.Millisecond)
+	d.Quiet(0)
+	gone.Close()
+	waitFor(t, "the leaving client to be gone", func() bool { return s.Stats().Clients == 2 })
+
+	s.Publish(world([]*clusterv3.Cluster{cluster("a", time.Second)}, nil))
+	if got := xdstest.Names(t, c.Recv(resource.ClusterType)); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("held state-of-the-world watch answered %v, want [a]", got)
+	}
+	if got := xdstest.DeltaNames(d.Recv(resource.ClusterType)); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("held delta watch answered %v, want [a]", got)
+	}
+}
