@@ -182,8 +182,10 @@ func ServiceEndpoints(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, _ M
 		})
 		cla := &endpointv3.ClusterLoadAssignment{ClusterName: ClusterName(svc.Namespace, svc.Name, p.Port)}
 		if len(lbs) > 0 {
-			// gRPC ignores localities without a weight.
+			// gRPC refuses localities without a locality message and
+			// ignores those without a weight.
 			cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{
+				Locality:            &corev3.Locality{},
 				LoadBalancingWeight: wrapperspb.UInt32(1),
 				LbEndpoints:         lbs,
 			}}
