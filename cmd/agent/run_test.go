@@ -24,6 +24,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/tandem-mesh/tandem/internal/kubeobj"
+	"github.com/tandem-mesh/tandem/internal/poll"
 	"github.com/tandem-mesh/tandem/internal/testenv"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/xdstest"
@@ -105,17 +106,6 @@ func get(addr, path string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // fakeEnvoyAdmin records drain requests and serves statistics.
 type fakeEnvoyAdmin struct {
 	*httptest.Server
@@ -185,7 +175,7 @@ func startRun(t *testing.T, kubeconfig, admin string, extra ...string) *running 
 			mu.Unlock()
 		}
 	})
-	eventually(t, "/healthz", func() bool { code, _ := get(r.health, "/healthz"); return code == http.StatusOK })
+	poll.Until(t, 30*time.Second, "/healthz", func() bool { code, _ := get(r.health, "/healthz"); return code == http.StatusOK })
 	return r
 }
 
@@ -241,7 +231,7 @@ func TestRunServesEnvoyAndDrains(t *testing.T) {
 	}
 	envoy.Subscribe(resource.ListenerType)
 	envoy.ACK(envoy.Recv(resource.ListenerType))
-	eventually(t, "/ready after the ACKs", func() bool { code, _ := get(r.health, "/ready"); return code == http.StatusOK })
+	poll.Until(t, 30*time.Second, "/ready after the ACKs", func() bool { code, _ := get(r.health, "/ready"); return code == http.StatusOK })
 
 	_, metrics := get(r.metrics, "/metrics")
 	for _, want := range []string{
@@ -264,7 +254,7 @@ func TestRunServesEnvoyAndDrains(t *testing.T) {
 	// drain period, then exit 0 with the socket removed.
 	stop := time.Now()
 	r.cancel()
-	eventually(t, "/ready to report draining", func() bool {
+	poll.Until(t, 30*time.Second, "/ready to report draining", func() bool {
 		code, body := get(r.health, "/ready")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "draining")
 	})
@@ -293,7 +283,7 @@ func TestRunProxylessReadyWithoutClients(t *testing.T) {
 	_, cfg := testenv.Start(t, testenv.Options{})
 	admin := newFakeEnvoyAdmin(t)
 	r := startRun(t, writeKubeconfig(t, cfg), admin.URL, "--proxyless", "--drain-duration", "0s", "--watch-namespaces", "default,kube-system")
-	eventually(t, "/ready once synced", func() bool { code, _ := get(r.health, "/ready"); return code == http.StatusOK })
+	poll.Until(t, 30*time.Second, "/ready once synced", func() bool { code, _ := get(r.health, "/ready"); return code == http.StatusOK })
 	_, metrics := get(r.metrics, "/metrics")
 	if strings.Contains(metrics, "envoy_") {
 		t.Error("proxyless metrics include Envoy statistics")

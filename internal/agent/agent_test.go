@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/tandem-mesh/tandem/internal/kubeobj"
+	"github.com/tandem-mesh/tandem/internal/poll"
 	"github.com/tandem-mesh/tandem/internal/testenv"
 	"github.com/tandem-mesh/tandem/internal/xds"
 )
@@ -87,29 +88,6 @@ func endpointCount(c *endpointv3.ClusterLoadAssignment) int {
 	return n
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// never asserts cond stays false for d.
-func never(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			t.Fatalf("unexpected: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 type harness struct {
 	t     *testing.T
 	kube  kubernetes.Interface
@@ -142,7 +120,7 @@ func startAgent(t *testing.T, cfg *rest.Config, o Options) *harness {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	eventually(t, 30*time.Second, "informer sync", h.agent.Synced)
+	poll.Until(t, 30*time.Second, "informer sync", h.agent.Synced)
 	return h
 }
 
@@ -202,19 +180,19 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "an incremental endpoint update", func() bool { _, e := h.rec.counts(); return e > eds0 })
+		poll.Until(t, 5*time.Second, "an incremental endpoint update", func() bool { _, e := h.rec.counts(); return e > eds0 })
 		got := h.rec.lastEDS()
 		if len(got) != 1 || got[0].ClusterName != cluster || endpointCount(got[0]) != 3 {
 			t.Fatalf("incremental update = %d assignments (first %q with %d endpoints), want just %s with 3",
 				len(got), got[0].GetClusterName(), endpointCount(got[0]), cluster)
 		}
-		never(t, 600*time.Millisecond, "a full rebuild after an EndpointSlice change", func() bool { f, _ := h.rec.counts(); return f > full0 })
+		poll.Never(t, 600*time.Millisecond, "a full rebuild after an EndpointSlice change", func() bool { f, _ := h.rec.counts(); return f > full0 })
 
 		// A slice of a Service that does not exist publishes nothing.
 		_, eds1 := h.rec.counts()
 		create(t, kube.DiscoveryV1().EndpointSlices("shop").Create,
 			kubeobj.EndpointSlice("shop", "ghost-1", "ghost", "grpc", 50051, "198.51.100.9"))
-		never(t, 500*time.Millisecond, "a publication for a slice without a Service", func() bool {
+		poll.Never(t, 500*time.Millisecond, "a publication for a slice without a Service", func() bool {
 			f, e := h.rec.counts()
 			return f > full0 || e > eds1
 		})
@@ -226,7 +204,7 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, 5*time.Second, "a rebuild after Service changes", func() bool { f, _ := h.rec.counts(); return f > full0 })
+		poll.Until(t, 5*time.Second, "a rebuild after Service changes", func() bool { f, _ := h.rec.counts(); return f > full0 })
 		time.Sleep(700 * time.Millisecond)
 		if f, _ := h.rec.counts(); f != full0+1 {
 			t.Fatalf("%d rebuilds after three quick Service changes, want 1", f-full0)
@@ -242,7 +220,7 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 		if _, err = kube.DiscoveryV1().EndpointSlices("shop").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		never(t, 700*time.Millisecond, "a publication after annotation-only changes", func() bool {
+		poll.Never(t, 700*time.Millisecond, "a publication after annotation-only changes", func() bool {
 			f, e := h.rec.counts()
 			return f > full1 || e > eds2
 		})
@@ -251,7 +229,7 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 		if err := kube.DiscoveryV1().EndpointSlices("shop").Delete(ctx, "cart-1", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "an endpoint update after the slice deletion", func() bool { _, e := h.rec.counts(); return e > eds2 })
+		poll.Until(t, 5*time.Second, "an endpoint update after the slice deletion", func() bool { _, e := h.rec.counts(); return e > eds2 })
 		if got := h.rec.lastEDS(); len(got) != 1 || endpointCount(got[0]) != 0 {
 			t.Fatalf("after deleting the only slice: %d assignments, first with %d endpoints; want one with 0", len(got), endpointCount(got[0]))
 		}
@@ -276,7 +254,7 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 		_, eds0 := h.rec.counts()
 		create(t, kube.DiscoveryV1().EndpointSlices("ignored").Create,
 			kubeobj.EndpointSlice("ignored", "api-1", "api", "grpc", 8080, "198.51.100.7"))
-		never(t, 500*time.Millisecond, "an endpoint update from an unwatched namespace", func() bool { _, e := h.rec.counts(); return e > eds0 })
+		poll.Never(t, 500*time.Millisecond, "an endpoint update from an unwatched namespace", func() bool { _, e := h.rec.counts(); return e > eds0 })
 	})
 
 	t.Run("CachesStrippedObjects", func(t *testing.T) {
@@ -327,13 +305,13 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 		if _, err := kube.DiscoveryV1().EndpointSlices("outage").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		never(t, 2*time.Second, "an update while the API server is unreachable", func() bool { _, e := h.rec.counts(); return e > eds0 })
+		poll.Never(t, 2*time.Second, "an update while the API server is unreachable", func() bool { _, e := h.rec.counts(); return e > eds0 })
 		if !h.agent.Synced() {
 			t.Fatal("agent lost its synced state during the outage")
 		}
 
 		proxy.restore()
-		eventually(t, 60*time.Second, "the watch to resume and deliver the change", func() bool { _, e := h.rec.counts(); return e > eds0 })
+		poll.Until(t, 60*time.Second, "the watch to resume and deliver the change", func() bool { _, e := h.rec.counts(); return e > eds0 })
 		if got := h.rec.lastEDS(); len(got) != 1 || endpointCount(got[0]) != 4 {
 			t.Fatalf("after the outage: %d assignments; want one with 4 endpoints", len(got))
 		}

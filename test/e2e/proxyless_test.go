@@ -38,6 +38,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/bootstrap"
 	"github.com/tandem-mesh/tandem/internal/kubeobj"
 	"github.com/tandem-mesh/tandem/internal/netnstest"
+	"github.com/tandem-mesh/tandem/internal/poll"
 	"github.com/tandem-mesh/tandem/internal/testenv"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/server"
@@ -152,7 +153,7 @@ func TestProxylessGreeter(t *testing.T) {
 		if svc, err = kube.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "the invalid cluster to be rejected", func() bool {
+		poll.Until(t, 10*time.Second, "the invalid cluster to be rejected", func() bool {
 			return e.srv.Stats().Rejected[server.Cluster] > rejected
 		})
 		watcher.Quiet(500 * time.Millisecond)
@@ -190,7 +191,7 @@ func TestProxylessGreeter(t *testing.T) {
 		if slice, err = kube.DiscoveryV1().EndpointSlices(ns).Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "the client to stop using the removed endpoint", func() bool {
+		poll.Until(t, 10*time.Second, "the client to stop using the removed endpoint", func() bool {
 			return call(t, conn, 100, nil)[removed] == 0
 		})
 		counts := call(t, conn, 1000, nil)
@@ -218,7 +219,7 @@ func TestProxylessGreeter(t *testing.T) {
 		// The listener appears with the next rebuild; until then the
 		// client reports the resource missing, so retry the warm-up.
 		seen := map[string]bool{}
-		eventually(t, 10*time.Second, "both IPv6 backends to answer", func() bool {
+		poll.Until(t, 10*time.Second, "both IPv6 backends to answer", func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			counts, _ := greeter.Call(ctx, conn6, 10, "e2e", nil)
@@ -253,7 +254,7 @@ func TestProxylessGreeter(t *testing.T) {
 				"and hashOn.header into a RING_HASH cluster with a route hash_policy on that header")
 		}
 		create(t, cfg, policy)
-		eventually(t, 10*time.Second, "the served cluster to use ring hash", func() bool {
+		poll.Until(t, 10*time.Second, "the served cluster to use ring hash", func() bool {
 			return anyRingHash([]types.Resource{e.srv.Resources(server.Cluster)[cluster]})
 		})
 		used := map[string]bool{}
@@ -263,7 +264,7 @@ func TestProxylessGreeter(t *testing.T) {
 			user := fmt.Sprintf("user-%d", i)
 			md := metadata.Pairs("x-user-id", user)
 			var counts map[string]int
-			eventually(t, 5*time.Second, "requests of "+user+" to stay on one backend", func() bool {
+			poll.Until(t, 5*time.Second, "requests of "+user+" to stay on one backend", func() bool {
 				counts = call(t, conn, 30, md)
 				return len(counts) == 1
 			})
@@ -346,7 +347,7 @@ func startAgent(t *testing.T, cfg *rest.Config, socket string) *env {
 			t.Errorf("xDS server: %v", err)
 		}
 	})
-	eventually(t, 30*time.Second, "the agent to sync", a.Synced)
+	poll.Until(t, 30*time.Second, "the agent to sync", a.Synced)
 	return e
 }
 
@@ -383,7 +384,7 @@ func call(t *testing.T, conn *grpc.ClientConn, n int, md metadata.MD) map[string
 func warmUp(t *testing.T, conn *grpc.ClientConn, want []string) {
 	t.Helper()
 	seen := map[string]bool{}
-	eventually(t, 30*time.Second, "every backend to answer: "+strings.Join(want, ", "), func() bool {
+	poll.Until(t, 30*time.Second, "every backend to answer: "+strings.Join(want, ", "), func() bool {
 		for b := range call(t, conn, 10, nil) {
 			seen[b] = true
 		}
@@ -426,16 +427,5 @@ func create(t *testing.T, cfg *rest.Config, obj client.Object) {
 	}
 	if err := c.Create(context.Background(), obj); err != nil {
 		t.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
-	}
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

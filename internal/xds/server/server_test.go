@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/tandem-mesh/tandem/internal/poll"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/xdstest"
 )
@@ -104,17 +105,6 @@ func newServer() *Server {
 	return New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestSotwACKReadinessAndNACK(t *testing.T) {
 	s := newServer()
 	s.Publish(world(
@@ -134,12 +124,12 @@ func TestSotwACKReadinessAndNACK(t *testing.T) {
 	if got := xdstest.Names(t, lds); !slices.Equal(got, []string{"outbound"}) {
 		t.Fatalf("LDS resources = %v, want [outbound]", got)
 	}
-	waitFor(t, "the CDS ACK to be counted", func() bool { return s.Stats().ACKs[Cluster] == 1 })
+	poll.Until(t, 5*time.Second, "the CDS ACK to be counted", func() bool { return s.Stats().ACKs[Cluster] == 1 })
 	if s.Ready() {
 		t.Fatal("ready before listeners were ACKed")
 	}
 	c.ACK(lds)
-	waitFor(t, "readiness after the LDS ACK", s.Ready)
+	poll.Until(t, 5*time.Second, "readiness after the LDS ACK", s.Ready)
 
 	// A changed cluster arrives in a full CDS response; the client rejects it.
 	s.Publish(world(
@@ -151,7 +141,7 @@ func TestSotwACKReadinessAndNACK(t *testing.T) {
 		t.Fatalf("changed clusters reuse version %q", bad.VersionInfo)
 	}
 	c.NACK(bad, "cluster a: connect timeout refused by the test")
-	waitFor(t, "the NACK to be counted", func() bool { return s.Stats().NACKs[Cluster] == 1 })
+	poll.Until(t, 5*time.Second, "the NACK to be counted", func() bool { return s.Stats().NACKs[Cluster] == 1 })
 	st := s.Stats()
 	if !strings.Contains(st.LastNACK, "refused by the test") {
 		t.Errorf("LastNACK = %q, want the client's message", st.LastNACK)
@@ -177,7 +167,7 @@ func TestSotwACKReadinessAndNACK(t *testing.T) {
 		}
 	}
 	c.ACK(next)
-	waitFor(t, "the second CDS ACK", func() bool { return s.Stats().ACKs[Cluster] == 2 })
+	poll.Until(t, 5*time.Second, "the second CDS ACK", func() bool { return s.Stats().ACKs[Cluster] == 2 })
 }
 
 func TestSotwIncrementalEDS(t *testing.T) {
@@ -316,13 +306,13 @@ func TestReadinessFollowsConnectedClients(t *testing.T) {
 	c.ACK(c.Recv(resource.ClusterType))
 	c.Subscribe(resource.ListenerType)
 	c.ACK(c.Recv(resource.ListenerType))
-	waitFor(t, "readiness", s.Ready)
+	poll.Until(t, 5*time.Second, "readiness", s.Ready)
 	if got := s.Stats().Clients; got != 1 {
 		t.Errorf("Clients = %d, want 1", got)
 	}
 	c.Close()
-	waitFor(t, "readiness to drop when the client leaves", func() bool { return !s.Ready() })
-	waitFor(t, "the client count to drop", func() bool { return s.Stats().Clients == 0 })
+	poll.Until(t, 5*time.Second, "readiness to drop when the client leaves", func() bool { return !s.Ready() })
+	poll.Until(t, 5*time.Second, "the client count to drop", func() bool { return s.Stats().Clients == 0 })
 }
 
 func TestDeltaIncrementalEDSAndNACK(t *testing.T) {
@@ -340,7 +330,7 @@ func TestDeltaIncrementalEDSAndNACK(t *testing.T) {
 	c.ACK(cds)
 	c.Subscribe(resource.ListenerType, "*")
 	c.ACK(c.Recv(resource.ListenerType))
-	waitFor(t, "readiness over delta", s.Ready)
+	poll.Until(t, 5*time.Second, "readiness over delta", s.Ready)
 
 	c.Subscribe(resource.EndpointType, "a", "b")
 	eds := c.Recv(resource.EndpointType)
@@ -356,7 +346,7 @@ func TestDeltaIncrementalEDSAndNACK(t *testing.T) {
 	}
 	// The client rejects it.
 	c.NACK(upd, "endpoint refused by the test")
-	waitFor(t, "the delta NACK to be counted", func() bool { return s.Stats().NACKs[Endpoint] == 1 })
+	poll.Until(t, 5*time.Second, "the delta NACK to be counted", func() bool { return s.Stats().NACKs[Endpoint] == 1 })
 
 	// Removing cluster b removes it and its assignment by name.
 	s.Publish(world(clusters[:1], []*endpointv3.ClusterLoadAssignment{cla("a", "198.51.100.1", "198.51.100.11")},
@@ -437,7 +427,7 @@ func TestNoAnswerBeforeFirstPublish(t *testing.T) {
 	c.Quiet(300 * time.Millisecond)
 	d.Quiet(0)
 	gone.Close()
-	waitFor(t, "the leaving client to be gone", func() bool { return s.Stats().Clients == 2 })
+	poll.Until(t, 5*time.Second, "the leaving client to be gone", func() bool { return s.Stats().Clients == 2 })
 
 	s.Publish(world([]*clusterv3.Cluster{cluster("a", time.Second)}, nil))
 	if got := xdstest.Names(t, c.Recv(resource.ClusterType)); !slices.Equal(got, []string{"a"}) {

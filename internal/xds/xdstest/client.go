@@ -76,6 +76,16 @@ func (s *stream[Resp]) recv() Resp {
 	return zero
 }
 
+// recvType returns the next response, which must be of typeURL.
+func (s *stream[Resp]) recvType(typeURL string, typeOf func(Resp) string) Resp {
+	s.t.Helper()
+	r := s.recv()
+	if got := typeOf(r); got != typeURL {
+		s.t.Fatalf("got a %s response, want %s", got, typeURL)
+	}
+	return r
+}
+
 // Quiet fails the test if a response arrives within d.
 func (s *stream[Resp]) Quiet(d time.Duration) {
 	s.t.Helper()
@@ -144,11 +154,7 @@ func (c *SotW) NACK(r *discoveryv3.DiscoveryResponse, msg string) {
 // Recv returns the next response, which must be of typeURL.
 func (c *SotW) Recv(typeURL string) *discoveryv3.DiscoveryResponse {
 	c.t.Helper()
-	r := c.recv()
-	if r.TypeUrl != typeURL {
-		c.t.Fatalf("got a %s response, want %s", r.TypeUrl, typeURL)
-	}
-	return r
+	return c.recvType(typeURL, (*discoveryv3.DiscoveryResponse).GetTypeUrl)
 }
 
 // Delta is an incremental ADS client.
@@ -197,11 +203,7 @@ func (c *Delta) NACK(r *discoveryv3.DeltaDiscoveryResponse, msg string) {
 // Recv returns the next response, which must be of typeURL.
 func (c *Delta) Recv(typeURL string) *discoveryv3.DeltaDiscoveryResponse {
 	c.t.Helper()
-	r := c.recv()
-	if r.TypeUrl != typeURL {
-		c.t.Fatalf("got a %s response, want %s", r.TypeUrl, typeURL)
-	}
-	return r
+	return c.recvType(typeURL, (*discoveryv3.DeltaDiscoveryResponse).GetTypeUrl)
 }
 
 // RecvAny returns the next response of any type.
