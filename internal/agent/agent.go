@@ -64,8 +64,9 @@ type Agent struct {
 	kick    chan struct{}
 	metrics *metrics
 
-	mu     sync.Mutex // serialises rebuilds and endpoint updates
-	synced bool
+	mu        sync.Mutex // serialises rebuilds and endpoint updates
+	synced    bool
+	rebuiltAt time.Time // when the last rebuild read the caches
 }
 
 // informerSet holds the informers of one watched namespace (or of all).
@@ -74,6 +75,8 @@ type informerSet struct {
 	services cache.SharedIndexInformer
 	slices   cache.SharedIndexInformer
 	policies cache.SharedIndexInformer
+	// handlers have synced once the initial objects were delivered to them
+	handlers []cache.ResourceEventHandlerRegistration
 }
 
 const serviceIndex = "service"
@@ -156,18 +159,20 @@ func (a *Agent) newInformerSet(ns string) (*informerSet, error) {
 		UpdateFunc: func(old, cur any) { a.objectUpdated(old, cur) },
 		DeleteFunc: func(any) { a.scheduleRebuild() },
 	}
-	if _, err := set.services.AddEventHandler(rebuild); err != nil {
-		return nil, err
-	}
-	if _, err := set.policies.AddEventHandler(rebuild); err != nil {
-		return nil, err
-	}
-	if _, err := set.slices.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { a.sliceChanged(nil, obj) },
-		UpdateFunc: a.sliceChanged,
-		DeleteFunc: func(obj any) { a.sliceChanged(obj, nil) },
-	}); err != nil {
-		return nil, err
+	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
+		set.services: rebuild,
+		set.policies: rebuild,
+		set.slices: cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { a.sliceChanged(nil, obj) },
+			UpdateFunc: a.sliceChanged,
+			DeleteFunc: func(obj any) { a.sliceChanged(obj, nil) },
+		},
+	} {
+		reg, err := inf.AddEventHandler(h)
+		if err != nil {
+			return nil, err
+		}
+		set.handlers = append(set.handlers, reg)
 	}
 	return set, nil
 }
@@ -193,7 +198,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, set := range a.sets {
 		set.factory.Start(ctx.Done())
 		wg.Go(func() { set.policies.RunWithContext(ctx) })
-		synced = append(synced, set.services.HasSynced, set.slices.HasSynced, set.policies.HasSynced)
+		for _, h := range set.handlers {
+			synced = append(synced, h.HasSynced)
+		}
 	}
 	defer func() {
 		for _, set := range a.sets {
@@ -211,7 +218,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	// Marking synced and publishing under one lock: an EndpointSlice event
 	// handled before this point was skipped, but its object is already in
-	// the store this first rebuild lists.
+	// the store this first rebuild lists. The handlers have seen every
+	// initial object, so the rebuilds they asked for are covered too.
 	a.mu.Lock()
 	a.synced = true
 	a.rebuildLocked()
@@ -241,7 +249,7 @@ func (a *Agent) scheduleRebuild() {
 func (a *Agent) loop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	<-timer.C
-	var pendingSince time.Time
+	var pendingSince, lastKick time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -249,6 +257,7 @@ func (a *Agent) loop(ctx context.Context) {
 			return
 		case <-a.kick:
 			now := time.Now()
+			lastKick = now
 			if pendingSince.IsZero() {
 				pendingSince = now
 			}
@@ -260,7 +269,8 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-timer.C:
 			pendingSince = time.Time{}
 			a.mu.Lock()
-			if a.synced {
+			// A change seen before the last rebuild read the caches is in it.
+			if a.synced && lastKick.After(a.rebuiltAt) {
 				a.rebuildLocked()
 			}
 			a.mu.Unlock()
@@ -287,6 +297,7 @@ func (a *Agent) objectUpdated(old, cur any) {
 // rebuildLocked translates everything and publishes it. Must hold a.mu.
 func (a *Agent) rebuildLocked() {
 	start := time.Now()
+	a.rebuiltAt = start
 	var in xds.Inputs
 	for _, set := range a.sets {
 		for _, o := range set.services.GetStore().List() {

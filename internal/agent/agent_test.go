@@ -171,6 +171,7 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 		if !ok || endpointCount(c) != 2 {
 			t.Fatalf("first configuration: %s has %d endpoints, want 2", cluster, endpointCount(c))
 		}
+		poll.Never(t, 600*time.Millisecond, "a second rebuild without any change", func() bool { f, _ := h.rec.counts(); return f > 1 })
 		full0, eds0 := h.rec.counts()
 
 		// A slice change goes the incremental way: only this Service's
