@@ -16,7 +16,7 @@ import (
 // goldenDir holds the dry-run texts pinned by internal/capture's golden test.
 var goldenDir = filepath.Join("..", "..", "internal", "capture", "testdata", "dryrun")
 
-func runAgent(args ...string) (code int, stdout, stderr string) {
+func runAgentCLI(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
 	code = runMain(args, &out, &errb)
 	return code, out.String(), errb.String()
@@ -37,7 +37,7 @@ func TestInitDryRunPrintsTheGoldenRuleset(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, stdout, stderr := runAgent(append([]string{"init", "--dry-run"}, tc.args...)...)
+		code, stdout, stderr := runAgentCLI(append([]string{"init", "--dry-run"}, tc.args...)...)
 		if code != 0 || stderr != "" {
 			t.Errorf("agent init --dry-run %v: exit %d, stderr %q; want 0 and nothing", tc.args, code, stderr)
 		}
@@ -71,7 +71,7 @@ func TestInitRefusesBadInput(t *testing.T) {
 	for _, tc := range badInput {
 		// --dry-run keeps this test away from the machine's own rules even
 		// if validation were broken; TestInitInNamespace runs without it.
-		code, stdout, stderr := runAgent(append([]string{"init", "--dry-run"}, tc.args...)...)
+		code, stdout, stderr := runAgentCLI(append([]string{"init", "--dry-run"}, tc.args...)...)
 		if code != 2 {
 			t.Errorf("agent init %v: exit %d, want 2", tc.args, code)
 		}
@@ -87,7 +87,7 @@ func TestInitRefusesBadInput(t *testing.T) {
 }
 
 func TestInitHelp(t *testing.T) {
-	code, _, stderr := runAgent("init", "-h")
+	code, _, stderr := runAgentCLI("init", "-h")
 	if code != 0 || !strings.Contains(stderr, "--exclude-outbound-ports") && !strings.Contains(stderr, "-exclude-outbound-ports") {
 		t.Errorf("agent init -h: exit %d, usage %q", code, stderr)
 	}
@@ -118,7 +118,7 @@ func TestInitInNamespace(t *testing.T) {
 		// Bad input after a good run leaves the good rules in place.
 		{[]string{"--exclude-outbound-cidrs", "10.0.0.0/8,,fd00::/8"}, 2, 9, "", "item 2"},
 	} {
-		code, stdout, stderr := runAgent(append([]string{"init"}, s.args...)...)
+		code, stdout, stderr := runAgentCLI(append([]string{"init"}, s.args...)...)
 		rules, _, err := capture.Installed()
 		if err != nil {
 			t.Fatal(err)
@@ -145,7 +145,7 @@ func TestInitWithoutCapNetAdmin(t *testing.T) {
 	var code int
 	var stderr string
 	if err := netns.AsUser(1337, 1337, func() error {
-		code, _, stderr = runAgent("init")
+		code, _, stderr = runAgentCLI("init")
 		return nil
 	}); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/tandem-mesh/tandem/internal/agent"
+	"github.com/tandem-mesh/tandem/internal/agenthttp"
+	"github.com/tandem-mesh/tandem/internal/envoyadmin"
+	"github.com/tandem-mesh/tandem/internal/wellknown"
+	"github.com/tandem-mesh/tandem/internal/xds"
+	"github.com/tandem-mesh/tandem/internal/xds/server"
+)
+
+func init() {
+	register(command{
+		name:    "run",
+		summary: "watch the cluster and serve xDS to the pod's Envoy (or proxyless gRPC)",
+		run:     runCommand,
+	})
+}
+
+type runConfig struct {
+	nodeID      string
+	socket      string
+	healthAddr  string
+	metricsAddr string
+	envoyAdmin  *envoyadmin.Client
+	namespaces  []string
+	proxyless   bool
+	drain       time.Duration
+	level       slog.Level
+	kubeconfig  string
+}
+
+// parseRunFlags parses and checks the flags of `agent run`.
+func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
+	fs := flag.NewFlagSet("agent run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	defaultNode := ""
+	if pod, ns := os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE"); pod != "" && ns != "" {
+		defaultNode = pod + "." + ns
+	}
+	var (
+		c          runConfig
+		admin      string
+		namespaces string
+		level      string
+	)
+	fs.StringVar(&c.nodeID, "node-id", defaultNode, "identity of the proxy in logs (default $POD_NAME.$POD_NAMESPACE)")
+	fs.StringVar(&c.socket, "xds-socket", wellknown.XDSSocket, "Unix socket the xDS server listens on")
+	fs.StringVar(&c.healthAddr, "health-addr", ":"+strconv.Itoa(wellknown.AgentHealthPort), "address of /healthz and /ready")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", ":"+strconv.Itoa(wellknown.AgentMetricsPort), "address of /metrics")
+	fs.StringVar(&admin, "envoy-admin", "http://127.0.0.1:"+strconv.Itoa(wellknown.ProxyAdminPort), "Envoy's admin interface (stats and draining)")
+	fs.StringVar(&namespaces, "watch-namespaces", "", "comma-separated namespaces to watch (default: all)")
+	fs.BoolVar(&c.proxyless, "proxyless", false, "serve proxyless gRPC, no Envoy: ready once the informers have synced")
+	fs.DurationVar(&c.drain, "drain-duration", 5*time.Second, "how long to keep serving after SIGTERM while Envoy drains")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (default: the in-cluster configuration)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q: agent run takes flags only", fs.Arg(0))
+	}
+	if c.nodeID == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("--node-id is empty, POD_NAME and POD_NAMESPACE are unset and the hostname is unknown: %w", err)
+		}
+		c.nodeID = host
+	}
+	if !filepath.IsAbs(c.socket) {
+		return nil, fmt.Errorf("--xds-socket %q: want an absolute path, like %s", c.socket, wellknown.XDSSocket)
+	}
+	for flagName, addr := range map[string]string{"--health-addr": c.healthAddr, "--metrics-addr": c.metricsAddr} {
+		if err := checkListenAddr(addr); err != nil {
+			return nil, fmt.Errorf("%s %q: %v; want [host]:port, like :15021", flagName, addr, err)
+		}
+	}
+	var err error
+	if c.envoyAdmin, err = envoyadmin.New(admin); err != nil {
+		return nil, fmt.Errorf("--envoy-admin: %w", err)
+	}
+	if namespaces != "" {
+		for _, ns := range strings.Split(namespaces, ",") {
+			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+				return nil, fmt.Errorf("--watch-namespaces %q: namespace %q is not valid (%s); want comma-separated namespace names, like shop,payments",
+					namespaces, ns, strings.Join(errs, "; "))
+			}
+			c.namespaces = append(c.namespaces, ns)
+		}
+	}
+	if c.drain < 0 {
+		return nil, fmt.Errorf("--drain-duration %v: want zero or a positive duration, like 5s", c.drain)
+	}
+	if err := c.level.UnmarshalText([]byte(level)); err != nil || !validLevel(level) {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return &c, nil
+}
+
+func validLevel(s string) bool {
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+		return true
+	}
+	return false
+}
+
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || (p == 0 && port != "0") {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+func runCommand(args []string, _, stderr io.Writer) int {
+	c, err := parseRunFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "agent run: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	go func() {
+		<-ctx.Done()
+		// A second signal during the drain ends the process at once.
+		stop()
+	}()
+	return runAgent(ctx, c, stderr)
+}
+
+// runAgent serves until ctx ends (SIGTERM), then drains and returns the
+// exit code.
+func runAgent(ctx context.Context, c *runConfig, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.level})).With("node", c.nodeID)
+	klog.SetSlogLogger(log.With("component", "client-go"))
+	fail := func(msg string, err error) int {
+		log.Error(msg, "error", err)
+		return 1
+	}
+
+	restCfg, err := restConfig(c.kubeconfig)
+	if err != nil {
+		return fail("Kubernetes API configuration", err)
+	}
+	sources, err := agent.NewSources(restCfg)
+	if err != nil {
+		return fail("Kubernetes clients", err)
+	}
+	mode := xds.Sidecar
+	if c.proxyless {
+		mode = xds.Proxyless
+	}
+	srv := server.New(server.Options{Logger: log, Proxyless: c.proxyless})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(srv, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ag, err := agent.New(agent.Options{
+		Sources:    sources,
+		Namespaces: c.namespaces,
+		Mode:       mode,
+		Publisher:  srv,
+		Logger:     log,
+		Registerer: reg,
+	})
+	if err != nil {
+		return fail("agent", err)
+	}
+
+	// Bind everything before serving, so a taken port or a bad socket path
+	// ends the process at once with its reason.
+	xdsLis, err := server.Listen(c.socket)
+	if err != nil {
+		return fail("xDS socket", err)
+	}
+	defer xdsLis.Close()
+	var draining, serving atomic.Bool
+	checks := agenthttp.Checks{
+		Live: func() error {
+			if !serving.Load() {
+				return errors.New("the xDS server is not serving")
+			}
+			if _, err := os.Stat(c.socket); err != nil {
+				return fmt.Errorf("xDS socket: %w", err)
+			}
+			return nil
+		},
+		Ready: func() error {
+			switch {
+			case draining.Load():
+				return errors.New("draining")
+			case !ag.Synced():
+				return errors.New("informers have not synced yet")
+			case !c.proxyless && !srv.Ready():
+				return errors.New("Envoy has not ACKed clusters and listeners yet")
+			}
+			return nil
+		},
+	}
+	var envoyStats agenthttp.StatsFunc
+	if !c.proxyless {
+		envoyStats = c.envoyAdmin.PrometheusStats
+	}
+	health := agenthttp.Health(checks)
+	metrics := agenthttp.Metrics(reg, envoyStats, log)
+	handlers := map[string]http.Handler{c.healthAddr: health, c.metricsAddr: metrics}
+	if c.healthAddr == c.metricsAddr {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics)
+		mux.Handle("/", health)
+		handlers = map[string]http.Handler{c.healthAddr: mux}
+	}
+	var httpServers []*http.Server
+	var httpLis []net.Listener
+	for addr, h := range handlers {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range httpLis {
+				l.Close()
+			}
+			return fail("HTTP listener", err)
+		}
+		httpLis = append(httpLis, lis)
+		httpServers = append(httpServers, &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second})
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 2+len(httpServers))
+	serving.Store(true)
+	go func() {
+		err := srv.Serve(runCtx, xdsLis)
+		serving.Store(false)
+		if err != nil {
+			errc <- fmt.Errorf("xDS server: %w", err)
+		}
+	}()
+	go func() {
+		if err := ag.Run(runCtx); err != nil && runCtx.Err() == nil {
+			errc <- err
+		}
+	}()
+	for i, hs := range httpServers {
+		go func() {
+			if err := hs.Serve(httpLis[i]); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("HTTP server on %s: %w", httpLis[i].Addr(), err)
+			}
+		}()
+	}
+	log.Info("agent running", "xdsSocket", c.socket, "health", c.healthAddr, "metrics", c.metricsAddr,
+		"proxyless", c.proxyless, "namespaces", strings.Join(c.namespaces, ","))
+
+	code := 0
+	select {
+	case err := <-errc:
+		code = fail("stopping", err)
+	case <-ctx.Done():
+		drain(c, log, &draining)
+	}
+	cancel()
+	shutdownCtx, done := context.WithTimeout(context.Background(), 2*time.Second)
+	defer done()
+	for _, hs := range httpServers {
+		hs.Shutdown(shutdownCtx)
+	}
+	log.Info("agent stopped")
+	return code
+}
+
+// drain reports not ready, asks Envoy to drain its listeners and keeps
+// serving xDS for the drain period, so in-flight requests finish with a
+// configured Envoy.
+func drain(c *runConfig, log *slog.Logger, draining *atomic.Bool) {
+	draining.Store(true)
+	log.Info("terminating: draining", "duration", c.drain)
+	if !c.proxyless {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := c.envoyAdmin.DrainListeners(ctx); err != nil {
+			log.Warn("Envoy did not accept the drain request", "error", err)
+		}
+		cancel()
+	}
+	time.Sleep(c.drain)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no --kubeconfig and not in a cluster: %w", err)
+	}
+	return cfg, nil
+}

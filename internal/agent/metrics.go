@@ -1,0 +1,50 @@
+package agent
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	rebuilds        prometheus.Counter
+	rebuildSeconds  prometheus.Histogram
+	endpointUpdates prometheus.Counter
+	translateErrors prometheus.Counter
+	watchErrors     prometheus.Counter
+	synced          prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		rebuilds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tandem_agent_rebuilds_total",
+			Help: "Full translations of the watched objects.",
+		}),
+		rebuildSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tandem_agent_rebuild_duration_seconds",
+			Help:    "Time of a full translation and publication.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		endpointUpdates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tandem_agent_endpoint_updates_total",
+			Help: "Incremental endpoint updates of one Service after an EndpointSlice change.",
+		}),
+		translateErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tandem_agent_translation_errors_total",
+			Help: "Objects or resources dropped by translation.",
+		}),
+		watchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tandem_agent_watch_errors_total",
+			Help: "Lists and watches of the API server that failed and are retried with backoff.",
+		}),
+		synced: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_agent_informers_synced",
+			Help: "1 once the informers have synced and the first configuration is published.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildSeconds, m.endpointUpdates, m.translateErrors, m.watchErrors, m.synced} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

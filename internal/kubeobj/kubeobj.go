@@ -1,0 +1,74 @@
+// Package kubeobj builds the Services and EndpointSlices that tests and
+// benchmarks feed to the agent, shaped like the ones the Kubernetes
+// control plane writes.
+package kubeobj
+
+import (
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Service is a ClusterIP Service with one named TCP port; clusterIP may be
+// empty for the API server to allocate one.
+func Service(ns, name, portName string, port int32, clusterIP string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}},
+		Spec: corev1.ServiceSpec{
+			Type:      corev1.ServiceTypeClusterIP,
+			ClusterIP: clusterIP,
+			Selector:  map[string]string{"app": name},
+			Ports: []corev1.ServicePort{{
+				Name:       portName,
+				Port:       port,
+				Protocol:   corev1.ProtocolTCP,
+				TargetPort: intstr.FromInt32(port),
+			}},
+		},
+	}
+}
+
+// EndpointSlice is a slice of Service svc with one named port and a ready
+// endpoint per address. The address type follows the first address.
+func EndpointSlice(ns, name, svc, portName string, port int32, addrs ...string) *discoveryv1.EndpointSlice {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{
+			discoveryv1.LabelServiceName: svc,
+			discoveryv1.LabelManagedBy:   "endpointslice-controller.k8s.io",
+		}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports: []discoveryv1.EndpointPort{{
+			Name:     &portName,
+			Port:     &port,
+			Protocol: ptr(corev1.ProtocolTCP),
+		}},
+	}
+	if len(addrs) > 0 {
+		if a, err := netip.ParseAddr(addrs[0]); err == nil && a.Is6() {
+			s.AddressType = discoveryv1.AddressTypeIPv6
+		}
+	}
+	SetAddresses(s, addrs...)
+	return s
+}
+
+// SetAddresses replaces the endpoints of s with one ready endpoint per
+// address, each with the pod reference and topology the control plane adds.
+func SetAddresses(s *discoveryv1.EndpointSlice, addrs ...string) {
+	s.Endpoints = make([]discoveryv1.Endpoint, len(addrs))
+	for i, a := range addrs {
+		pod := s.Labels[discoveryv1.LabelServiceName] + "-" + a
+		s.Endpoints[i] = discoveryv1.Endpoint{
+			Addresses:  []string{a},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr(true), Serving: ptr(true), Terminating: ptr(false)},
+			NodeName:   ptr("node-1"),
+			Zone:       ptr("zone-a"),
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: s.Namespace, Name: pod, UID: "00000000-0000-0000-0000-000000000000"},
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

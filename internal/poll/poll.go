@@ -1,0 +1,35 @@
+// Package poll waits in tests for conditions that other goroutines or
+// processes make true.
+package poll
+
+import (
+	"testing"
+	"time"
+)
+
+// interval between checks: short enough to measure sub-second latencies.
+const interval = 5 * time.Millisecond
+
+// Until fails t unless cond becomes true within d.
+func Until(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// Never fails t if cond becomes true within d.
+func Never(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			t.Fatalf("unexpected within %v: %s", d, what)
+		}
+		time.Sleep(interval)
+	}
+}
