@@ -16,7 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tandem-mesh/tandem/internal/controlplane"
-	"github.com/tandem-mesh/tandem/internal/testenv"
+	"github.com/tandem-mesh/tandem/internal/poll"
 )
 
 // A Deployment becomes Pods, the node admits them, and the real EndpointSlice
@@ -65,7 +65,7 @@ func TestClusterTurnsDeploymentsIntoEndpoints(t *testing.T) {
 	}
 
 	var pods []corev1.Pod
-	testenv.Eventually(t, 30*time.Second, func() error {
+	poll.Eventually(t, 30*time.Second, func() error {
 		list, err := cs.CoreV1().Pods("web").List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -92,7 +92,7 @@ func TestClusterTurnsDeploymentsIntoEndpoints(t *testing.T) {
 	}
 	slices.Sort(want)
 
-	testenv.Eventually(t, 30*time.Second, func() error {
+	poll.Eventually(t, 30*time.Second, func() error {
 		slices_, err := cs.DiscoveryV1().EndpointSlices("web").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=web"})
 		if err != nil {
 			return err

@@ -5,16 +5,19 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // RunTest runs the calling test again in a new network namespace. In the
-// parent it returns false after the child passed (the test's result and
-// output are the child's); in the child it returns true and the test body
-// runs. Where namespaces cannot be made, the test is skipped with the reason.
+// parent it returns false once the child has finished (the test passes,
+// fails or skips as the child did; the child's output is logged); in the
+// child it returns true and the test body runs. env ("NAME=value") is added
+// to the child's environment, for settings a library reads at start-up.
+// Where namespaces cannot be made, the test is skipped with the reason.
 //
 //	if !netns.RunTest(t) { return }
 //	... body, inside its own network namespace ...
-func RunTest(t *testing.T) bool {
+func RunTest(t *testing.T, env ...string) bool {
 	t.Helper()
 	if InChild() {
 		return true
@@ -23,20 +26,27 @@ func RunTest(t *testing.T) bool {
 		t.Skipf("skipped: this test needs its own network namespace: %v", err)
 	}
 	name := "^" + strings.Join(splitQuoted(t.Name()), "$/^") + "$"
-	cmd, err := Command("-test.run="+name, "-test.v", "-test.count=1")
+	args := []string{"-test.run=" + name, "-test.v", "-test.count=1"}
+	if d, ok := t.Deadline(); ok {
+		args = append(args, "-test.timeout="+time.Until(d).Round(time.Second).String())
+	}
+	cmd, err := Command(args...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Env = append(cmd.Env, env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	runErr := cmd.Run()
 	t.Logf("in its own network namespace:\n%s", out.String())
-	if runErr != nil {
+	switch {
+	case runErr != nil:
 		t.Fatalf("the test failed in its network namespace: %v", runErr)
-	}
-	// A child that matched nothing or skipped must not count as a pass.
-	if !strings.Contains(out.String(), "--- PASS: "+t.Name()) {
-		t.Fatalf("the test did not pass in its network namespace (no PASS line for %s)", t.Name())
+	case strings.Contains(out.String(), "--- SKIP: "+t.Name()+" "):
+		t.Skipf("skipped in its network namespace (the reason is in the log above)")
+	case !strings.Contains(out.String(), "--- PASS: "+t.Name()+" "):
+		// A child that matched no test must not count as a pass.
+		t.Fatalf("the test did not run in its network namespace (no PASS line for %s)", t.Name())
 	}
 	return false
 }

@@ -33,3 +33,20 @@ func Never(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(interval)
 	}
 }
+
+// Eventually fails t unless cond returns nil within d; the failure shows
+// cond's last error, which says what was still wrong.
+func Eventually(t testing.TB, d time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", d, err)
+		}
+		time.Sleep(interval)
+	}
+}

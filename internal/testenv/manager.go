@@ -60,20 +60,3 @@ func StartManager(t testing.TB, cfg *rest.Config, opts manager.Options, setup fu
 	}
 	return mgr
 }
-
-// Eventually polls cond every 50ms until it returns nil or timeout passes,
-// then fails the test with cond's last error.
-func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}

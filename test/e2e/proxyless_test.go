@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,7 +38,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/agent"
 	"github.com/tandem-mesh/tandem/internal/bootstrap"
 	"github.com/tandem-mesh/tandem/internal/kubeobj"
-	"github.com/tandem-mesh/tandem/internal/netnstest"
+	"github.com/tandem-mesh/tandem/internal/netns"
 	"github.com/tandem-mesh/tandem/internal/poll"
 	"github.com/tandem-mesh/tandem/internal/testenv"
 	"github.com/tandem-mesh/tandem/internal/xds"
@@ -69,20 +70,20 @@ func TestProxylessGreeter(t *testing.T) {
 	// the socket path and bootstrap are fixed here, before the test
 	// re-executes itself in the namespace, and passed down.
 	socket := os.Getenv(socketEnv)
-	if !netnstest.Inside() {
+	if !netns.InChild() {
 		socket = filepath.Join(t.TempDir(), "xds.sock")
 	}
 	boot, err := bootstrap.GRPC(bootstrap.GRPCOptions{NodeID: "greeter-client.demo", Cluster: ns, XDSSocket: socket})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !netnstest.Run(t, "GRPC_XDS_BOOTSTRAP_CONFIG="+boot, socketEnv+"="+socket) {
+	if !netns.RunTest(t, "GRPC_XDS_BOOTSTRAP_CONFIG="+boot, socketEnv+"="+socket) {
 		return
 	}
 	if os.Getenv("GRPC_XDS_BOOTSTRAP_CONFIG") != boot {
 		t.Fatalf("GRPC_XDS_BOOTSTRAP_CONFIG = %q, want the bootstrap for %s", os.Getenv("GRPC_XDS_BOOTSTRAP_CONFIG"), socket)
 	}
-	if err := netnstest.AddLoopbackAddrs(append(backends, backends6...)...); err != nil {
+	if err := netns.Setup(parseAddrs(t, append(backends, backends6...)), nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, ip := range append(backends, backends6...) {
@@ -428,4 +429,13 @@ func create(t *testing.T, cfg *rest.Config, obj client.Object) {
 	if err := c.Create(context.Background(), obj); err != nil {
 		t.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
 	}
+}
+
+func parseAddrs(t *testing.T, addrs []string) []netip.Addr {
+	t.Helper()
+	out := make([]netip.Addr, len(addrs))
+	for i, a := range addrs {
+		out[i] = netip.MustParseAddr(a)
+	}
+	return out
 }

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
+	"github.com/tandem-mesh/tandem/internal/poll"
 	"github.com/tandem-mesh/tandem/internal/testenv"
 )
 
@@ -60,7 +61,7 @@ func TestAgentBindingFollowsNamespaceLabel(t *testing.T) {
 	}
 
 	var binding *rbacv1.ClusterRoleBinding
-	testenv.Eventually(t, 10*time.Second, func() error {
+	poll.Eventually(t, 10*time.Second, func() error {
 		binding, err = cs.RbacV1().ClusterRoleBindings().Get(ctx, "tandem-agent:shop", metav1.GetOptions{})
 		return err
 	})
@@ -106,7 +107,7 @@ func TestAgentBindingFollowsNamespaceLabel(t *testing.T) {
 			t.Error("the agent role grants more than reading services, endpointslices and trafficpolicies")
 		}
 	}
-	testenv.Eventually(t, 5*time.Second, func() error {
+	poll.Eventually(t, 5*time.Second, func() error {
 		if !can("shop", "list", "discovery.k8s.io", "endpointslices") {
 			return fmt.Errorf("binding not yet effective")
 		}
@@ -118,7 +119,7 @@ func TestAgentBindingFollowsNamespaceLabel(t *testing.T) {
 	if err := cs.RbacV1().ClusterRoleBindings().Delete(ctx, "tandem-agent:shop", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, func() error {
+	poll.Eventually(t, 10*time.Second, func() error {
 		_, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, "tandem-agent:shop", metav1.GetOptions{})
 		return err
 	})
@@ -132,14 +133,14 @@ func TestAgentBindingFollowsNamespaceLabel(t *testing.T) {
 	if _, err := cs.CoreV1().Namespaces().Update(ctx, shop, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, func() error {
+	poll.Eventually(t, 10*time.Second, func() error {
 		_, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, "tandem-agent:shop", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
 		return fmt.Errorf("binding still present after unlabeling (err=%v)", err)
 	})
-	testenv.Eventually(t, 5*time.Second, func() error {
+	poll.Eventually(t, 5*time.Second, func() error {
 		if can("shop", "list", "discovery.k8s.io", "endpointslices") {
 			return fmt.Errorf("access not yet revoked")
 		}

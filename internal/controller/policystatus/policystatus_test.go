@@ -16,6 +16,7 @@ import (
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
 	"github.com/tandem-mesh/tandem/internal/controller/policystatus"
+	"github.com/tandem-mesh/tandem/internal/poll"
 	"github.com/tandem-mesh/tandem/internal/testenv"
 )
 
@@ -37,7 +38,7 @@ func TestStatusFollowsTargetService(t *testing.T) {
 	expect := func(name, acceptedReason, targetReason string) *v1alpha1.TrafficPolicy {
 		t.Helper()
 		var tp v1alpha1.TrafficPolicy
-		testenv.Eventually(t, 10*time.Second, func() error {
+		poll.Eventually(t, 10*time.Second, func() error {
 			if err := c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: name}, &tp); err != nil {
 				return err
 			}
