@@ -1,0 +1,105 @@
+package xds
+
+import (
+	"fmt"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// validator is implemented by every generated Envoy message (protoc-gen-validate).
+type validator interface{ ValidateAll() error }
+
+// Validate checks one resource against Envoy's API constraints: ValidateAll
+// on the message, and on every typed_config (Any) inside it, which
+// ValidateAll alone leaves unchecked; an Any of a type this program does not
+// know is an error too. The error names the resource's type and name.
+func Validate(r types.Resource) error {
+	if r == nil {
+		return fmt.Errorf("nil resource")
+	}
+	if err := validateMessage(r); err != nil {
+		return &ObjectError{Kind: resourceKind(r), Name: resourceName(r), Err: err}
+	}
+	return nil
+}
+
+func validateMessage(m proto.Message) error {
+	if v, ok := m.(validator); ok {
+		if err := v.ValidateAll(); err != nil {
+			return err
+		}
+	}
+	return validateAnys(m.ProtoReflect())
+}
+
+var anyName = (&anypb.Any{}).ProtoReflect().Descriptor().FullName()
+
+// validateAnys finds the Any fields below m, unpacks and validates them.
+func validateAnys(m protoreflect.Message) error {
+	if m.Descriptor().FullName() == anyName {
+		a := m.Interface().(*anypb.Any)
+		inner, err := a.UnmarshalNew()
+		if err != nil {
+			return fmt.Errorf("typed config %q: %w", a.GetTypeUrl(), err)
+		}
+		if err := validateMessage(inner); err != nil {
+			return fmt.Errorf("typed config %q: %w", a.GetTypeUrl(), err)
+		}
+		return nil
+	}
+	var err error
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Message() == nil {
+				return true
+			}
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				err = validateAnys(mv.Message())
+				return err == nil
+			})
+		case fd.Message() == nil:
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len() && err == nil; i++ {
+				err = validateAnys(l.Get(i).Message())
+			}
+		default:
+			err = validateAnys(v.Message())
+		}
+		return err == nil
+	})
+	return err
+}
+
+// resourceName is the xDS name of a resource.
+func resourceName(r types.Resource) string {
+	switch r := r.(type) {
+	case *endpointv3.ClusterLoadAssignment:
+		return r.GetClusterName()
+	case types.ResourceWithName:
+		return r.GetName()
+	}
+	return ""
+}
+
+func resourceKind(r types.Resource) string {
+	switch r.(type) {
+	case *listenerv3.Listener:
+		return "Listener"
+	case *routev3.RouteConfiguration:
+		return "RouteConfiguration"
+	case *clusterv3.Cluster:
+		return "Cluster"
+	case *endpointv3.ClusterLoadAssignment:
+		return "ClusterLoadAssignment"
+	}
+	return string(r.ProtoReflect().Descriptor().Name())
+}
