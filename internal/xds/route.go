@@ -24,8 +24,8 @@ func routeConfiguration(p *servicePort, mode Mode) *routev3.RouteConfiguration {
 			Name:    p.hostPort(),
 			Domains: []string{"*"},
 			Routes: []*routev3.Route{{
-				Name:  "default",
-				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Name:   "default",
+				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 				Action: &routev3.Route_Route{Route: routeAction(p, mode)},
 			}},
 		}},
