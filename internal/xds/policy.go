@@ -301,8 +301,8 @@ func (idx policyIndex) unused(exists map[objectKey]bool, built []*service) []err
 			case len(ports[target]) == 0:
 				err = fmt.Errorf("targets Service %s, which has no TCP port that is translated; not applied", target)
 			default:
-				err = fmt.Errorf("not applied: TrafficPolicy %s takes precedence on every port of Service %s it targets (a policy for one port wins over one for the whole Service, then the oldest)",
-					winner(list, c), target)
+				err = fmt.Errorf("not applied: other policies take precedence on every port it targets: %s (a policy for one port wins over one for the whole Service, then the oldest)",
+					winners(list, c, ports[target]))
 			}
 			errs = append(errs, &ObjectError{Kind: "TrafficPolicy", Namespace: c.tp.Namespace, Name: c.tp.Name, Err: err})
 		}
@@ -310,14 +310,21 @@ func (idx policyIndex) unused(exists map[objectKey]bool, built []*service) []err
 	return errs
 }
 
-// winner names the used policy that shadows c.
-func winner(list []*policyCandidate, c *policyCandidate) string {
-	for _, o := range list {
-		if o.used && (c.tp.Spec.TargetRef.Port == nil || o.tp.Spec.TargetRef.Port == nil || *o.tp.Spec.TargetRef.Port == *c.tp.Spec.TargetRef.Port) {
-			return o.tp.Name
+// winners names, for each port c targets, the policy that applies there.
+func winners(list []*policyCandidate, c *policyCandidate, ports []int32) string {
+	var out []string
+	for _, port := range ports {
+		if p := c.tp.Spec.TargetRef.Port; p != nil && *p != port {
+			continue
+		}
+		for _, o := range list {
+			if p := o.tp.Spec.TargetRef.Port; p == nil || *p == port {
+				out = append(out, fmt.Sprintf("%s on port %d", o.tp.Name, port))
+				break
+			}
 		}
 	}
-	return "another policy"
+	return strings.Join(out, ", ")
 }
 
 func joinPorts(ports []int32) string {

@@ -145,8 +145,8 @@ func Translate(in Inputs, mode Mode) (*Resources, []error) {
 // translation, unless EndpointsChangeListeners says the Service also needs
 // one.
 func ServiceEndpoints(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, mode Mode) []*endpointv3.ClusterLoadAssignment {
-	s, err := buildService(svc, mode)
-	if err != nil || s == nil {
+	s, _ := buildService(svc, mode) // its errors are Translate's to report
+	if s == nil {
 		return nil
 	}
 	own := make([]*discoveryv1.EndpointSlice, 0, len(endpointSlices))
