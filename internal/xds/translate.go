@@ -71,8 +71,8 @@ type ObjectError struct {
 }
 
 func (e *ObjectError) Error() string {
-	if e.Namespace == "" {
-		return fmt.Sprintf("%s %s: %v", e.Kind, e.Name, e.Err)
+	if e.Namespace == "" { // an xDS resource, whose names have spaces and bars
+		return fmt.Sprintf("%s %q: %v", e.Kind, e.Name, e.Err)
 	}
 	return fmt.Sprintf("%s %s/%s: %v", e.Kind, e.Namespace, e.Name, e.Err)
 }
