@@ -76,6 +76,7 @@ func TestGolden(t *testing.T) {
 					}
 				}
 				checkIncrementalEndpoints(t, in, mode, res)
+				snapshot(t, res)
 			})
 		}
 	}

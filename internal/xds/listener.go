@@ -37,8 +37,11 @@ var sniffedProtocols = []string{"http/1.0", "http/1.1", "h2c"}
 // (two Services with one ClusterIP:port, or a pod behind two headless
 // Services) goes to the first Service in namespace/name order; only the
 // ClusterIP case is reported, as the headless one is routine.
-func outboundListener(m *model) (*listenerv3.Listener, []error) {
+// It also returns the ports that got an HTTP connection manager, which
+// need their route configuration.
+func outboundListener(m *model) (*listenerv3.Listener, []*servicePort, []error) {
 	var (
+		httpPorts  []*servicePort
 		errs       []error
 		chains     []*listenerv3.FilterChain
 		sniffPorts []uint32
@@ -71,6 +74,9 @@ func outboundListener(m *model) (*listenerv3.Listener, []error) {
 						continue
 					}
 					chains = append(chains, serviceFilterChains(p, dst.port, addrs)...)
+					if p.protocol != protoTCP && !slices.Contains(httpPorts, p) {
+						httpPorts = append(httpPorts, p)
+					}
 					if p.protocol == protoSniff && !slices.Contains(sniffPorts, uint32(dst.port)) {
 						sniffPorts = append(sniffPorts, uint32(dst.port))
 					}
@@ -100,7 +106,7 @@ func outboundListener(m *model) (*listenerv3.Listener, []error) {
 			Address: socketAddress(netip.AddrPortFrom(netip.IPv6Unspecified(), tandem.ProxyOutboundPort)),
 		}}
 	}
-	return l, errs
+	return l, httpPorts, errs
 }
 
 // destination is one port and the addresses that reach a Service port on it.
@@ -248,16 +254,15 @@ func tcpProxyFilter(cluster string) *listenerv3.Filter {
 }
 
 // apiListener is what a proxyless gRPC client asks for when it dials
-// xds:///<host>:<port>: an HTTP connection manager whose routes come over
-// ADS and whose only filter is the router, which gRPC requires to be last.
+// xds:///<host>:<port>: an HTTP connection manager whose only filter is the
+// router, which gRPC requires to be last, with the route configuration
+// inline. Inline saves a round trip, and go-control-plane's consistency
+// check does not follow an API listener's RDS reference.
 func apiListener(p *servicePort) *listenerv3.Listener {
 	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix: p.clusterName(),
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    adsSource(),
-			RouteConfigName: p.hostPort(),
-		}},
-		HttpFilters: []*hcmv3.HttpFilter{routerFilter(&routerv3.Router{})},
+		StatPrefix:     p.clusterName(),
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: routeConfiguration(p, Proxyless)},
+		HttpFilters:    []*hcmv3.HttpFilter{routerFilter(&routerv3.Router{})},
 	}
 	return &listenerv3.Listener{
 		Name:        p.hostPort(),

@@ -51,9 +51,12 @@ func tcpOf(t *testing.T, f *listenerv3.Filter) *tcpproxyv3.TcpProxy {
 func TestOutboundListener(t *testing.T) {
 	grpcSvc := testService("demo", "greeter", []string{"10.96.0.10"}, protoHTTP2)
 	tcpSvc := testService("data", "pg", []string{"10.96.0.20"}, protoTCP)
-	l, errs := outboundListener(&model{services: []*service{tcpSvc, grpcSvc}})
+	l, httpPorts, errs := outboundListener(&model{services: []*service{tcpSvc, grpcSvc}})
 	if len(errs) > 0 {
 		t.Fatal(errs)
+	}
+	if len(httpPorts) != 1 || httpPorts[0] != grpcSvc.ports[0] {
+		t.Errorf("ports needing a route configuration: %v, want the gRPC one only", httpPorts)
 	}
 	if err := Validate(l); err != nil {
 		t.Fatal(err)
@@ -110,9 +113,12 @@ func TestOutboundListener(t *testing.T) {
 
 func TestOutboundListenerSniffsUndeclaredPortsOnly(t *testing.T) {
 	s := testService("ns", "legacy", []string{"10.96.0.1"}, protoSniff, protoHTTP, protoSniff)
-	l, _ := outboundListener(&model{services: []*service{s}})
+	l, httpPorts, _ := outboundListener(&model{services: []*service{s}})
 	if err := Validate(l); err != nil {
 		t.Fatal(err)
+	}
+	if len(httpPorts) != 3 {
+		t.Errorf("%d ports need a route configuration, want all 3 (sniffed ones may be HTTP)", len(httpPorts))
 	}
 	lf := l.GetListenerFilters()
 	if len(lf) != 2 || lf[1].GetName() != "envoy.filters.listener.http_inspector" {
@@ -155,7 +161,7 @@ func TestOutboundListenerSniffsUndeclaredPortsOnly(t *testing.T) {
 
 	// One sniffed port: a single range, no or_match (which needs two rules).
 	one := testService("ns", "one", []string{"10.96.0.2"}, protoSniff)
-	l, _ = outboundListener(&model{services: []*service{one}})
+	l, _, _ = outboundListener(&model{services: []*service{one}})
 	if err := Validate(l); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +178,7 @@ func TestOutboundListenerIPv6AndHeadless(t *testing.T) {
 		{addr: netip.MustParseAddrPort("10.244.0.1:9000")},
 		{addr: netip.MustParseAddrPort("10.244.0.2:9001"), extra: []netip.AddrPort{netip.MustParseAddrPort("[2001:db8::2]:9001")}},
 	}
-	l, errs := outboundListener(&model{services: []*service{headless, dual}})
+	l, _, errs := outboundListener(&model{services: []*service{headless, dual}})
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -211,12 +217,15 @@ func TestOutboundListenerAddressClaimedTwice(t *testing.T) {
 	h2 := testService("ns", "h2", nil, protoTCP)
 	h1.ports[0].endpoints = []endpoint{{addr: netip.MustParseAddrPort("10.244.0.1:9")}}
 	h2.ports[0].endpoints = []endpoint{{addr: netip.MustParseAddrPort("10.244.0.1:9")}, {addr: netip.MustParseAddrPort("10.244.0.2:9")}}
-	l, errs := outboundListener(&model{services: []*service{a, b, h1, h2}})
+	l, httpPorts, errs := outboundListener(&model{services: []*service{a, b, h1, h2}})
 	if err := Validate(l); err != nil {
 		t.Fatal(err)
 	}
 	if len(errs) != 1 || errs[0].Error() != "Service ns/b: port 8000: 10.96.0.1:8000 is already the address of Service ns/a, which gets its traffic" {
 		t.Errorf("errors %v: want one, for the ClusterIP claimed twice", errs)
+	}
+	if len(httpPorts) != 1 || httpPorts[0] != a.ports[0] {
+		t.Errorf("ports with a connection manager %v, want a's alone (b's gRPC port lost its address)", httpPorts)
 	}
 	var names []string
 	for _, c := range l.GetFilterChains() {
@@ -244,8 +253,9 @@ func TestAPIListener(t *testing.T) {
 	if err := l.GetApiListener().GetApiListener().UnmarshalTo(h); err != nil {
 		t.Fatal(err)
 	}
-	if h.GetRds().GetRouteConfigName() != "greeter.demo.svc.cluster.local:8000" || h.GetRds().GetConfigSource().GetAds() == nil {
-		t.Errorf("routes %v: want RDS over ADS", h.GetRds())
+	if rc := h.GetRouteConfig(); rc.GetName() != "greeter.demo.svc.cluster.local:8000" ||
+		rc.GetVirtualHosts()[0].GetRoutes()[0].GetRoute().GetCluster() != "outbound|8000||greeter.demo.svc.cluster.local" {
+		t.Errorf("inline route configuration %v", rc)
 	}
 	// gRPC refuses an HTTP filter list whose last filter is not the router.
 	if fs := h.GetHttpFilters(); len(fs) == 0 || fs[len(fs)-1].GetName() != "envoy.filters.http.router" {

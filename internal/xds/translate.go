@@ -55,7 +55,7 @@ func (m Mode) String() string {
 // copied: callers must not modify them.
 type Resources struct {
 	Listeners []types.Resource // *listenerv3.Listener
-	Routes    []types.Resource // *routev3.RouteConfiguration
+	Routes    []types.Resource // *routev3.RouteConfiguration (sidecar mode; proxyless listeners carry theirs)
 	Clusters  []types.Resource // *clusterv3.Cluster
 	Endpoints []types.Resource // *endpointv3.ClusterLoadAssignment, one per EDS cluster
 }
@@ -81,8 +81,9 @@ func (e *ObjectError) Unwrap() error { return e.Err }
 
 // ServiceHost is the DNS name and port of a Service port,
 // "<service>.<namespace>.svc.cluster.local:<port>": the name of its route
-// configuration, and of its API listener in proxyless mode (the name gRPC
-// asks for when dialing xds:///<service>.<namespace>.svc.cluster.local:<port>).
+// configuration in sidecar mode, and of its API listener in proxyless mode
+// (the name gRPC asks for when dialing
+// xds:///<service>.<namespace>.svc.cluster.local:<port>).
 func ServiceHost(namespace, service string, port int32) string {
 	return fmt.Sprintf("%s:%d", hostName(namespace, service), port)
 }
@@ -104,25 +105,29 @@ func hostName(namespace, service string) string {
 func Translate(in Inputs, mode Mode) (*Resources, []error) {
 	m, errs := buildModel(in, mode)
 	out := &Resources{}
-	var built []types.Resource
 	switch mode {
 	case Proxyless:
 		for _, p := range m.ports() {
 			out.Listeners = append(out.Listeners, apiListener(p))
 		}
 	default:
-		l, chainErrs := outboundListener(m)
+		l, httpPorts, chainErrs := outboundListener(m)
 		errs = append(errs, chainErrs...)
 		out.Listeners = append(out.Listeners, l)
+		// Only route configurations a filter chain uses: go-control-plane's
+		// consistency check refuses a snapshot with others.
+		for _, p := range httpPorts {
+			out.Routes = append(out.Routes, routeConfiguration(p, mode))
+		}
 		out.Clusters = append(out.Clusters, passthroughCluster())
 	}
 	for _, p := range m.ports() {
-		out.Routes = append(out.Routes, routeConfiguration(p, mode))
 		out.Clusters = append(out.Clusters, cluster(p, mode))
 		if cla := loadAssignment(p, mode); cla != nil {
 			out.Endpoints = append(out.Endpoints, cla)
 		}
 	}
+	var built []types.Resource
 	for _, list := range []*[]types.Resource{&out.Listeners, &out.Routes, &out.Clusters, &out.Endpoints} {
 		built = (*list)[:0]
 		for _, r := range *list {
