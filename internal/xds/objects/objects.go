@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -71,7 +72,7 @@ func Read(r io.Reader, source string) (xds.Inputs, []Skipped, error) {
 		n++
 		where := fmt.Sprintf("%s: document %d (line %d)", source, n, d.line)
 		if err != nil {
-			return in, nil, fmt.Errorf("%s: %w", where, err)
+			return in, nil, fmt.Errorf("%s: %s", where, fileLines(err.Error(), d.line))
 		}
 		if err := decode(j, where, 0, &in, &skipped); err != nil {
 			return in, nil, err
@@ -174,6 +175,20 @@ func describe(apiVersion, kind, namespace, name string) string {
 	default:
 		return s + " " + namespace + "/" + name
 	}
+}
+
+var yamlLine = regexp.MustCompile(`\bline (\d+)\b`)
+
+// fileLines turns the YAML parser's line numbers, counted from the start of
+// the document, into lines of the file.
+func fileLines(msg string, docStart int) string {
+	return yamlLine.ReplaceAllStringFunc(msg, func(m string) string {
+		n, err := strconv.Atoi(strings.TrimPrefix(m, "line "))
+		if err != nil {
+			return m
+		}
+		return fmt.Sprintf("line %d", n+docStart-1)
+	})
 }
 
 type document struct {
