@@ -192,7 +192,9 @@ func buildService(svc *corev1.Service, mode Mode) (*service, error) {
 			if err != nil || a.Zone() != "" || a.Is4In6() {
 				return nil, fail("spec.clusterIPs: %q is not an IPv4 or IPv6 address", ip)
 			}
-			s.clusterIPs = append(s.clusterIPs, a)
+			if !slices.Contains(s.clusterIPs, a) {
+				s.clusterIPs = append(s.clusterIPs, a)
+			}
 		}
 		if len(s.clusterIPs) == 0 && mode == Sidecar {
 			return nil, fail("spec.clusterIP is empty: set the Service's address, or None for a headless Service")
