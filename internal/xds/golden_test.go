@@ -94,11 +94,11 @@ func checkIncrementalEndpoints(t *testing.T, in xds.Inputs, mode xds.Mode, res *
 	seen := map[string]bool{}
 	for _, svc := range in.Services {
 		// Translate uses the first of two objects with one name.
-		if key := svc.Namespace + "/" + svc.Name; seen[key] {
+		key := svc.Namespace + "/" + svc.Name
+		if seen[key] {
 			continue
-		} else {
-			seen[key] = true
 		}
+		seen[key] = true
 		for _, cla := range xds.ServiceEndpoints(svc, in.EndpointSlices, mode) {
 			if err := xds.Validate(cla); err != nil {
 				t.Errorf("ServiceEndpoints: %v", err)

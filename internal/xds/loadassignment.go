@@ -20,13 +20,23 @@ func loadAssignment(p *servicePort, mode Mode) *endpointv3.ClusterLoadAssignment
 	if len(p.endpoints) == 0 {
 		return cla
 	}
-	lbEndpoints := make([]*endpointv3.LbEndpoint, len(p.endpoints))
+	// One allocation per message type, not per endpoint: this is the path
+	// every endpoint change takes.
+	n := len(p.endpoints)
+	var (
+		lbEndpoints = make([]*endpointv3.LbEndpoint, n)
+		lbs         = make([]endpointv3.LbEndpoint, n)
+		hosts       = make([]endpointv3.LbEndpoint_Endpoint, n)
+		eps         = make([]endpointv3.Endpoint, n)
+	)
 	for i, e := range p.endpoints {
-		ep := &endpointv3.Endpoint{Address: socketAddress(e.addr)}
+		eps[i].Address = socketAddress(e.addr)
 		for _, x := range e.extra {
-			ep.AdditionalAddresses = append(ep.AdditionalAddresses, &endpointv3.Endpoint_AdditionalAddress{Address: socketAddress(x)})
+			eps[i].AdditionalAddresses = append(eps[i].AdditionalAddresses, &endpointv3.Endpoint_AdditionalAddress{Address: socketAddress(x)})
 		}
-		lbEndpoints[i] = &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: ep}}
+		hosts[i].Endpoint = &eps[i]
+		lbs[i].HostIdentifier = &hosts[i]
+		lbEndpoints[i] = &lbs[i]
 	}
 	cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{
 		Locality:            &corev3.Locality{},

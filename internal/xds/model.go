@@ -276,12 +276,17 @@ func portProtocol(sp corev1.ServicePort) protocol {
 // IPv6 slice (dual stack, recognised by its targetRef) becomes one endpoint
 // with an extra address.
 func readyEndpoints(s *service, p *servicePort, own []*discoveryv1.EndpointSlice) []endpoint {
+	type owner struct{ kind, namespace, name string } // a targetRef; zero when unknown
 	type candidate struct {
 		ap    netip.AddrPort
-		owner string // the targetRef, "" when unknown
+		owner owner
 	}
-	var cands []candidate
-	seen := map[netip.AddrPort]bool{}
+	n := 0
+	for _, sl := range own {
+		n += len(sl.Endpoints)
+	}
+	cands := make([]candidate, 0, n)
+	var has4, has6 bool
 	for _, sl := range own {
 		var want6 bool
 		switch sl.AddressType {
@@ -306,38 +311,40 @@ func readyEndpoints(s *service, p *servicePort, own []*discoveryv1.EndpointSlice
 			if err != nil || a.Zone() != "" || a.Is4In6() || a.Is6() != want6 {
 				continue
 			}
-			ap := netip.AddrPortFrom(a, port)
-			if seen[ap] {
-				continue
-			}
-			seen[ap] = true
-			owner := ""
+			var o owner
 			if r := ep.TargetRef; r != nil && r.Name != "" {
-				owner = r.Kind + "/" + r.Namespace + "/" + r.Name
+				o = owner{r.Kind, r.Namespace, r.Name}
 			}
-			cands = append(cands, candidate{ap, owner})
+			cands = append(cands, candidate{netip.AddrPortFrom(a, port), o})
+			has4, has6 = has4 || !want6, has6 || want6
 		}
 	}
-	slices.SortFunc(cands, func(a, b candidate) int { return a.ap.Compare(b.ap) })
+	// Sorted by address; of an address listed twice, the first listed stays.
+	slices.SortStableFunc(cands, func(a, b candidate) int { return a.ap.Compare(b.ap) })
+	cands = slices.CompactFunc(cands, func(a, b candidate) bool { return a.ap == b.ap })
 
-	// Pair each primary-family address with the other-family address of the
-	// same pod; whatever stays unpaired is an endpoint of its own.
-	other := map[string]int{} // owner -> index into cands of an unpaired other-family address
+	out := make([]endpoint, 0, len(cands))
+	if !has4 || !has6 {
+		for _, c := range cands {
+			out = append(out, endpoint{addr: c.ap})
+		}
+		return out
+	}
+	// Dual stack: pair each primary-family address with the other-family
+	// address of the same pod; whatever stays unpaired is an endpoint of its own.
+	other := map[owner]int{} // pod -> index in cands of its first other-family address
 	for i, c := range cands {
-		if c.owner != "" && c.ap.Addr().Is6() != s.primaryIPv6 {
-			if _, dup := other[c.owner]; !dup {
-				other[c.owner] = i
-			}
+		if _, dup := other[c.owner]; c.owner != (owner{}) && c.ap.Addr().Is6() != s.primaryIPv6 && !dup {
+			other[c.owner] = i
 		}
 	}
 	paired := make([]bool, len(cands))
-	out := make([]endpoint, 0, len(cands))
 	for i, c := range cands {
 		if c.ap.Addr().Is6() != s.primaryIPv6 {
 			continue
 		}
 		e := endpoint{addr: c.ap}
-		if j, ok := other[c.owner]; ok && c.owner != "" {
+		if j, ok := other[c.owner]; ok && c.owner != (owner{}) {
 			e.extra = []netip.AddrPort{cands[j].ap}
 			paired[j] = true
 			delete(other, c.owner)

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -54,18 +55,18 @@ func validateAnys(m protoreflect.Message) error {
 		}
 		return nil
 	}
-	var err error
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+	for _, fd := range anyFields(m.Descriptor()) {
+		if !m.Has(fd) {
+			continue
+		}
+		v := m.Get(fd)
+		var err error
 		switch {
 		case fd.IsMap():
-			if fd.MapValue().Message() == nil {
-				return true
-			}
 			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
 				err = validateAnys(mv.Message())
 				return err == nil
 			})
-		case fd.Message() == nil:
 		case fd.IsList():
 			l := v.List()
 			for i := 0; i < l.Len() && err == nil; i++ {
@@ -74,9 +75,65 @@ func validateAnys(m protoreflect.Message) error {
 		default:
 			err = validateAnys(v.Message())
 		}
-		return err == nil
-	})
-	return err
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fieldsWithAny caches, per message type, the fields in which an Any can
+// occur, so the walk skips the many that cannot (addresses, durations).
+var fieldsWithAny sync.Map // protoreflect.FullName -> []protoreflect.FieldDescriptor
+
+func anyFields(md protoreflect.MessageDescriptor) []protoreflect.FieldDescriptor {
+	if v, ok := fieldsWithAny.Load(md.FullName()); ok {
+		return v.([]protoreflect.FieldDescriptor)
+	}
+	var out []protoreflect.FieldDescriptor
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		sub := fd.Message()
+		if fd.IsMap() {
+			sub = fd.MapValue().Message()
+		}
+		if sub != nil && reachAny(sub, map[protoreflect.FullName]bool{}) {
+			out = append(out, fd)
+		}
+	}
+	fieldsWithAny.Store(md.FullName(), out)
+	return out
+}
+
+// holdsAny caches, per message type, whether an Any can occur in it.
+var holdsAny sync.Map // protoreflect.FullName -> bool
+
+// reachAny searches the message graph. A type met again on the current
+// path counts as holding an Any: wrong only in being cautious.
+func reachAny(md protoreflect.MessageDescriptor, onPath map[protoreflect.FullName]bool) bool {
+	name := md.FullName()
+	if v, ok := holdsAny.Load(name); ok {
+		return v.(bool)
+	}
+	if name == anyName || onPath[name] {
+		return true
+	}
+	onPath[name] = true
+	defer delete(onPath, name)
+	found := false
+	fields := md.Fields()
+	for i := 0; i < fields.Len() && !found; i++ {
+		fd := fields.Get(i)
+		if fd.IsMap() {
+			fd = fd.MapValue()
+		}
+		if sub := fd.Message(); sub != nil {
+			found = reachAny(sub, onPath)
+		}
+	}
+	holdsAny.Store(name, found)
+	return found
 }
 
 // resourceName is the xDS name of a resource.
