@@ -126,12 +126,10 @@ func buildModel(in Inputs, mode Mode) (*model, []error) {
 	exists := map[objectKey]bool{}
 	for _, svc := range svcs {
 		key := objectKey{svc.Namespace, svc.Name}
-		if exists[key] {
-			errs = append(errs, &ObjectError{Kind: "Service", Namespace: key.namespace, Name: key.name,
-				Err: errors.New("defined twice; the first definition is used")})
+		if err := firstDefinition(exists, "Service", key); err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		exists[key] = true
 		s, err := buildService(svc, mode)
 		if err != nil {
 			errs = append(errs, err)
@@ -147,6 +145,17 @@ func buildModel(in Inputs, mode Mode) (*model, []error) {
 	}
 	errs = append(errs, policies.unused(exists, m.services)...)
 	return m, errs
+}
+
+// firstDefinition marks key as defined, or reports that it already was:
+// inputs from a file can hold two objects of one name, and the first is used.
+func firstDefinition(defined map[objectKey]bool, kind string, key objectKey) error {
+	if defined[key] {
+		return &ObjectError{Kind: kind, Namespace: key.namespace, Name: key.name,
+			Err: errors.New("defined twice; the first definition is used")}
+	}
+	defined[key] = true
+	return nil
 }
 
 // sliceOwner is the Service an EndpointSlice belongs to, by the

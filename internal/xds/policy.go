@@ -220,13 +220,10 @@ func indexPolicies(tps []*v1alpha1.TrafficPolicy) (policyIndex, []error) {
 		if tp == nil {
 			continue
 		}
-		key := objectKey{tp.Namespace, tp.Name}
-		if seen[key] {
-			errs = append(errs, &ObjectError{Kind: "TrafficPolicy", Namespace: key.namespace, Name: key.name,
-				Err: fmt.Errorf("defined twice; the first definition is used")})
+		if err := firstDefinition(seen, "TrafficPolicy", objectKey{tp.Namespace, tp.Name}); err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		seen[key] = true
 		p, err := parsePolicy(tp)
 		if err != nil {
 			errs = append(errs, err)
