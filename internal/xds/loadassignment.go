@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"net/netip"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -29,8 +31,13 @@ func loadAssignment(p *servicePort, mode Mode) *endpointv3.ClusterLoadAssignment
 		hosts       = make([]endpointv3.LbEndpoint_Endpoint, n)
 		eps         = make([]endpointv3.Endpoint, n)
 	)
+	primary := make([]netip.AddrPort, n)
 	for i, e := range p.endpoints {
-		eps[i].Address = socketAddress(e.addr)
+		primary[i] = e.addr
+	}
+	addrs := socketAddresses(primary)
+	for i, e := range p.endpoints {
+		eps[i].Address = addrs[i]
 		for _, x := range e.extra {
 			eps[i].AdditionalAddresses = append(eps[i].AdditionalAddresses, &endpointv3.Endpoint_AdditionalAddress{Address: socketAddress(x)})
 		}

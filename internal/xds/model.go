@@ -73,14 +73,23 @@ type servicePort struct {
 	protocol  protocol
 	policy    policy
 	endpoints []endpoint // ready, deduplicated, sorted by address
+
+	cluster, host string // names, once made
 }
 
+// clusterName and hostPort are asked for by every builder; made once.
 func (p *servicePort) clusterName() string {
-	return ClusterName(p.svc.key.namespace, p.svc.key.name, p.port)
+	if p.cluster == "" {
+		p.cluster = ClusterName(p.svc.key.namespace, p.svc.key.name, p.port)
+	}
+	return p.cluster
 }
 
 func (p *servicePort) hostPort() string {
-	return ServiceHost(p.svc.key.namespace, p.svc.key.name, p.port)
+	if p.host == "" {
+		p.host = ServiceHost(p.svc.key.namespace, p.svc.key.name, p.port)
+	}
+	return p.host
 }
 
 // endpoint is one backend: a pod, reached on addr, and for a dual-stack
