@@ -55,6 +55,9 @@ func outboundListener(m *model) (*listenerv3.Listener, []*servicePort, []error) 
 				continue
 			}
 			for _, p := range s.ports {
+				if p.dropped {
+					continue
+				}
 				for _, dst := range destinations(p) {
 					var addrs []netip.Addr
 					for _, a := range dst.addrs {

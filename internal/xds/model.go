@@ -75,6 +75,7 @@ type servicePort struct {
 	endpoints []endpoint // ready, deduplicated, sorted by address
 
 	cluster, host string // names, once made
+	dropped       bool   // a resource of the port failed validation
 }
 
 // clusterName and hostPort are asked for by every builder; made once.

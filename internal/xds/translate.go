@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"slices"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -101,46 +103,71 @@ func hostName(namespace, service string) string {
 
 // Translate turns the inputs into the resources for one xDS client. Objects
 // that cannot be translated are left out, each reported by an *ObjectError;
-// everything else is still translated.
+// everything else is still translated. A Service port one of whose
+// resources fails validation (a bug, never expected) is left out whole, so
+// that what remains is consistent: every route configuration and load
+// assignment referenced is there, and nothing else.
 func Translate(in Inputs, mode Mode) (*Resources, []error) {
 	m, errs := buildModel(in, mode)
 	out := &Resources{}
-	switch mode {
-	case Proxyless:
-		for _, p := range m.ports() {
-			out.Listeners = append(out.Listeners, apiListener(p))
+	routes := map[*servicePort]types.Resource{}
+	for _, p := range m.ports() {
+		own := []types.Resource{cluster(p, mode)}
+		if cla := loadAssignment(p, mode); cla != nil {
+			own = append(own, cla)
 		}
-	default:
+		if mode == Proxyless {
+			own = append(own, apiListener(p))
+		} else {
+			routes[p] = routeConfiguration(p, mode)
+			own = append(own, routes[p])
+		}
+		if err := validateEach(own); err != nil {
+			errs = append(errs, err)
+			p.dropped = true
+			continue
+		}
+		for _, r := range own {
+			switch r.(type) {
+			case *clusterv3.Cluster:
+				out.Clusters = append(out.Clusters, r)
+			case *endpointv3.ClusterLoadAssignment:
+				out.Endpoints = append(out.Endpoints, r)
+			case *listenerv3.Listener:
+				out.Listeners = append(out.Listeners, r)
+			}
+		}
+	}
+	if mode == Sidecar {
 		l, httpPorts, chainErrs := outboundListener(m)
 		errs = append(errs, chainErrs...)
-		out.Listeners = append(out.Listeners, l)
-		// Only route configurations a filter chain uses: go-control-plane's
-		// consistency check refuses a snapshot with others.
-		for _, p := range httpPorts {
-			out.Routes = append(out.Routes, routeConfiguration(p, mode))
-		}
-		out.Clusters = append(out.Clusters, passthroughCluster())
-	}
-	for _, p := range m.ports() {
-		out.Clusters = append(out.Clusters, cluster(p, mode))
-		if cla := loadAssignment(p, mode); cla != nil {
-			out.Endpoints = append(out.Endpoints, cla)
-		}
-	}
-	var built []types.Resource
-	for _, list := range []*[]types.Resource{&out.Listeners, &out.Routes, &out.Clusters, &out.Endpoints} {
-		built = (*list)[:0]
-		for _, r := range *list {
-			if err := Validate(r); err != nil {
-				errs = append(errs, err)
-				continue
+		if err := Validate(l); err != nil {
+			errs = append(errs, err)
+		} else {
+			out.Listeners = append(out.Listeners, l)
+			// Only route configurations a filter chain uses: go-control-plane's
+			// consistency check refuses a snapshot with others.
+			for _, p := range httpPorts {
+				out.Routes = append(out.Routes, routes[p])
 			}
-			built = append(built, r)
 		}
-		slices.SortFunc(built, func(a, b types.Resource) int { return cmp.Compare(resourceName(a), resourceName(b)) })
-		*list = built
+		if pt := passthroughCluster(); Validate(pt) == nil {
+			out.Clusters = append(out.Clusters, pt)
+		}
+	}
+	for _, list := range [][]types.Resource{out.Listeners, out.Routes, out.Clusters, out.Endpoints} {
+		slices.SortFunc(list, func(a, b types.Resource) int { return cmp.Compare(resourceName(a), resourceName(b)) })
 	}
 	return out, errs
+}
+
+func validateEach(rs []types.Resource) error {
+	for _, r := range rs {
+		if err := Validate(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ServiceEndpoints returns the load assignments of one Service, one per
@@ -150,13 +177,16 @@ func Translate(in Inputs, mode Mode) (*Resources, []error) {
 // translation, unless EndpointsChangeListeners says the Service also needs
 // one.
 func ServiceEndpoints(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, mode Mode) []*endpointv3.ClusterLoadAssignment {
+	if svc == nil {
+		return nil
+	}
 	s, _ := buildService(svc, mode) // its errors are Translate's to report
 	if s == nil {
 		return nil
 	}
 	own := make([]*discoveryv1.EndpointSlice, 0, len(endpointSlices))
 	for _, sl := range endpointSlices {
-		if sliceOwner(sl) == (objectKey{svc.Namespace, svc.Name}) {
+		if sl != nil && sliceOwner(sl) == (objectKey{svc.Namespace, svc.Name}) {
 			own = append(own, sl)
 		}
 	}
