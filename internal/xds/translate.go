@@ -151,7 +151,9 @@ func Translate(in Inputs, mode Mode) (*Resources, []error) {
 				out.Routes = append(out.Routes, routes[p])
 			}
 		}
-		if pt := passthroughCluster(); Validate(pt) == nil {
+		if pt := passthroughCluster(); Validate(pt) != nil {
+			errs = append(errs, Validate(pt))
+		} else {
 			out.Clusters = append(out.Clusters, pt)
 		}
 	}
