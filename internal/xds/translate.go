@@ -151,8 +151,9 @@ func Translate(in Inputs, mode Mode) (*Resources, []error) {
 				out.Routes = append(out.Routes, routes[p])
 			}
 		}
-		if pt := passthroughCluster(); Validate(pt) != nil {
-			errs = append(errs, Validate(pt))
+		pt := passthroughCluster()
+		if err := Validate(pt); err != nil {
+			errs = append(errs, err)
 		} else {
 			out.Clusters = append(out.Clusters, pt)
 		}
