@@ -15,16 +15,16 @@ func init() {
 	register(command{
 		name:    "config",
 		summary: "print the xDS resources served for the Kubernetes objects in a file",
-		run:     runConfig,
+		run:     configCommand,
 	})
 }
 
-// runConfig prints exactly what xds.Translate returns for the Services,
+// configCommand prints exactly what xds.Translate returns for the Services,
 // EndpointSlices and TrafficPolicies of a file. Exit status: 0 when every
 // object was translated, 1 when some were left out or not applied (the
 // reasons go to stderr; the resources are printed all the same), 2 for bad
 // flags or a file that cannot be read.
-func runConfig(args []string, stdout, stderr io.Writer) int {
+func configCommand(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("f", "", "file of Kubernetes objects: YAML documents or JSON, objects or Lists (- for stdin)")
