@@ -13,7 +13,7 @@ import (
 
 const golden = "../../internal/xds/testdata/golden/"
 
-func runAgent(t *testing.T, stdin string, args ...string) (int, string, string) {
+func agentConfigRun(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	if stdin != "" {
@@ -45,7 +45,7 @@ func TestConfigPrintsTheTranslation(t *testing.T) {
 		{[]string{"config", "-f", golden + "policy-full.yaml", "--proxyless"}, "policy-full.proxyless.json"},
 		{[]string{"config", "--proxyless", "-o", "json", "-f", golden + "dual-stack.yaml"}, "dual-stack.proxyless.json"},
 	} {
-		code, stdout, stderr := runAgent(t, "", c.args...)
+		code, stdout, stderr := agentConfigRun(t, "", c.args...)
 		if code != 0 || stderr != "" {
 			t.Fatalf("%v: exit %d, stderr %q", c.args, code, stderr)
 		}
@@ -64,7 +64,7 @@ func TestConfigYAMLAndStdin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := runAgent(t, string(in), "config", "-f", "-", "-o", "yaml")
+	code, stdout, stderr := agentConfigRun(t, string(in), "config", "-f", "-", "-o", "yaml")
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
@@ -91,7 +91,7 @@ func TestConfigYAMLAndStdin(t *testing.T) {
 }
 
 func TestConfigReportsProblems(t *testing.T) {
-	code, stdout, stderr := runAgent(t, "", "config", "-f", golden+"policy-missing-service.yaml")
+	code, stdout, stderr := agentConfigRun(t, "", "config", "-f", golden+"policy-missing-service.yaml")
 	if code != 1 {
 		t.Errorf("exit %d with policies not applied, want 1", code)
 	}
@@ -103,7 +103,7 @@ func TestConfigReportsProblems(t *testing.T) {
 	}
 
 	other := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: demo}\n"
-	code, stdout, stderr = runAgent(t, other, "config", "-f", "-")
+	code, stdout, stderr = agentConfigRun(t, other, "config", "-f", "-")
 	if code != 0 || !strings.Contains(stderr, "agent config: stdin: document 1 (line 1): apps/v1 Deployment demo/web: ignored: not a Service, EndpointSlice or TrafficPolicy") {
 		t.Errorf("other kinds: exit %d, stderr %q; want them reported as ignored, exit 0", code, stderr)
 	}
@@ -129,12 +129,12 @@ func TestConfigUsageErrors(t *testing.T) {
 		{[]string{"config", "-f", bad, "extra"}, `unexpected argument "extra"`},
 		{[]string{"config", "--nope"}, "flag provided but not defined: -nope"},
 	} {
-		code, stdout, stderr := runAgent(t, "", c.args...)
+		code, stdout, stderr := agentConfigRun(t, "", c.args...)
 		if code != 2 || stdout != "" || !strings.Contains(stderr, c.want) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and %q", c.args, code, stdout, stderr, c.want)
 		}
 	}
-	if code, _, stderr := runAgent(t, "", "config", "-h"); code != 0 || !strings.Contains(stderr, "Usage: agent config -f FILE") {
+	if code, _, stderr := agentConfigRun(t, "", "config", "-h"); code != 0 || !strings.Contains(stderr, "Usage: agent config -f FILE") {
 		t.Errorf("-h: exit %d, %q", code, stderr)
 	}
 }
