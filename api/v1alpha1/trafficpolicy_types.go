@@ -65,26 +65,32 @@ type HashOn struct {
 	SourceIP bool `json:"sourceIP,omitempty"`
 }
 
-// LoadBalancer chooses the balancing policy and its settings.
+// LoadBalancer chooses the balancing policy and its settings. Settings that
+// belong to another policy than the selected one are ignored, so switching
+// policy is a one-line change.
 // +kubebuilder:validation:XValidation:rule="!(self.policy in ['RingHash', 'Maglev']) || has(self.hashOn)",message="policy RingHash and Maglev need hashOn (header or sourceIP)"
-// +kubebuilder:validation:XValidation:rule="!has(self.hashOn) || self.policy in ['RingHash', 'Maglev']",message="hashOn is only used by policy RingHash or Maglev"
-// +kubebuilder:validation:XValidation:rule="!has(self.leastRequest) || self.policy == 'LeastRequest'",message="leastRequest is only used by policy LeastRequest"
 type LoadBalancer struct {
 	// Policy is one of RoundRobin, LeastRequest, Random, RingHash, Maglev.
-	Policy LoadBalancerPolicy `json:"policy"`
+	// Proxyless gRPC clients have no Random and no Maglev: they use
+	// RoundRobin and RingHash instead.
+	// +kubebuilder:default=LeastRequest
+	// +optional
+	Policy LoadBalancerPolicy `json:"policy,omitempty"`
 
 	// LeastRequest tunes policy LeastRequest.
 	// +optional
 	LeastRequest *LeastRequestConfig `json:"leastRequest,omitempty"`
 
-	// HashOn is required by RingHash and Maglev.
+	// HashOn is required by RingHash and Maglev and ignored by the others.
+	// Proxyless gRPC clients hash sourceIP as their channel's identity.
 	// +optional
 	HashOn *HashOn `json:"hashOn,omitempty"`
 
 	// SlowStart ramps traffic to a new endpoint up over this window
-	// (RoundRobin and LeastRequest only).
+	// (RoundRobin and LeastRequest only; ignored by proxyless gRPC clients).
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive duration such as 500ms, 5s, 1.5m or 1h30m"
 	// +optional
 	SlowStart *metav1.Duration `json:"slowStart,omitempty"`
 }
@@ -99,13 +105,15 @@ type OutlierDetection struct {
 
 	// Interval between ejection sweeps.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive duration such as 500ms, 5s, 1.5m or 1h30m"
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
 
 	// BaseEjectionTime is how long an endpoint stays ejected the first time.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive duration such as 500ms, 5s, 1.5m or 1h30m"
 	// +optional
 	BaseEjectionTime *metav1.Duration `json:"baseEjectionTime,omitempty"`
 
@@ -126,14 +134,20 @@ type Retries struct {
 	// RetryOn is a comma-separated list of Envoy retry conditions: HTTP ones
 	// (5xx, gateway-error, reset, connect-failure, retriable-4xx,
 	// refused-stream) and gRPC status ones (cancelled, deadline-exceeded,
-	// internal, resource-exhausted, unavailable).
-	// +kubebuilder:validation:Pattern=`^(5xx|gateway-error|reset|connect-failure|retriable-4xx|refused-stream|cancelled|deadline-exceeded|internal|resource-exhausted|unavailable)(,(5xx|gateway-error|reset|connect-failure|retriable-4xx|refused-stream|cancelled|deadline-exceeded|internal|resource-exhausted|unavailable))*$`
+	// internal, resource-exhausted, unavailable). Default
+	// "connect-failure,refused-stream,unavailable": failures where the
+	// request did not reach the application, or it asked for a retry.
+	// Proxyless gRPC clients act on the gRPC status conditions only.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.split(',').all(c, c in ['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-4xx', 'refused-stream', 'cancelled', 'deadline-exceeded', 'internal', 'resource-exhausted', 'unavailable'])",message="has an unknown retry condition; retryOn is a comma-separated list (no spaces) of 5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable"
 	// +optional
 	RetryOn string `json:"retryOn,omitempty"`
 
 	// PerTryTimeout bounds each attempt.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive duration such as 500ms, 5s, 1.5m or 1h30m"
 	// +optional
 	PerTryTimeout *metav1.Duration `json:"perTryTimeout,omitempty"`
 }
@@ -157,7 +171,8 @@ type TrafficPolicySpec struct {
 
 	// Timeout bounds a whole request, retries included.
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive duration such as 500ms, 5s, 1.5m or 1h30m"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 

@@ -1,0 +1,336 @@
+package xds
+
+import (
+	"cmp"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tandem-mesh/tandem/api/v1alpha1"
+)
+
+// lbPolicy is a load-balancing algorithm.
+type lbPolicy int
+
+const (
+	lbLeastRequest lbPolicy = iota
+	lbRoundRobin
+	lbRandom
+	lbRingHash
+	lbMaglev
+)
+
+func (l lbPolicy) hashed() bool { return l == lbRingHash || l == lbMaglev }
+
+// policy is a TrafficPolicy's effect on one Service port, with the
+// API's defaults applied. The zero durations and counts mean "the client's
+// default".
+type policy struct {
+	source       objectKey // the TrafficPolicy; zero for the defaults
+	lb           lbPolicy
+	choiceCount  uint32
+	hashHeader   string
+	hashSourceIP bool
+	slowStart    time.Duration
+	outlier      *outlier
+	retry        *retry
+	timeout      time.Duration
+	maxRequests  uint32 // per upstream connection
+}
+
+type outlier struct {
+	consecutive5xx     uint32
+	interval           time.Duration
+	baseEjectionTime   time.Duration
+	maxEjectionPercent *uint32
+}
+
+type retry struct {
+	attempts      uint32
+	retryOn       string
+	perTryTimeout time.Duration
+}
+
+// defaultPolicy applies to Service ports no TrafficPolicy targets:
+// least request, the per-request balancing Tandem exists for.
+var defaultPolicy = policy{lb: lbLeastRequest}
+
+// defaultRetryOn retries what did not reach the application, or what the
+// application asked to have retried.
+const defaultRetryOn = "connect-failure,refused-stream,unavailable"
+
+var (
+	retryConditions = []string{"5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "refused-stream",
+		"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
+	// headerName is an HTTP token, as the CRD requires.
+	headerName = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+\-.^_|~]+$`)
+	// serviceName is a DNS label, as Service names are.
+	serviceName = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+)
+
+// parsePolicy checks a TrafficPolicy as the CRD's schema does (the API
+// server enforces it, but files read offline have not been through one) and
+// returns its effect.
+func parsePolicy(tp *v1alpha1.TrafficPolicy) (policy, error) {
+	sp := &tp.Spec
+	p := policy{source: objectKey{tp.Namespace, tp.Name}}
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	duration := func(field string, d *metav1.Duration) time.Duration {
+		if d == nil {
+			return 0
+		}
+		if d.Duration <= 0 {
+			bad("%s: %q must be a positive duration such as 500ms, 5s, 1.5m or 1h30m", field, d.Duration.String())
+			return 0
+		}
+		return d.Duration
+	}
+
+	if tp.Name == "" || tp.Namespace == "" {
+		bad("metadata.name and metadata.namespace must both be set")
+	}
+	if !serviceName.MatchString(sp.TargetRef.Name) || len(sp.TargetRef.Name) > 63 {
+		bad("spec.targetRef.name: %q is not a Service name (a DNS label: lowercase letters, digits, '-')", sp.TargetRef.Name)
+	}
+	if port := sp.TargetRef.Port; port != nil && (*port < 1 || *port > 65535) {
+		bad("spec.targetRef.port: %d is not in 1-65535", *port)
+	}
+
+	if lb := sp.LoadBalancer; lb != nil {
+		switch lb.Policy {
+		case "", v1alpha1.LeastRequest:
+			p.lb = lbLeastRequest
+		case v1alpha1.RoundRobin:
+			p.lb = lbRoundRobin
+		case v1alpha1.Random:
+			p.lb = lbRandom
+		case v1alpha1.RingHash:
+			p.lb = lbRingHash
+		case v1alpha1.Maglev:
+			p.lb = lbMaglev
+		default:
+			bad("spec.loadBalancer.policy: %q is not one of RoundRobin, LeastRequest, Random, RingHash, Maglev", lb.Policy)
+		}
+		if lr := lb.LeastRequest; lr != nil && lr.ChoiceCount != nil {
+			if c := *lr.ChoiceCount; c < 2 || c > 100 {
+				bad("spec.loadBalancer.leastRequest.choiceCount: %d is not in 2-100", c)
+			} else if p.lb == lbLeastRequest {
+				p.choiceCount = uint32(c)
+			}
+		}
+		if h := lb.HashOn; h != nil {
+			switch {
+			case (h.Header != "") == h.SourceIP:
+				bad("spec.loadBalancer.hashOn: needs exactly one of header (a header name) or sourceIP: true")
+			case h.Header != "" && (!headerName.MatchString(h.Header) || len(h.Header) > 256):
+				bad("spec.loadBalancer.hashOn.header: %q is not an HTTP header name", h.Header)
+			case p.lb.hashed():
+				p.hashHeader, p.hashSourceIP = strings.ToLower(h.Header), h.SourceIP
+			}
+		} else if p.lb.hashed() {
+			bad("spec.loadBalancer: policy %s needs hashOn (header or sourceIP)", lb.Policy)
+		}
+		// Envoy ramps up only under RoundRobin and LeastRequest.
+		if d := duration("spec.loadBalancer.slowStart", lb.SlowStart); p.lb == lbLeastRequest || p.lb == lbRoundRobin {
+			p.slowStart = d
+		}
+	}
+
+	if od := sp.OutlierDetection; od != nil {
+		o := &outlier{}
+		if c := od.Consecutive5xx; c != nil {
+			if *c < 1 {
+				bad("spec.outlierDetection.consecutive5xx: %d must be at least 1", *c)
+			} else {
+				o.consecutive5xx = uint32(*c)
+			}
+		}
+		o.interval = duration("spec.outlierDetection.interval", od.Interval)
+		o.baseEjectionTime = duration("spec.outlierDetection.baseEjectionTime", od.BaseEjectionTime)
+		if m := od.MaxEjectionPercent; m != nil {
+			if *m < 0 || *m > 100 {
+				bad("spec.outlierDetection.maxEjectionPercent: %d is not in 0-100", *m)
+			} else {
+				v := uint32(*m)
+				o.maxEjectionPercent = &v
+			}
+		}
+		p.outlier = o
+	}
+
+	if r := sp.Retries; r != nil {
+		if r.Attempts < 0 || r.Attempts > 10 {
+			bad("spec.retries.attempts: %d is not in 0-10", r.Attempts)
+		}
+		on := r.RetryOn
+		if on == "" {
+			on = defaultRetryOn
+		}
+		var unknown []string
+		for _, c := range strings.Split(on, ",") {
+			if !slices.Contains(retryConditions, c) {
+				unknown = append(unknown, fmt.Sprintf("%q", c))
+			}
+		}
+		if len(unknown) > 0 {
+			bad("spec.retries.retryOn: unknown retry condition %s; retryOn is a comma-separated list (no spaces) of %s",
+				strings.Join(unknown, ", "), strings.Join(retryConditions, ", "))
+		}
+		rt := &retry{attempts: uint32(max(r.Attempts, 0)), retryOn: on,
+			perTryTimeout: duration("spec.retries.perTryTimeout", r.PerTryTimeout)}
+		// Zero attempts is no retry at all.
+		if rt.attempts > 0 {
+			p.retry = rt
+		}
+	}
+	p.timeout = duration("spec.timeout", sp.Timeout)
+	if m := sp.MaxRequestsPerConnection; m != nil {
+		if *m < 1 {
+			bad("spec.maxRequestsPerConnection: %d must be at least 1", *m)
+		} else {
+			p.maxRequests = uint32(*m)
+		}
+	}
+	if len(problems) > 0 {
+		return policy{}, &ObjectError{Kind: "TrafficPolicy", Namespace: tp.Namespace, Name: tp.Name,
+			Err: fmt.Errorf("invalid, not applied: %s", strings.Join(problems, "; "))}
+	}
+	return p, nil
+}
+
+// policyIndex holds the valid TrafficPolicies by the Service they target.
+type policyIndex map[objectKey][]*policyCandidate
+
+type policyCandidate struct {
+	tp     *v1alpha1.TrafficPolicy
+	policy policy
+	used   bool
+}
+
+func indexPolicies(tps []*v1alpha1.TrafficPolicy) (policyIndex, []error) {
+	idx := policyIndex{}
+	var errs []error
+	seen := map[objectKey]bool{}
+	for _, tp := range tps {
+		if tp == nil {
+			continue
+		}
+		if err := firstDefinition(seen, "TrafficPolicy", objectKey{tp.Namespace, tp.Name}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p, err := parsePolicy(tp)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		target := objectKey{tp.Namespace, tp.Spec.TargetRef.Name}
+		idx[target] = append(idx[target], &policyCandidate{tp: tp, policy: p})
+	}
+	for _, list := range idx {
+		slices.SortFunc(list, comparePrecedence)
+	}
+	return idx, errs
+}
+
+// comparePrecedence orders the policies of one Service, the one that
+// applies first: a policy for one port over one for the whole Service, then
+// the oldest, then by name.
+func comparePrecedence(a, b *policyCandidate) int {
+	ap, bp := a.tp.Spec.TargetRef.Port != nil, b.tp.Spec.TargetRef.Port != nil
+	if ap != bp {
+		if ap {
+			return -1
+		}
+		return 1
+	}
+	at, bt := a.tp.CreationTimestamp.Time, b.tp.CreationTimestamp.Time
+	return cmp.Or(at.Compare(bt), cmp.Compare(a.tp.Name, b.tp.Name))
+}
+
+// forPort returns the policy that applies to one Service port.
+func (idx policyIndex) forPort(svc objectKey, port int32) policy {
+	for _, c := range idx[svc] {
+		if p := c.tp.Spec.TargetRef.Port; p == nil || *p == port {
+			c.used = true
+			return c.policy
+		}
+	}
+	return defaultPolicy
+}
+
+// unused reports the valid policies that apply nowhere: their Service is
+// missing (exists tells which Services the inputs have) or has no such
+// port, or other policies take precedence on every port they target.
+func (idx policyIndex) unused(exists map[objectKey]bool, built []*service) []error {
+	ports := map[objectKey][]int32{}
+	for _, s := range built {
+		for _, p := range s.ports {
+			ports[s.key] = append(ports[s.key], p.port)
+		}
+	}
+	targets := make([]objectKey, 0, len(idx))
+	for k := range idx {
+		targets = append(targets, k)
+	}
+	slices.SortFunc(targets, func(a, b objectKey) int {
+		return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
+	})
+	var errs []error
+	for _, target := range targets {
+		list := idx[target]
+		for _, c := range list {
+			if c.used {
+				continue
+			}
+			var err error
+			switch tr := c.tp.Spec.TargetRef; {
+			case !exists[target]:
+				err = fmt.Errorf("targets Service %s, which does not exist; not applied", target)
+			case tr.Port != nil && !slices.Contains(ports[target], *tr.Port):
+				err = fmt.Errorf("targets port %d, which Service %s does not have (TCP ports: %s); not applied",
+					*tr.Port, target, joinPorts(ports[target]))
+			case len(ports[target]) == 0:
+				err = fmt.Errorf("targets Service %s, which has no TCP port that is translated; not applied", target)
+			default:
+				err = fmt.Errorf("not applied: other policies take precedence on every port it targets: %s (a policy for one port wins over one for the whole Service, then the oldest)",
+					winners(list, c, ports[target]))
+			}
+			errs = append(errs, &ObjectError{Kind: "TrafficPolicy", Namespace: c.tp.Namespace, Name: c.tp.Name, Err: err})
+		}
+	}
+	return errs
+}
+
+// winners names, for each port c targets, the policy that applies there.
+func winners(list []*policyCandidate, c *policyCandidate, ports []int32) string {
+	var out []string
+	for _, port := range ports {
+		if p := c.tp.Spec.TargetRef.Port; p != nil && *p != port {
+			continue
+		}
+		for _, o := range list {
+			if p := o.tp.Spec.TargetRef.Port; p == nil || *p == port {
+				out = append(out, fmt.Sprintf("%s on port %d", o.tp.Name, port))
+				break
+			}
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+func joinPorts(ports []int32) string {
+	if len(ports) == 0 {
+		return "none"
+	}
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = fmt.Sprint(p)
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,182 @@
+package xds
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tandem-mesh/tandem/api/v1alpha1"
+)
+
+func trafficPolicy(t *testing.T, name, spec string) *v1alpha1.TrafficPolicy {
+	t.Helper()
+	tp := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"}}
+	if err := yaml.UnmarshalStrict([]byte(spec), &tp.Spec); err != nil {
+		t.Fatalf("spec of %s: %v", name, err)
+	}
+	return tp
+}
+
+func TestParsePolicy(t *testing.T) {
+	u32 := func(v uint32) *uint32 { return &v }
+	cases := []struct {
+		spec string
+		want policy
+	}{
+		{
+			spec: `targetRef: {name: cart}`,
+			want: policy{},
+		},
+		{
+			// The documentation's sample: settings of other policies are ignored.
+			spec: `
+targetRef: {name: cart, port: 8443}
+loadBalancer:
+  policy: RingHash
+  leastRequest: {choiceCount: 2}
+  hashOn: {header: X-User-Id}
+  slowStart: 30s
+outlierDetection: {consecutive5xx: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}
+retries: {attempts: 3, retryOn: "unavailable,reset", perTryTimeout: 1s}
+timeout: 5s
+maxRequestsPerConnection: 1000`,
+			want: policy{
+				lb: lbRingHash, hashHeader: "x-user-id",
+				outlier: &outlier{consecutive5xx: 5, interval: 10 * time.Second, baseEjectionTime: 30 * time.Second, maxEjectionPercent: u32(50)},
+				retry:   &retry{attempts: 3, retryOn: "unavailable,reset", perTryTimeout: time.Second},
+				timeout: 5 * time.Second, maxRequests: 1000,
+			},
+		},
+		{
+			spec: `{targetRef: {name: cart}, loadBalancer: {leastRequest: {choiceCount: 4}, slowStart: 1m}}`,
+			want: policy{lb: lbLeastRequest, choiceCount: 4, slowStart: time.Minute},
+		},
+		{
+			spec: `{targetRef: {name: cart}, loadBalancer: {policy: RoundRobin, slowStart: 2s}}`,
+			want: policy{lb: lbRoundRobin, slowStart: 2 * time.Second},
+		},
+		{
+			spec: `{targetRef: {name: cart}, loadBalancer: {policy: Random, slowStart: 2s}}`,
+			want: policy{lb: lbRandom},
+		},
+		{
+			spec: `{targetRef: {name: cart}, loadBalancer: {policy: Maglev, hashOn: {sourceIP: true}}}`,
+			want: policy{lb: lbMaglev, hashSourceIP: true},
+		},
+		{
+			spec: `{targetRef: {name: cart}, loadBalancer: {policy: RoundRobin, hashOn: {header: x}}}`,
+			want: policy{lb: lbRoundRobin},
+		},
+		{
+			spec: `{targetRef: {name: cart}, retries: {attempts: 2}}`,
+			want: policy{retry: &retry{attempts: 2, retryOn: "connect-failure,refused-stream,unavailable"}},
+		},
+		{
+			spec: `{targetRef: {name: cart}, retries: {attempts: 0, retryOn: 5xx}}`,
+			want: policy{},
+		},
+		{
+			spec: `{targetRef: {name: cart}, outlierDetection: {}}`,
+			want: policy{outlier: &outlier{}},
+		},
+	}
+	for _, c := range cases {
+		got, err := parsePolicy(trafficPolicy(t, "p", c.spec))
+		if err != nil {
+			t.Errorf("%s: %v", c.spec, err)
+			continue
+		}
+		c.want.source = objectKey{"ns", "p"}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s:\n got  %+v\n want %+v", c.spec, got, c.want)
+		}
+	}
+}
+
+// A policy read from a file has not been through the API server's
+// validation; the translation checks the same rules and names the problem.
+func TestParsePolicyRefusesInvalid(t *testing.T) {
+	cases := []struct{ spec, want string }{
+		{`{targetRef: {name: Cart}}`, `spec.targetRef.name: "Cart" is not a Service name`},
+		{`{targetRef: {name: cart, port: 70000}}`, "spec.targetRef.port: 70000 is not in 1-65535"},
+		{`{targetRef: {name: cart}, loadBalancer: {policy: Fastest}}`, `spec.loadBalancer.policy: "Fastest" is not one of RoundRobin, LeastRequest, Random, RingHash, Maglev`},
+		{`{targetRef: {name: cart}, loadBalancer: {policy: RingHash}}`, "spec.loadBalancer: policy RingHash needs hashOn (header or sourceIP)"},
+		{`{targetRef: {name: cart}, loadBalancer: {policy: Maglev, hashOn: {}}}`, "spec.loadBalancer.hashOn: needs exactly one of header"},
+		{`{targetRef: {name: cart}, loadBalancer: {policy: Maglev, hashOn: {header: x, sourceIP: true}}}`, "needs exactly one of header"},
+		{`{targetRef: {name: cart}, loadBalancer: {policy: RingHash, hashOn: {header: "a b"}}}`, `spec.loadBalancer.hashOn.header: "a b" is not an HTTP header name`},
+		{`{targetRef: {name: cart}, loadBalancer: {leastRequest: {choiceCount: 1}}}`, "spec.loadBalancer.leastRequest.choiceCount: 1 is not in 2-100"},
+		{`{targetRef: {name: cart}, loadBalancer: {slowStart: -1s}}`, `spec.loadBalancer.slowStart: "-1s" must be a positive duration`},
+		{`{targetRef: {name: cart}, outlierDetection: {consecutive5xx: -1}}`, "spec.outlierDetection.consecutive5xx: -1 must be at least 1"},
+		{`{targetRef: {name: cart}, outlierDetection: {maxEjectionPercent: 101}}`, "spec.outlierDetection.maxEjectionPercent: 101 is not in 0-100"},
+		{`{targetRef: {name: cart}, outlierDetection: {interval: 0s}}`, `spec.outlierDetection.interval: "0s" must be a positive duration`},
+		{`{targetRef: {name: cart}, retries: {attempts: 11}}`, "spec.retries.attempts: 11 is not in 0-10"},
+		{`{targetRef: {name: cart}, retries: {attempts: 1, retryOn: "5xx,oops,reset, unavailable"}}`, `spec.retries.retryOn: unknown retry condition "oops", " unavailable"; retryOn is a comma-separated list (no spaces) of 5xx, gateway-error,`},
+		{`{targetRef: {name: cart}, timeout: 0s}`, `spec.timeout: "0s" must be a positive duration`},
+		{`{targetRef: {name: cart}, maxRequestsPerConnection: 0}`, "spec.maxRequestsPerConnection: 0 must be at least 1"},
+	}
+	for _, c := range cases {
+		_, err := parsePolicy(trafficPolicy(t, "bad", c.spec))
+		if err == nil {
+			t.Errorf("%s: accepted", c.spec)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, c.want) || !strings.HasPrefix(msg, "TrafficPolicy ns/bad: invalid, not applied: ") {
+			t.Errorf("%s:\n error %q\n want  %q", c.spec, msg, c.want)
+		}
+	}
+}
+
+func TestPolicyPrecedence(t *testing.T) {
+	at := func(tp *v1alpha1.TrafficPolicy, day int) *v1alpha1.TrafficPolicy {
+		tp.CreationTimestamp = metav1.NewTime(time.Date(2026, 1, day, 0, 0, 0, 0, time.UTC))
+		return tp
+	}
+	tps := []*v1alpha1.TrafficPolicy{
+		at(trafficPolicy(t, "b-new", `{targetRef: {name: svc}, loadBalancer: {policy: Random}}`), 3),
+		at(trafficPolicy(t, "z-old", `{targetRef: {name: svc}, loadBalancer: {policy: RoundRobin}}`), 1),
+		at(trafficPolicy(t, "a-old", `{targetRef: {name: svc}, retries: {attempts: 1}}`), 1),
+		at(trafficPolicy(t, "port", `{targetRef: {name: svc, port: 81}, loadBalancer: {policy: Maglev, hashOn: {sourceIP: true}}}`), 9),
+		at(trafficPolicy(t, "other", `{targetRef: {name: other}}`), 1),
+	}
+	idx, errs := indexPolicies(tps)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	key := objectKey{"ns", "svc"}
+	if got := idx.forPort(key, 80).source.name; got != "a-old" {
+		t.Errorf("port 80 gets %q; want a-old (oldest whole-Service policy, name breaks the tie)", got)
+	}
+	if got := idx.forPort(key, 81).source.name; got != "port" {
+		t.Errorf("port 81 gets %q; want the port's own policy", got)
+	}
+	if got := idx.forPort(objectKey{"ns", "none"}, 80); !reflect.DeepEqual(got, defaultPolicy) {
+		t.Errorf("untargeted Service gets %+v, want the default", got)
+	}
+	svc := &service{key: key}
+	svc.ports = []*servicePort{{svc: svc, port: 80}, {svc: svc, port: 81}}
+	var msgs []string
+	for _, e := range idx.unused(map[objectKey]bool{key: true}, []*service{svc}) {
+		msgs = append(msgs, e.Error())
+	}
+	want := []string{
+		"TrafficPolicy ns/b-new: not applied: other policies take precedence on every port it targets: a-old on port 80, port on port 81",
+		"TrafficPolicy ns/z-old: not applied: other policies take precedence on every port it targets: a-old on port 80, port on port 81",
+		"TrafficPolicy ns/other: targets Service ns/other, which does not exist; not applied",
+	}
+	if len(msgs) != len(want) {
+		t.Fatalf("got %d reports, want %d:\n%s", len(msgs), len(want), strings.Join(msgs, "\n"))
+	}
+	for _, w := range want {
+		found := false
+		for _, m := range msgs {
+			found = found || strings.HasPrefix(m, w)
+		}
+		if !found {
+			t.Errorf("missing report %q in:\n%s", w, strings.Join(msgs, "\n"))
+		}
+	}
+}
