@@ -258,6 +258,8 @@ func TestRunServesEnvoyAndDrains(t *testing.T) {
 		code, body := get(r.health, "/ready")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "draining")
 	})
+	// /ready flips before the drain request reaches Envoy's admin.
+	poll.Until(t, 5*time.Second, "a graceful drain request to Envoy", func() bool { return len(admin.drainTimes()) > 0 })
 	if d := admin.drainTimes(); len(d) != 1 {
 		t.Fatalf("%d graceful drain requests to Envoy, want 1", len(d))
 	}
