@@ -371,6 +371,12 @@ func (a *Agent) updateEndpoints(key string) {
 	if !ok { // no Service (yet): its rebuild will bring the endpoints
 		return
 	}
+	if xds.EndpointsChangeListeners(obj.(*corev1.Service), a.opts.Mode) {
+		// A headless Service's listener chains list its pod addresses, so
+		// its endpoints live in the listener: only a rebuild refreshes them.
+		a.scheduleRebuild()
+		return
+	}
 	objs, err := set.slices.GetIndexer().ByIndex(serviceIndex, key)
 	if err != nil {
 		a.log.Error("listing EndpointSlices", "service", key, "error", err)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -239,6 +241,28 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 		}
 	})
 
+	// A headless Service's pod addresses are in its listener chains, so a
+	// slice change must rebuild everything, not only push endpoints.
+	t.Run("HeadlessSliceChangeRebuilds", func(t *testing.T) {
+		namespace(t, kube, "db")
+		create(t, kube.CoreV1().Services("db").Create, kubeobj.Service("db", "pg", "tcp-pg", 5432, corev1.ClusterIPNone))
+		slice := create(t, kube.DiscoveryV1().EndpointSlices("db").Create,
+			kubeobj.EndpointSlice("db", "pg-1", "pg", "tcp-pg", 5432, "198.51.100.21"))
+		h := startAgent(t, cfg, Options{Namespaces: []string{"db"}, Debounce: 50 * time.Millisecond})
+		if !strings.Contains(listenersJSON(t, h.rec.lastFull()), "198.51.100.21") {
+			t.Fatal("the first configuration's listener does not list the headless pod 198.51.100.21")
+		}
+		full0, _ := h.rec.counts()
+		kubeobj.SetAddresses(slice, "198.51.100.21", "198.51.100.22")
+		if _, err := kube.DiscoveryV1().EndpointSlices("db").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll.Until(t, 5*time.Second, "a full rebuild after the headless Service's slice changed", func() bool { f, _ := h.rec.counts(); return f > full0 })
+		if !strings.Contains(listenersJSON(t, h.rec.lastFull()), "198.51.100.22") {
+			t.Fatal("after the rebuild the listener does not list the new headless pod 198.51.100.22")
+		}
+	})
+
 	t.Run("WatchNamespaces", func(t *testing.T) {
 		namespace(t, kube, "watched")
 		namespace(t, kube, "ignored")
@@ -409,4 +433,17 @@ func (p *tcpProxy) restore() {
 		p.t.Fatalf("re-listening on %s: %v", p.addr, err)
 	}
 	p.serve(lis)
+}
+
+func listenersJSON(t *testing.T, r *xds.Resources) string {
+	t.Helper()
+	var b strings.Builder
+	for _, l := range r.Listeners {
+		out, err := protojson.Marshal(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(out)
+	}
+	return b.String()
 }
