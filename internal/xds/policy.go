@@ -2,6 +2,7 @@ package xds
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -291,20 +292,41 @@ func (idx policyIndex) unused(exists map[objectKey]bool, built []*service) []err
 			var err error
 			switch tr := c.tp.Spec.TargetRef; {
 			case !exists[target]:
-				err = fmt.Errorf("targets Service %s, which does not exist; not applied", target)
+				err = unapplied(ErrPolicyTargetMissing, "targets Service %s, which does not exist; not applied", target)
 			case tr.Port != nil && !slices.Contains(ports[target], *tr.Port):
-				err = fmt.Errorf("targets port %d, which Service %s does not have (TCP ports: %s); not applied",
+				err = unapplied(ErrPolicyPortMissing, "targets port %d, which Service %s does not have (TCP ports: %s); not applied",
 					*tr.Port, target, joinPorts(ports[target]))
 			case len(ports[target]) == 0:
-				err = fmt.Errorf("targets Service %s, which has no TCP port that is translated; not applied", target)
+				err = unapplied(ErrPolicyPortMissing, "targets Service %s, which has no TCP port that is translated; not applied", target)
 			default:
-				err = fmt.Errorf("not applied: other policies take precedence on every port it targets: %s (a policy for one port wins over one for the whole Service, then the oldest)",
+				err = unapplied(ErrPolicyOverridden, "not applied: other policies take precedence on every port it targets: %s (a policy for one port wins over one for the whole Service, then the oldest)",
 					winners(list, c, ports[target]))
 			}
 			errs = append(errs, &ObjectError{Kind: "TrafficPolicy", Namespace: c.tp.Namespace, Name: c.tp.Name, Err: err})
 		}
 	}
 	return errs
+}
+
+// Why a valid TrafficPolicy applies nowhere; Translate's errors for such a
+// policy wrap one of these (errors.Is), so its status can say the same.
+var (
+	ErrPolicyTargetMissing = errors.New("the target Service does not exist")
+	ErrPolicyPortMissing   = errors.New("the target Service has no such port")
+	ErrPolicyOverridden    = errors.New("other policies take precedence")
+)
+
+// unappliedError is a message that unwraps to its reason.
+type unappliedError struct {
+	reason error
+	msg    string
+}
+
+func (e *unappliedError) Error() string { return e.msg }
+func (e *unappliedError) Unwrap() error { return e.reason }
+
+func unapplied(reason error, format string, args ...any) error {
+	return &unappliedError{reason: reason, msg: fmt.Sprintf(format, args...)}
 }
 
 // winners names, for each port c targets, the policy that applies there.

@@ -5,10 +5,8 @@ package policystatus
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"sort"
-	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
+	"github.com/tandem-mesh/tandem/internal/xds"
 )
 
 // Reasons of the conditions this controller sets.
@@ -29,6 +28,7 @@ const (
 	ReasonTargetNotFound  = "TargetNotFound"
 	ReasonPortNotFound    = "PortNotFound"
 	ReasonConflicted      = "Conflicted"
+	ReasonInvalid         = "Invalid"
 	ReasonServiceFound    = "ServiceFound"
 	ReasonServiceNotFound = "ServiceNotFound"
 )
@@ -114,8 +114,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // target Service (nil when missing) and every policy of the namespace that
 // targets the same Service (tp may be among them).
 //
-// Two policies covering the same Service port conflict; the older one (by
-// creation time, then name) wins, the way the agent resolves it.
+// Whether the policy applies is asked of the agents' own translation, so
+// the status can never disagree with what the sidecars do.
 func Evaluate(tp *v1alpha1.TrafficPolicy, svc *corev1.Service, rivals []v1alpha1.TrafficPolicy) (accepted, target metav1.Condition) {
 	name := tp.Spec.TargetRef.Name
 	accepted = metav1.Condition{Type: v1alpha1.ConditionAccepted, Status: metav1.ConditionTrue, Reason: ReasonAccepted,
@@ -123,71 +123,39 @@ func Evaluate(tp *v1alpha1.TrafficPolicy, svc *corev1.Service, rivals []v1alpha1
 	target = metav1.Condition{Type: v1alpha1.ConditionTargetFound, Status: metav1.ConditionTrue, Reason: ReasonServiceFound,
 		Message: "Service " + name + " exists"}
 	if svc == nil {
-		msg := fmt.Sprintf("Service %s not found in namespace %s", name, tp.Namespace)
-		target.Status, target.Reason, target.Message = metav1.ConditionFalse, ReasonServiceNotFound, msg
-		accepted.Status, accepted.Reason, accepted.Message = metav1.ConditionFalse, ReasonTargetNotFound, msg+"; the policy has no effect until it exists"
-		return accepted, target
+		target.Status, target.Reason = metav1.ConditionFalse, ReasonServiceNotFound
+		target.Message = fmt.Sprintf("Service %s not found in namespace %s", name, tp.Namespace)
 	}
-	if p := tp.Spec.TargetRef.Port; p != nil && !hasPort(svc, *p) {
-		accepted.Status, accepted.Reason = metav1.ConditionFalse, ReasonPortNotFound
-		accepted.Message = fmt.Sprintf("Service %s has no port %d; its ports are %s", name, *p, portList(svc))
-		return accepted, target
-	}
+
+	in := xds.Inputs{Policies: []*v1alpha1.TrafficPolicy{tp}}
 	for i := range rivals {
-		other := &rivals[i]
-		if other.UID == tp.UID || other.Name == tp.Name || !overlaps(tp, other) || !Precedes(other, tp) {
+		if rivals[i].Name != tp.Name {
+			in.Policies = append(in.Policies, &rivals[i])
+		}
+	}
+	if svc != nil {
+		in.Services = []*corev1.Service{svc}
+	}
+	_, errs := xds.Translate(in, xds.Sidecar)
+	for _, err := range errs {
+		var oe *xds.ObjectError
+		if !errors.As(err, &oe) || oe.Kind != "TrafficPolicy" || oe.Namespace != tp.Namespace || oe.Name != tp.Name {
 			continue
 		}
-		accepted.Status, accepted.Reason = metav1.ConditionFalse, ReasonConflicted
-		accepted.Message = fmt.Sprintf("TrafficPolicy %s already applies to Service %s%s and is older", other.Name, name, portSuffix(other))
-		return accepted, target
+		accepted.Status, accepted.Message = metav1.ConditionFalse, oe.Err.Error()
+		switch {
+		case errors.Is(err, xds.ErrPolicyTargetMissing):
+			accepted.Reason = ReasonTargetNotFound
+		case errors.Is(err, xds.ErrPolicyPortMissing):
+			accepted.Reason = ReasonPortNotFound
+		case errors.Is(err, xds.ErrPolicyOverridden):
+			accepted.Reason = ReasonConflicted
+		default:
+			accepted.Reason = ReasonInvalid
+		}
+		break
 	}
 	return accepted, target
-}
-
-// Precedes reports whether a wins over b when both cover a Service port.
-func Precedes(a, b *v1alpha1.TrafficPolicy) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return a.Name < b.Name
-}
-
-func overlaps(a, b *v1alpha1.TrafficPolicy) bool {
-	pa, pb := a.Spec.TargetRef.Port, b.Spec.TargetRef.Port
-	return pa == nil || pb == nil || *pa == *pb
-}
-
-func hasPort(svc *corev1.Service, port int32) bool {
-	for _, p := range svc.Spec.Ports {
-		if p.Port == port {
-			return true
-		}
-	}
-	return false
-}
-
-func portList(svc *corev1.Service) string {
-	ports := make([]int, 0, len(svc.Spec.Ports))
-	for _, p := range svc.Spec.Ports {
-		ports = append(ports, int(p.Port))
-	}
-	if len(ports) == 0 {
-		return "none"
-	}
-	sort.Ints(ports)
-	s := make([]string, len(ports))
-	for i, p := range ports {
-		s[i] = strconv.Itoa(p)
-	}
-	return strings.Join(s, ", ")
-}
-
-func portSuffix(tp *v1alpha1.TrafficPolicy) string {
-	if tp.Spec.TargetRef.Port == nil {
-		return ""
-	}
-	return fmt.Sprintf(" port %d", *tp.Spec.TargetRef.Port)
 }
 
 // statusEqual ignores LastTransitionTime, which SetStatusCondition keeps
