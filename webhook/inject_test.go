@@ -356,8 +356,12 @@ func TestClashes(t *testing.T) {
 		mutate func(*corev1.Pod)
 		want   string
 	}{
-		{func(p *corev1.Pod) { p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: "tandem-init"}) }, `init container named "tandem-init"`},
-		{func(p *corev1.Pod) { p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "tandem-agent"}) }, `container named "tandem-agent"`},
+		{func(p *corev1.Pod) {
+			p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: "tandem-init"})
+		}, `init container named "tandem-init"`},
+		{func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "tandem-agent"})
+		}, `container named "tandem-agent"`},
 		{func(p *corev1.Pod) { p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "tandem-token"}) }, `volume named "tandem-token"`},
 	} {
 		pod := pc0()
