@@ -164,14 +164,29 @@ func (s *Set) render(name string, v Values) (*Rendered, error) {
 		return nil, fmt.Errorf("template %q: %w", name, err)
 	}
 	var sc Sidecars
-	if err := yaml.UnmarshalStrict(buf.Bytes(), &sc); err != nil {
+	err := yaml.UnmarshalStrict(buf.Bytes(), &sc)
+	if err != nil {
 		return nil, fmt.Errorf("template %q rendered invalid sidecars: %w\n%s", name, err, numbered(buf.Bytes()))
 	}
-	if err := check(&sc); err != nil {
+	if err = check(&sc); err != nil {
 		return nil, fmt.Errorf("template %q: %w", name, err)
 	}
 	sum := sha256.Sum256(buf.Bytes())
-	return &Rendered{Template: name, Sidecars: sc, Hash: hex.EncodeToString(sum[:8])}, nil
+	r := &Rendered{Template: name, Sidecars: sc, Hash: hex.EncodeToString(sum[:8]),
+		ContainerJSON: map[string][]byte{}, VolumeJSON: map[string][]byte{}}
+	for _, list := range [][]corev1.Container{sc.InitContainersFirst, sc.InitContainersLast, sc.ContainersFirst} {
+		for i := range list {
+			if r.ContainerJSON[list[i].Name], err = json.Marshal(&list[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for i := range sc.Volumes {
+		if r.VolumeJSON[sc.Volumes[i].Name], err = json.Marshal(&sc.Volumes[i]); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // check catches mistakes of custom templates that the API server would only

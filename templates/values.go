@@ -101,6 +101,11 @@ type Rendered struct {
 	Sidecars Sidecars
 	// Hash identifies the rendered text (hex of the first 8 bytes of its SHA-256).
 	Hash string
+	// ContainerJSON and VolumeJSON are the JSON encodings of the sidecars'
+	// containers and volumes by name, made once per rendering for callers
+	// that write them out for every pod.
+	ContainerJSON map[string][]byte
+	VolumeJSON    map[string][]byte
 }
 
 // ExampleValues are complete values used to check a template when it is

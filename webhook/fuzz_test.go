@@ -64,9 +64,10 @@ func FuzzAnnotations(f *testing.F) {
 
 // checkAdmission: whatever the input, no panic; an undecodable pod is an
 // error, a refused one a denial that says the same as the offline path;
-// a patch always applies to the input and gives exactly the pod the offline
-// injection produces; injecting that pod again changes nothing, and the
-// webhook leaves it alone.
+// the HTTP handler, which decodes the pod with the review, answers as the
+// admission.Handler does; a patch always applies to the input and gives
+// exactly the pod the offline injection produces; injecting that pod
+// again changes nothing, and the webhook leaves it alone.
 func checkAdmission(t *testing.T, in *Injector, raw []byte) {
 	ns := labeledNamespace("shop")
 	h := &Handler{Injector: in, Namespaces: staticNamespaces{}}
@@ -78,13 +79,31 @@ func checkAdmission(t *testing.T, in *Injector, raw []byte) {
 	if err := resp.Complete(req); err != nil {
 		t.Fatalf("completing the response: %v", err)
 	}
-	pod, decodeErr := DecodePod(raw)
+	d, decodeErr := decodePod(raw)
 	if decodeErr != nil {
 		if result != ResultError || resp.Allowed {
 			t.Fatalf("undecodable pod got result %s, allowed=%v", result, resp.Allowed)
 		}
 		return
 	}
+	// Operations come in map order, so the patches are compared by effect.
+	viaHTTP := serve(t, h, review(raw, "shop"))
+	p1, err1 := applyPatch(raw, viaHTTP)
+	p2, err2 := applyPatch(raw, &resp.AdmissionResponse)
+	if viaHTTP.Allowed != resp.Allowed || viaHTTP.Result.Message != resp.Result.Message ||
+		(err1 == nil) != (err2 == nil) || err1 == nil && canonical(t, p1) != canonical(t, p2) {
+		t.Fatalf("HTTP answer (allowed=%v %q, patch error %v) differs from the handler's (allowed=%v %q, patch error %v)",
+			viaHTTP.Allowed, viaHTTP.Result.Message, err1, resp.Allowed, resp.Result.Message, err2)
+	}
+	if err := d.decodeEnv(); err != nil {
+		// An env list of the wrong shape, which the API server never sends:
+		// the webhook may leave it undecoded, but any patch still applies.
+		if _, perr := applyPatch(raw, &resp.AdmissionResponse); perr != nil {
+			t.Fatalf("the patch does not apply: %v", perr)
+		}
+		return
+	}
+	pod := d.pod
 	offline, err := in.Inject(pod, ns, Admission)
 	switch {
 	case IsDenied(err):
@@ -102,7 +121,7 @@ func checkAdmission(t *testing.T, in *Injector, raw []byte) {
 	if err != nil {
 		t.Fatalf("the patch does not apply: %v\npatch: %s\npod: %s", err, resp.Patch, raw)
 	}
-	if _, err := DecodePod(patched); err != nil {
+	if _, err := decodePod(patched); err != nil {
 		t.Fatalf("the patched pod does not decode: %v\n%s", err, patched)
 	}
 	want := canonical(t, mustJSON(t, pod))

@@ -33,11 +33,7 @@ func TestGolden(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(path), ".yaml")
 		t.Run(name, func(t *testing.T) {
 			tc := readCase(t, path)
-			pod, err := DecodePod(tc.raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			nsName := pod.Namespace
+			nsName := decodeFull(t, tc.raw).Namespace
 			h := &Handler{Injector: in, Namespaces: tc.namespaces(nsName)}
 			resp := serve(t, h, review(tc.raw, nsName))
 			if resp.UID != "705ab4f5-6393-11e8-b7cc-42010a800002" {
@@ -92,7 +88,7 @@ func TestGolden(t *testing.T) {
 // does on an injected manifest) changes nothing.
 func checkOfflineAgrees(t *testing.T, in *Injector, tc testCase, patched []byte) {
 	t.Helper()
-	pod, _ := DecodePod(tc.raw)
+	pod := decodeFull(t, tc.raw)
 	ns := tc.ns
 	if ns.Name == "" {
 		ns = labeledNamespace(pod.Namespace)

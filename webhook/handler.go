@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,7 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	sigsjson "sigs.k8s.io/json"
+
+	"github.com/tandem-mesh/tandem/templates"
 )
 
 // Path is where the injector serves admission requests.
@@ -73,16 +75,29 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 }
 
 func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.Response, string) {
-	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
-		return admission.Allowed("not a Pod: nothing to inject"), ResultSkipped
+	if resp, result, skip := notPodCreation(&req.AdmissionRequest); skip {
+		return resp, result
 	}
-	if req.Operation != admissionv1.Create {
-		return admission.Allowed("only pod creation is injected"), ResultSkipped
-	}
-	pod, err := DecodePod(req.Object.Raw)
+	d, err := decodePod(req.Object.Raw)
 	if err != nil {
 		return admission.Errored(http.StatusBadRequest, err), ResultError
 	}
+	return h.handlePod(ctx, &req.AdmissionRequest, d)
+}
+
+// notPodCreation answers requests about anything but creating a pod.
+func notPodCreation(req *admissionv1.AdmissionRequest) (admission.Response, string, bool) {
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
+		return admission.Allowed("not a Pod: nothing to inject"), ResultSkipped, true
+	}
+	if req.Operation != admissionv1.Create {
+		return admission.Allowed("only pod creation is injected"), ResultSkipped, true
+	}
+	return admission.Response{}, "", false
+}
+
+func (h *Handler) handlePod(ctx context.Context, req *admissionv1.AdmissionRequest, d decodedPod) (admission.Response, string) {
+	pod := d.pod
 	name := req.Namespace
 	if name == "" {
 		name = pod.Namespace
@@ -92,8 +107,19 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		h.Log.Error(err, "namespace lookup failed", "namespace", name, "uid", req.UID)
 		return admission.Errored(http.StatusInternalServerError, err), ResultError
 	}
-	res, err := h.Injector.Inject(pod, ns, Admission)
+	before := partsOf(pod)
+	// Env lists are decoded only for containers the sidecars change; the
+	// pod itself only feeds the patch, so it may share the rendered sidecars.
+	var badPod error
+	res, err := h.Injector.inject(pod, ns, Admission, false, func(sc *templates.Sidecars) error {
+		if touchesContainers(sc) {
+			badPod = d.decodeEnv()
+		}
+		return badPod
+	})
 	switch {
+	case badPod != nil:
+		return admission.Errored(http.StatusBadRequest, badPod), ResultError
 	case IsDenied(err):
 		h.Log.Info("denied", "namespace", name, "pod", podName(pod), "reason", err.Error())
 		return admission.Denied(err.Error()), ResultDenied
@@ -103,30 +129,12 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 	case !res.Injected:
 		return admission.Allowed(res.Skipped), ResultSkipped
 	}
-	resp, err := patchResponse(req.Object.Raw, pod, res.changed)
+	resp, err := patchResponse(d, before, res.rendered, res)
 	if err != nil {
 		h.Log.Error(err, "building the patch failed", "namespace", name, "pod", podName(pod))
 		return admission.Errored(http.StatusInternalServerError, err), ResultError
 	}
 	return resp, ResultInjected
-}
-
-// DecodePod reads a pod as the API server writes it: field names match
-// exactly and a field given twice is an error, so that what the injector
-// decodes is what a JSON patch against the same bytes operates on.
-func DecodePod(raw []byte) (*corev1.Pod, error) {
-	if len(raw) == 0 {
-		return nil, errors.New("the request has no object")
-	}
-	pod := &corev1.Pod{}
-	strict, err := sigsjson.UnmarshalStrict(raw, pod, sigsjson.DisallowDuplicateFields)
-	if err == nil && len(strict) > 0 {
-		err = strict[0]
-	}
-	if err != nil {
-		return nil, fmt.Errorf("decoding the pod: %w", err)
-	}
-	return pod, nil
 }
 
 // ServeHTTP reads an admission.k8s.io/v1 AdmissionReview and answers with
@@ -136,23 +144,67 @@ func DecodePod(raw []byte) (*corev1.Pod, error) {
 // inside a review, so a misrouted caller sees the failure plainly.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	review, code, err := ReadReview(r)
+	body, code, err := readBody(r)
 	if err != nil {
 		http.Error(w, err.Error(), code)
 		observe(ResultError, start)
 		return
 	}
-	resp, result := h.handle(r.Context(), admission.Request{AdmissionRequest: *review.Request})
-	if err := WriteReview(w, review.Request, resp); err != nil {
-		h.Log.Error(err, "writing the admission response failed", "uid", review.Request.UID)
+	var (
+		req    *admissionv1.AdmissionRequest
+		resp   admission.Response
+		result string
+	)
+	// The pod is decoded with the review, in one pass over the bytes; any
+	// other request, or one that fails so, takes the general path, which
+	// also names what is wrong.
+	var pr podReview
+	if jsonv2.Unmarshal(body, &pr) == nil && pr.GroupVersionKind() == reviewGVK && pr.Request != nil {
+		req = &pr.Request.AdmissionRequest
+		var skip bool
+		if resp, result, skip = notPodCreation(req); !skip {
+			resp, result = h.handlePod(r.Context(), req, pr.Request.Object.decoded())
+		}
+	} else {
+		review, code, err := decodeReview(body)
+		if err != nil {
+			http.Error(w, err.Error(), code)
+			observe(ResultError, start)
+			return
+		}
+		req = review.Request
+		resp, result = h.handle(r.Context(), admission.Request{AdmissionRequest: *req})
+	}
+	if err := WriteReview(w, req, resp); err != nil {
+		h.Log.Error(err, "writing the admission response failed", "uid", req.UID)
 		result = ResultError
 	}
 	observe(result, start)
 }
 
+var reviewGVK = admissionv1.SchemeGroupVersion.WithKind("AdmissionReview")
+
+// podReview is an AdmissionReview whose object is decoded as a pod
+// directly; the outer Object field shadows AdmissionRequest's.
+type podReview struct {
+	metav1.TypeMeta `json:",inline"`
+	Request         *struct {
+		admissionv1.AdmissionRequest
+		Object podDocument `json:"object"`
+	} `json:"request,omitempty"`
+}
+
 // ReadReview decodes the AdmissionReview of an HTTP request; on failure it
 // returns the HTTP status to answer with.
 func ReadReview(r *http.Request) (*admissionv1.AdmissionReview, int, error) {
+	body, code, err := readBody(r)
+	if err != nil {
+		return nil, code, err
+	}
+	return decodeReview(body)
+}
+
+func readBody(r *http.Request) ([]byte, int, error) {
 	if r.Method != http.MethodPost {
 		return nil, http.StatusMethodNotAllowed, fmt.Errorf("method %s: an AdmissionReview must be POSTed", r.Method)
 	}
@@ -162,7 +214,15 @@ func ReadReview(r *http.Request) (*admissionv1.AdmissionReview, int, error) {
 	if r.Body == nil {
 		return nil, http.StatusBadRequest, errors.New("empty body: expected an admission.k8s.io/v1 AdmissionReview")
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
+	var body []byte
+	var err error
+	if n := r.ContentLength; n > 0 && n <= maxRequestBytes {
+		// The API server says how long its reviews are: one allocation.
+		body = make([]byte, n)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
+	}
 	if err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("reading the body: %w", err)
 	}
@@ -172,11 +232,15 @@ func ReadReview(r *http.Request) (*admissionv1.AdmissionReview, int, error) {
 	if len(body) == 0 {
 		return nil, http.StatusBadRequest, errors.New("empty body: expected an admission.k8s.io/v1 AdmissionReview")
 	}
+	return body, http.StatusOK, nil
+}
+
+func decodeReview(body []byte) (*admissionv1.AdmissionReview, int, error) {
 	review := &admissionv1.AdmissionReview{}
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, review); err != nil {
+	if err := jsonv2.Unmarshal(body, review); err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("malformed AdmissionReview: %w", err)
 	}
-	if gvk := review.GroupVersionKind(); gvk != admissionv1.SchemeGroupVersion.WithKind("AdmissionReview") {
+	if review.GroupVersionKind() != reviewGVK {
 		return nil, http.StatusBadRequest, fmt.Errorf("got apiVersion %q kind %q; accepted: apiVersion admission.k8s.io/v1, kind AdmissionReview", review.APIVersion, review.Kind)
 	}
 	if review.Request == nil {

@@ -30,6 +30,8 @@ func TestMalformedRequests(t *testing.T) {
 		{"no request", "POST", "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, 400, "no request"},
 		{"GET", "GET", "application/json", string(valid), 405, "must be POSTed"},
 		{"YAML", "POST", "application/yaml", string(valid), 415, "application/json"},
+		{"duplicate name", "POST", "application/json", string(review([]byte(`{"spec":{"containers":[]},"spec":{"containers":[]}}`), "shop")), 400, `duplicate object member name "spec"`},
+		{"invalid UTF-8", "POST", "application/json", string(review([]byte("{\"metadata\":{\"name\":\"\xff\"}}"), "shop")), 400, "invalid UTF-8"},
 	} {
 		req := httptest.NewRequest(tc.method, Path, strings.NewReader(tc.body))
 		req.Header.Set("Content-Type", tc.contentType)
@@ -101,7 +103,8 @@ func TestResults(t *testing.T) {
 			[]byte(`{"metadata":{"name":"x","annotations":{"tandem.dev/proxy-cpu":"x"}},"spec":{"containers":[{"name":"a"}]}}`), ResultDenied, false, 403, "tandem.dev/proxy-cpu"},
 		{"skipped", &Handler{Injector: in, Namespaces: staticNamespaces{"shop": {Name: "shop"}}}, mustJSON(t, pc0()), ResultSkipped, true, 200, "neither"},
 		{"bad pod", &Handler{Injector: in, Namespaces: staticNamespaces{}}, []byte(`{"spec":{"containers":"no"}}`), ResultError, false, 400, "decoding the pod"},
-		{"duplicate field", &Handler{Injector: in, Namespaces: staticNamespaces{}}, []byte(`{"spec":{"containers":[]},"spec":{"containers":[]}}`), ResultError, false, 400, "duplicate field"},
+		{"bad env of a touched container", &Handler{Injector: in, Namespaces: staticNamespaces{}},
+			[]byte(`{"metadata":{"annotations":{"tandem.dev/template":"proxyless"}},"spec":{"containers":[{"name":"a","env":[{"name":5}]}]}}`), ResultError, false, 400, "env of container"},
 		{"namespace lookup", &Handler{Injector: in, Namespaces: failingNamespaces{}}, mustJSON(t, pc0()), ResultError, false, 500, "the API server is away"},
 	} {
 		before := count(tc.result)

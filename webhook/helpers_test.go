@@ -13,13 +13,13 @@ import (
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	jsonv2 "github.com/go-json-experiment/json"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tandem-mesh/tandem/internal/wellknown"
@@ -158,7 +158,7 @@ func applyPatch(raw []byte, resp *admissionv1.AdmissionResponse) ([]byte, error)
 func canonical(t testing.TB, raw []byte) string {
 	t.Helper()
 	var pod corev1.Pod
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &pod); err != nil {
+	if err := jsonv2.Unmarshal(raw, &pod); err != nil {
 		t.Fatalf("decoding %s: %v", raw, err)
 	}
 	out, err := json.Marshal(&pod)
@@ -182,3 +182,16 @@ func mustJSON(t testing.TB, v any) []byte {
 }
 
 func itoa(i int) string { return fmt.Sprint(i) }
+
+// decodeFull decodes a pod as the webhook does, env lists included.
+func decodeFull(t testing.TB, raw []byte) *corev1.Pod {
+	t.Helper()
+	d, err := decodePod(raw)
+	if err == nil {
+		err = d.decodeEnv()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.pod
+}

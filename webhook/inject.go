@@ -101,7 +101,8 @@ type Result struct {
 	// Status is what the pod's tandem.dev/status now records, when injected.
 	Status Status
 
-	changed changes
+	changed  changes
+	rendered *templates.Rendered
 }
 
 // DeniedError is a pod the injector refuses: a bad annotation or label, or
@@ -122,6 +123,13 @@ func IsDenied(err error) bool {
 // Inject decides whether pod, in namespace ns, gets the sidecars and adds
 // them in place. An error is either a DeniedError or a failure to render.
 func (in *Injector) Inject(pod *corev1.Pod, ns Namespace, mode Mode) (Result, error) {
+	return in.inject(pod, ns, mode, true, nil)
+}
+
+// inject is Inject; without copySidecars the pod shares the sidecars with
+// the render cache, for a caller that only reads the pod and drops it.
+// prepare, if set, sees the sidecars before the pod is checked against them.
+func (in *Injector) inject(pod *corev1.Pod, ns Namespace, mode Mode, copySidecars bool, prepare func(*templates.Sidecars) error) (Result, error) {
 	if reason, err := in.decide(pod, ns, mode); reason != "" || err != nil {
 		return Result{Skipped: reason}, err
 	}
@@ -139,17 +147,22 @@ func (in *Injector) Inject(pod *corev1.Pod, ns Namespace, mode Mode) (Result, er
 	if err != nil {
 		return Result{}, fmt.Errorf("rendering the sidecars of pod %s: %w", podName(pod), err)
 	}
+	if prepare != nil {
+		if err := prepare(&r.Sidecars); err != nil {
+			return Result{}, err
+		}
+	}
 	if err := clashes(pod, &r.Sidecars); err != nil {
 		return Result{}, err
 	}
-	st := apply(pod, r, s.values.NativeSidecar)
-	ch.merge(st.changed)
-	st.changed = ch
-	return st, nil
+	res := apply(pod, r, s.values.NativeSidecar, copySidecars)
+	ch.merge(res.changed)
+	res.changed, res.rendered = ch, r
+	return res, nil
 }
 
 // apply adds the rendered sidecars to pod and records them in its status.
-func apply(pod *corev1.Pod, r *templates.Rendered, native bool) Result {
+func apply(pod *corev1.Pod, r *templates.Rendered, native, copySidecars bool) Result {
 	sc := &r.Sidecars
 	st := Status{Template: r.Template, NativeSidecar: native, ConfigHash: r.Hash}
 	var ch changes
@@ -157,9 +170,9 @@ func apply(pod *corev1.Pod, r *templates.Rendered, native bool) Result {
 	if len(sc.InitContainersFirst)+len(sc.InitContainersLast) > 0 {
 		own := pod.Spec.InitContainers
 		list := make([]corev1.Container, 0, len(own)+len(sc.InitContainersFirst)+len(sc.InitContainersLast))
-		list = appendCopies(list, sc.InitContainersFirst)
+		list = appendSidecars(list, sc.InitContainersFirst, copySidecars)
 		list = append(list, own...)
-		list = appendCopies(list, sc.InitContainersLast)
+		list = appendSidecars(list, sc.InitContainersLast, copySidecars)
 		pod.Spec.InitContainers = list
 		st.InitContainers = append(names(sc.InitContainersFirst), names(sc.InitContainersLast)...)
 		ch.initContainers = true
@@ -167,6 +180,9 @@ func apply(pod *corev1.Pod, r *templates.Rendered, native bool) Result {
 
 	own := pod.Spec.Containers
 	if len(sc.AppEnv)+len(sc.AppVolumeMounts) > 0 {
+		// A new list: the pod's own stays as it was, for the patch.
+		own = slices.Clone(own)
+		pod.Spec.Containers = own
 		for i := range own {
 			c := &own[i]
 			for _, e := range sc.AppEnv {
@@ -186,7 +202,7 @@ func apply(pod *corev1.Pod, r *templates.Rendered, native bool) Result {
 	}
 	if len(sc.ContainersFirst) > 0 {
 		list := make([]corev1.Container, 0, len(own)+len(sc.ContainersFirst))
-		list = appendCopies(list, sc.ContainersFirst)
+		list = appendSidecars(list, sc.ContainersFirst, copySidecars)
 		pod.Spec.Containers = append(list, own...)
 		st.Containers = names(sc.ContainersFirst)
 		ch.containers = true
@@ -198,10 +214,17 @@ func apply(pod *corev1.Pod, r *templates.Rendered, native bool) Result {
 	}
 
 	if len(sc.Volumes) > 0 {
-		for _, v := range sc.Volumes {
-			pod.Spec.Volumes = append(pod.Spec.Volumes, *v.DeepCopy())
-			st.Volumes = append(st.Volumes, v.Name)
+		vols := make([]corev1.Volume, 0, len(pod.Spec.Volumes)+len(sc.Volumes))
+		vols = append(vols, pod.Spec.Volumes...)
+		for i := range sc.Volumes {
+			if copySidecars {
+				vols = append(vols, *sc.Volumes[i].DeepCopy())
+			} else {
+				vols = append(vols, sc.Volumes[i])
+			}
+			st.Volumes = append(st.Volumes, sc.Volumes[i].Name)
 		}
+		pod.Spec.Volumes = vols
 		ch.volumes = true
 	}
 
@@ -212,7 +235,15 @@ func apply(pod *corev1.Pod, r *templates.Rendered, native bool) Result {
 	return Result{Injected: true, Status: st, changed: ch}
 }
 
-func appendCopies(dst, src []corev1.Container) []corev1.Container {
+// touchesContainers reports whether sidecars change the pod's own containers.
+func touchesContainers(sc *templates.Sidecars) bool {
+	return len(sc.ContainersFirst)+len(sc.AppEnv)+len(sc.AppVolumeMounts) > 0
+}
+
+func appendSidecars(dst, src []corev1.Container, deep bool) []corev1.Container {
+	if !deep {
+		return append(dst, src...)
+	}
 	for i := range src {
 		dst = append(dst, *src[i].DeepCopy())
 	}

@@ -58,13 +58,11 @@ func (c *changes) merge(o changes) {
 }
 
 // strip removes from pod everything s lists, and the status annotation.
+// It builds new lists rather than editing the pod's in place.
 func strip(pod *corev1.Pod, s Status) changes {
 	var ch changes
 	drop := func(list []corev1.Container, names []string) []corev1.Container {
-		if len(names) == 0 {
-			return list
-		}
-		return slices.DeleteFunc(list, func(c corev1.Container) bool { return slices.Contains(names, c.Name) })
+		return slices.DeleteFunc(slices.Clone(list), func(c corev1.Container) bool { return slices.Contains(names, c.Name) })
 	}
 	n := len(pod.Spec.InitContainers)
 	pod.Spec.InitContainers = drop(pod.Spec.InitContainers, s.InitContainers)
@@ -76,10 +74,10 @@ func strip(pod *corev1.Pod, s Status) changes {
 		c := &pod.Spec.Containers[i]
 		ne, nm := len(c.Env), len(c.VolumeMounts)
 		if len(s.Env) > 0 {
-			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return slices.Contains(s.Env, e.Name) })
+			c.Env = slices.DeleteFunc(slices.Clone(c.Env), func(e corev1.EnvVar) bool { return slices.Contains(s.Env, e.Name) })
 		}
 		if len(s.VolumeMounts) > 0 {
-			c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return slices.Contains(s.VolumeMounts, m.Name) })
+			c.VolumeMounts = slices.DeleteFunc(slices.Clone(c.VolumeMounts), func(m corev1.VolumeMount) bool { return slices.Contains(s.VolumeMounts, m.Name) })
 		}
 		ch.containers = ch.containers || len(c.Env) != ne || len(c.VolumeMounts) != nm
 		// An emptied list goes back to absent, as it was before injection.
@@ -91,9 +89,7 @@ func strip(pod *corev1.Pod, s Status) changes {
 		}
 	}
 	n = len(pod.Spec.Volumes)
-	if len(s.Volumes) > 0 {
-		pod.Spec.Volumes = slices.DeleteFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return slices.Contains(s.Volumes, v.Name) })
-	}
+	pod.Spec.Volumes = slices.DeleteFunc(slices.Clone(pod.Spec.Volumes), func(v corev1.Volume) bool { return slices.Contains(s.Volumes, v.Name) })
 	ch.volumes = len(pod.Spec.Volumes) != n
 	for _, a := range s.Annotations {
 		delete(pod.Annotations, a)
