@@ -56,6 +56,17 @@ securityContext:
 {{- end }}
 
 {{- /* Startup probes poll fast and long: the pod's own containers wait on them. */ -}}
+{{- /* Masks the service-account token directory with an empty one: the
+       API server mounts the pod's token into every container without a
+       mount there, and neither Envoy, which parses untrusted traffic, nor
+       the capture step needs the API. The agent has its own token. */ -}}
+{{- define "tandem.maskToken" }}
+- name: {{ .Const.RunVolume }}
+  mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+  subPath: no-token
+  readOnly: true
+{{- end }}
+
 {{- define "tandem.probe" }}
 httpGet:
   path: {{ .path }}
@@ -101,6 +112,8 @@ failureThreshold: 3
     capabilities:
       add: ["NET_ADMIN", "NET_RAW"]
       drop: ["ALL"]
+  volumeMounts:
+  {{- include "tandem.maskToken" . | indent 2 }}
 {{- end }}
 
 {{- /* tandem-agent. Data: dict "V" Values "Proxyless" bool. Native: a
@@ -191,6 +204,7 @@ failureThreshold: 3
   volumeMounts:
   - name: {{ .Const.RunVolume }}
     mountPath: {{ .Const.RunDir }}
+  {{- include "tandem.maskToken" . | indent 2 }}
 {{- end }}
 
 {{- /* tandem-run holds the xDS socket; tandem-token is the agent's own

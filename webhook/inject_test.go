@@ -218,22 +218,24 @@ func TestSidecarSpecs(t *testing.T) {
 	if ports["tandem-health"] != 15021 || ports["tandem-metrics"] != 15020 {
 		t.Errorf("agent ports %+v", agent.Ports)
 	}
-	// The token is mounted into the agent only, the socket into agent and proxy.
+	// The agent gets its own token; proxy and init get an empty directory
+	// where the API server would otherwise mount the pod's token.
+	const tokenDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 	mounts := func(c *corev1.Container) map[string]string {
 		m := map[string]string{}
 		for _, vm := range c.VolumeMounts {
-			m[vm.Name] = vm.MountPath
+			m[vm.MountPath] = vm.Name + "/" + vm.SubPath
 		}
 		return m
 	}
-	if m := mounts(agent); m["tandem-run"] != "/var/run/tandem" || m["tandem-token"] != "/var/run/secrets/kubernetes.io/serviceaccount" {
+	if m := mounts(agent); len(m) != 2 || m["/var/run/tandem"] != "tandem-run/" || m[tokenDir] != "tandem-token/" {
 		t.Errorf("agent mounts %v", m)
 	}
-	if m := mounts(proxy); m["tandem-run"] != "/var/run/tandem" || m["tandem-token"] != "" {
+	if m := mounts(proxy); len(m) != 2 || m["/var/run/tandem"] != "tandem-run/" || m[tokenDir] != "tandem-run/no-token" {
 		t.Errorf("proxy mounts %v", m)
 	}
-	if m := mounts(initC); len(m) != 0 {
-		t.Errorf("tandem-init mounts %v, want none", m)
+	if m := mounts(initC); len(m) != 1 || m[tokenDir] != "tandem-run/no-token" {
+		t.Errorf("tandem-init mounts %v", m)
 	}
 	vols := map[string]corev1.Volume{}
 	for _, v := range pod.Spec.Volumes {
