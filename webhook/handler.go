@@ -175,7 +175,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req = review.Request
 		resp, result = h.handle(r.Context(), admission.Request{AdmissionRequest: *req})
 	}
-	if err := WriteReview(w, req, resp); err != nil {
+	if err := writeReview(w, req, resp); err != nil {
 		h.Log.Error(err, "writing the admission response failed", "uid", req.UID)
 		result = ResultError
 	}
@@ -194,9 +194,9 @@ type podReview struct {
 	} `json:"request,omitempty"`
 }
 
-// ReadReview decodes the AdmissionReview of an HTTP request; on failure it
+// readReview decodes the AdmissionReview of an HTTP request; on failure it
 // returns the HTTP status to answer with.
-func ReadReview(r *http.Request) (*admissionv1.AdmissionReview, int, error) {
+func readReview(r *http.Request) (*admissionv1.AdmissionReview, int, error) {
 	body, code, err := readBody(r)
 	if err != nil {
 		return nil, code, err
@@ -249,8 +249,8 @@ func decodeReview(body []byte) (*admissionv1.AdmissionReview, int, error) {
 	return review, http.StatusOK, nil
 }
 
-// WriteReview answers req with resp in an admission.k8s.io/v1 AdmissionReview.
-func WriteReview(w http.ResponseWriter, req *admissionv1.AdmissionRequest, resp admission.Response) error {
+// writeReview answers req with resp in an admission.k8s.io/v1 AdmissionReview.
+func writeReview(w http.ResponseWriter, req *admissionv1.AdmissionRequest, resp admission.Response) error {
 	if err := resp.Complete(admission.Request{AdmissionRequest: *req}); err != nil {
 		resp = admission.Errored(http.StatusInternalServerError, err)
 		resp.UID = req.UID

@@ -255,8 +255,11 @@ func encodePatch(ops []jsonpatch.Operation) ([]byte, error) {
 	size := 2
 	for _, op := range ops {
 		size += 48 + len(op.Path)
-		if raw, ok := op.Value.(json.RawMessage); ok {
-			size += len(raw)
+		switch v := op.Value.(type) {
+		case json.RawMessage:
+			size += len(v)
+		case string:
+			size += len(v) + len(v)/4 // room for escapes
 		}
 	}
 	buf := make([]byte, 0, size)

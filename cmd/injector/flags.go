@@ -18,26 +18,32 @@ type injectionFlags struct {
 }
 
 func (f *injectionFlags) bind(fs *flag.FlagSet) {
-	d := webhook.RecommendedDefaults()
-	f.defaults = d
+	f.defaults = webhook.RecommendedDefaults()
 	fs.StringVar(&f.templatesDir, "templates", "", "directory of sidecar templates (<name>.yaml, _<helpers>.tpl) replacing the built-in ones")
-	fs.StringVar(&f.defaults.Template, "template", d.Template, "template for pods without the tandem.dev/template annotation")
-	fs.StringVar(&f.defaults.ProxyImage, "proxy-image", d.ProxyImage, "Envoy image of tandem-proxy")
-	fs.StringVar(&f.defaults.AgentImage, "agent-image", d.AgentImage, "agent image of tandem-agent and tandem-init")
-	fs.StringVar(&f.defaults.LogLevel, "sidecar-log-level", d.LogLevel, "log level of Envoy and the agent: debug, info, warn or error")
-	fs.StringVar(&f.defaults.ProxyCPU, "proxy-cpu", d.ProxyCPU, "CPU request of tandem-proxy (empty: none)")
-	fs.StringVar(&f.defaults.ProxyMemory, "proxy-memory", d.ProxyMemory, "memory request of tandem-proxy (empty: none)")
-	fs.StringVar(&f.defaults.ProxyCPULimit, "proxy-cpu-limit", d.ProxyCPULimit, "CPU limit of tandem-proxy (empty: none)")
-	fs.StringVar(&f.defaults.ProxyMemoryLimit, "proxy-memory-limit", d.ProxyMemoryLimit, "memory limit of tandem-proxy (empty: none)")
-	fs.StringVar(&f.defaults.AgentCPU, "agent-cpu", d.AgentCPU, "CPU request of tandem-agent and tandem-init (empty: none)")
-	fs.StringVar(&f.defaults.AgentMemory, "agent-memory", d.AgentMemory, "memory request of tandem-agent and tandem-init (empty: none)")
-	fs.StringVar(&f.defaults.AgentCPULimit, "agent-cpu-limit", d.AgentCPULimit, "CPU limit of tandem-agent and tandem-init (empty: none)")
-	fs.StringVar(&f.defaults.AgentMemoryLimit, "agent-memory-limit", d.AgentMemoryLimit, "memory limit of tandem-agent and tandem-init (empty: none)")
+	for _, v := range []struct {
+		dst         *string
+		name, usage string
+	}{
+		{&f.defaults.Template, "template", "template for pods without the tandem.dev/template annotation"},
+		{&f.defaults.ProxyImage, "proxy-image", "Envoy image of tandem-proxy"},
+		{&f.defaults.AgentImage, "agent-image", "agent image of tandem-agent and tandem-init"},
+		{&f.defaults.LogLevel, "sidecar-log-level", "log level of Envoy and the agent: debug, info, warn or error"},
+		{&f.defaults.ProxyCPU, "proxy-cpu", "CPU request of tandem-proxy (empty: none)"},
+		{&f.defaults.ProxyMemory, "proxy-memory", "memory request of tandem-proxy (empty: none)"},
+		{&f.defaults.ProxyCPULimit, "proxy-cpu-limit", "CPU limit of tandem-proxy (empty: none)"},
+		{&f.defaults.ProxyMemoryLimit, "proxy-memory-limit", "memory limit of tandem-proxy (empty: none)"},
+		{&f.defaults.AgentCPU, "agent-cpu", "CPU request of tandem-agent and tandem-init (empty: none)"},
+		{&f.defaults.AgentMemory, "agent-memory", "memory request of tandem-agent and tandem-init (empty: none)"},
+		{&f.defaults.AgentCPULimit, "agent-cpu-limit", "CPU limit of tandem-agent and tandem-init (empty: none)"},
+		{&f.defaults.AgentMemoryLimit, "agent-memory-limit", "memory limit of tandem-agent and tandem-init (empty: none)"},
+	} {
+		fs.StringVar(v.dst, v.name, *v.dst, v.usage)
+	}
 	ns := os.Getenv("POD_NAMESPACE")
 	if ns == "" {
 		ns = webhook.DefaultInjectorNamespace
 	}
-	fs.StringVar(&f.injectorNamespace, "injector-namespace", ns, "namespace of the injector, never injected (default: $POD_NAMESPACE, else "+webhook.DefaultInjectorNamespace+")")
+	fs.StringVar(&f.injectorNamespace, "injector-namespace", ns, "namespace of the injector, never injected ($POD_NAMESPACE when set)")
 }
 
 // injector builds the injector; nativeSidecar is decided by the caller.
