@@ -139,7 +139,7 @@ func (in *Injector) inject(pod *corev1.Pod, ns Namespace, mode Mode, copySidecar
 	} else if ok {
 		ch = strip(pod, old)
 	}
-	s, err := in.settingsFor(podName(pod), pod.Annotations, ns)
+	s, err := in.settingsFor(pod, ns)
 	if err != nil {
 		return Result{}, err
 	}

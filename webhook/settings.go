@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -273,29 +274,27 @@ func (in *Injector) accepted(o option) string {
 
 // settingsFor layers the namespace's annotations, then the pod's, over the
 // injector's defaults. A bad value denies the pod.
-func (in *Injector) settingsFor(podName string, podAnnotations map[string]string, ns Namespace) (settings, error) {
+func (in *Injector) settingsFor(pod *corev1.Pod, ns Namespace) (settings, error) {
 	s := in.defaults
-	for _, layer := range []struct {
-		what        string
-		annotations map[string]string
-	}{{fmt.Sprintf("namespace %q", ns.Name), ns.Annotations}, {"pod " + podName, podAnnotations}} {
-		if len(layer.annotations) == 0 {
-			continue
-		}
+	for i, annotations := range [2]map[string]string{ns.Annotations, pod.Annotations} {
 		for _, o := range options {
-			v, ok := layer.annotations[o.annotation]
+			v, ok := annotations[o.annotation]
 			if !ok {
 				continue
 			}
 			if err := o.set(in, &s, v); err != nil {
-				return s, denied("annotation %s=%q on %s is invalid: %v; accepted: %s", o.annotation, v, layer.what, err, in.accepted(o))
+				on := fmt.Sprintf("namespace %q", ns.Name)
+				if i == 1 {
+					on = "pod " + podName(pod)
+				}
+				return s, denied("annotation %s=%q on %s is invalid: %v; accepted: %s", o.annotation, v, on, err, in.accepted(o))
 			}
 		}
 	}
 	pairs := proxyLimits(s.values.ProxyResources, wellknown.AnnotationProxyCPU, wellknown.AnnotationProxyCPULimit,
 		wellknown.AnnotationProxyMemory, wellknown.AnnotationProxyMemoryLimit)
 	if err := checkLimits(pairs); err != nil {
-		return s, denied("pod %s: %v", podName, err)
+		return s, denied("pod %s: %v", podName(pod), err)
 	}
 	return s, nil
 }
