@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/version"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	tandemv1alpha1 "github.com/tandem-mesh/tandem/api/v1alpha1"
+)
+
+func init() {
+	register(command{name: "serve", summary: "serve the admission webhook and the injector's controllers (default)", run: runServe})
+}
+
+// serveOptions are the flags of `injector serve`.
+type serveOptions struct {
+	injectionFlags
+	nativeSidecar  string
+	webhookHost    string
+	webhookPort    int
+	certDir        string
+	metricsAddr    string
+	probeAddr      string
+	leaderElect    bool
+	kubeconfig     string
+	logLevel       string
+	nativeResolved bool // nativeSidecar with "auto" decided
+}
+
+// managerSetup adds one component (the webhook, a controller) to the
+// injector's manager. Each component registers its own from an init()
+// with addToManager, so adding one touches no other file.
+type managerSetup struct {
+	name  string
+	setup func(mgr ctrl.Manager, o *serveOptions) error
+}
+
+var managerSetups []managerSetup
+
+func addToManager(name string, setup func(mgr ctrl.Manager, o *serveOptions) error) {
+	managerSetups = append(managerSetups, managerSetup{name, setup})
+}
+
+func (o *serveOptions) bind(fs *flag.FlagSet) {
+	o.injectionFlags.bind(fs)
+	fs.StringVar(&o.nativeSidecar, "native-sidecar", "auto", "default sidecar layout: true (native sidecars), false (classic), auto (native when the API server is 1.29 or newer)")
+	fs.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server listens on (empty: all)")
+	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the webhook server")
+	fs.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the serving certificate (tls.crt, tls.key), reloaded when it changes")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint (\"0\" turns it off)")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas for the controllers (the webhook is served by all)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration, then $KUBECONFIG)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "the injector's own log level: debug, info, warn or error")
+}
+
+func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o serveOptions
+	o.bind(fs)
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	level, err := zapLevel(o.logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "injector serve: %v\n", err)
+		return 2
+	}
+	ctrl.SetLogger(zap.New(zap.Level(level), zap.WriteTo(stderr)))
+	cfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		fmt.Fprintf(stderr, "injector serve: %v\n", err)
+		return 1
+	}
+	if err := serve(ctrl.SetupSignalHandler(), cfg, &o); err != nil {
+		fmt.Fprintf(stderr, "injector serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func zapLevel(s string) (zapcore.Level, error) {
+	switch s {
+	case "debug", "info", "warn", "error":
+		return zapcore.ParseLevel(s)
+	}
+	return 0, fmt.Errorf("flag --log-level=%q: accepted: debug, info, warn or error", s)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return ctrl.GetConfig()
+}
+
+// serve runs the manager until ctx ends.
+func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
+	log := ctrl.Log.WithName("injector")
+	native, why, err := resolveNativeSidecar(o.nativeSidecar, cfg)
+	if err != nil {
+		return err
+	}
+	o.nativeResolved = native
+	log.Info("sidecar layout", "native", native, "because", why)
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := tandemv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.webhookHost, Port: o.webhookPort, CertDir: o.certDir}),
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "injector.tandem.dev",
+		LeaderElectionNamespace: o.injectorNamespace,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	for _, s := range managerSetups {
+		if err := s.setup(mgr, o); err != nil {
+			return fmt.Errorf("setting up %s: %w", s.name, err)
+		}
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	// Ready once the webhook server accepts TLS connections.
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// resolveNativeSidecar turns --native-sidecar into a decision, asking the
+// API server its version for "auto": sidecar containers are on by default
+// from Kubernetes 1.29.
+func resolveNativeSidecar(flagValue string, cfg *rest.Config) (bool, string, error) {
+	switch flagValue {
+	case "true":
+		return true, "--native-sidecar=true", nil
+	case "false":
+		return false, "--native-sidecar=false", nil
+	case "auto":
+	default:
+		return false, "", fmt.Errorf("flag --native-sidecar=%q: accepted: auto, true or false", flagValue)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return false, "", err
+	}
+	info, err := dc.ServerVersion()
+	if err != nil {
+		return false, "", fmt.Errorf("reading the API server's version for --native-sidecar=auto: %w", err)
+	}
+	return nativeSidecarsFor(info.GitVersion)
+}
+
+func nativeSidecarsFor(gitVersion string) (bool, string, error) {
+	v, err := version.ParseGeneric(strings.TrimSpace(gitVersion))
+	if err != nil {
+		return false, "", errors.New("the API server reports version " + gitVersion + ", which does not parse: set --native-sidecar to true or false")
+	}
+	native := v.AtLeast(version.MajorMinor(1, 29))
+	return native, fmt.Sprintf("the API server is %s (native sidecars from 1.29)", gitVersion), nil
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/tandem-mesh/tandem/internal/testenv"
+)
+
+func TestNativeSidecarsFor(t *testing.T) {
+	for v, want := range map[string]bool{"v1.28.9": false, "v1.29.0": true, "v1.37.2": true, "v1.30.4-eks-a737599": true, "v1.31.1+k3s1": true, "v2.0.0": true} {
+		got, why, err := nativeSidecarsFor(v)
+		if err != nil || got != want || !strings.Contains(why, v) {
+			t.Errorf("%s: %v %q %v, want %v", v, got, why, err, want)
+		}
+	}
+	if _, _, err := nativeSidecarsFor("unknown"); err == nil || !strings.Contains(err.Error(), "--native-sidecar") {
+		t.Errorf("an unparsable version must ask for the flag: %v", err)
+	}
+	if _, _, err := resolveNativeSidecar("maybe", nil); err == nil || !strings.Contains(err.Error(), `--native-sidecar="maybe"`) {
+		t.Errorf("got %v", err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestServeAgainstAPIServer registers the webhook of config/webhook with a
+// real kube-apiserver, runs `serve` as it runs in a cluster, and creates
+// pods through the API.
+func TestServeAgainstAPIServer(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, cfg := testenv.Start(t, testenv.Options{
+		WebhookInstall: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook")}},
+		// A cluster's API server runs the ServiceAccount plugin before the
+		// webhooks: it names the pod's service account and mounts its token.
+		APIServerFlags: map[string]string{"disable-admission-plugins": "", "enable-admission-plugins": "ServiceAccount"},
+	})
+	wh := env.WebhookInstallOptions
+	if len(wh.MutatingWebhooks) != 1 || len(wh.MutatingWebhooks[0].Webhooks) != 2 {
+		t.Fatalf("config/webhook: want one configuration with two webhooks, got %+v", wh.MutatingWebhooks)
+	}
+
+	o := &serveOptions{}
+	fs := flagSetFor(o)
+	metricsAddr, probeAddr := freeAddr(t), freeAddr(t)
+	if err := fs.Parse([]string{
+		"--webhook-host", wh.LocalServingHost, "--webhook-port", strconv.Itoa(wh.LocalServingPort),
+		"--cert-dir", wh.LocalServingCertDir, "--metrics-bind-address", metricsAddr,
+		"--health-probe-bind-address", probeAddr, "--injector-namespace", "tandem-system",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, o) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	waitReady(t, "http://"+probeAddr+"/readyz", done)
+	if !o.nativeResolved {
+		t.Fatalf("--native-sidecar=auto chose classic sidecars against a 1.37 API server")
+	}
+	if code, _ := get(t, "http://"+probeAddr+"/healthz"); code != 200 {
+		t.Errorf("/healthz: %d", code)
+	}
+
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel2()
+	for name, labels := range map[string]map[string]string{
+		"shop":          {"tandem.dev/inject": "enabled"},
+		"plain":         nil,
+		"tandem-system": {"tandem.dev/inject": "enabled"},
+	} {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx2, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// What the service account controller would create.
+		if _, err := cs.CoreV1().ServiceAccounts(name).Create(ctx2, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create := func(ns, name string, labels, annotations map[string]string) (*corev1.Pod, error) {
+		return cs.CoreV1().Pods(ns).Create(ctx2, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations},
+			Spec: corev1.PodSpec{
+				InitContainers: []corev1.Container{{Name: "migrate", Image: "registry.example/app:1"}},
+				Containers:     []corev1.Container{{Name: "app", Image: "registry.example/app:1", Ports: []corev1.ContainerPort{{Name: "grpc", ContainerPort: 50051}}}},
+			},
+		}, metav1.CreateOptions{})
+	}
+	mustCreate := func(ns, name string, labels, annotations map[string]string) *corev1.Pod {
+		t.Helper()
+		p, err := create(ns, name, labels, annotations)
+		if err != nil {
+			t.Fatalf("creating %s/%s: %v", ns, name, err)
+		}
+		return p
+	}
+	layout := func(p *corev1.Pod) string {
+		return fmt.Sprintf("init=%v containers=%v", names(p.Spec.InitContainers), names(p.Spec.Containers))
+	}
+	const (
+		untouched = "init=[migrate] containers=[app]"
+		native    = "init=[tandem-init tandem-agent tandem-proxy migrate] containers=[app]"
+		classic   = "init=[migrate tandem-init] containers=[tandem-proxy tandem-agent app]"
+	)
+
+	// Labeled namespace: the API server calls the webhook and accepts the
+	// injected pod, in both layouts.
+	nativePod := mustCreate("shop", "native", nil, nil)
+	// The API server mounts the pod's token into the pod's own containers
+	// only: the agent has its own, Envoy and the capture step none.
+	for _, c := range append(nativePod.Spec.InitContainers, nativePod.Spec.Containers...) {
+		podToken := slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return strings.HasPrefix(m.Name, "kube-api-access-") })
+		if podToken != (c.Name == "app" || c.Name == "migrate") {
+			t.Errorf("%s: has the pod's token mounted: %v", c.Name, podToken)
+		}
+	}
+	if got := layout(nativePod); got != native {
+		t.Errorf("native: %s, want %s", got, native)
+	}
+	if p := mustCreate("shop", "classic", nil, map[string]string{"tandem.dev/native-sidecar": "false"}); layout(p) != classic {
+		t.Errorf("classic: %s, want %s", layout(p), classic)
+	} else if p.Annotations["kubectl.kubernetes.io/default-container"] != "app" {
+		t.Errorf("classic: default container %q", p.Annotations["kubectl.kubernetes.io/default-container"])
+	}
+	if p := mustCreate("shop", "proxyless", nil, map[string]string{"tandem.dev/template": "proxyless"}); layout(p) != "init=[tandem-agent migrate] containers=[app]" ||
+		p.Spec.Containers[0].Env[2].Name != "GRPC_XDS_BOOTSTRAP_CONFIG" {
+		t.Errorf("proxyless: %s %+v", layout(p), p.Spec.Containers[0].Env)
+	}
+	// Opt-out, unlabeled namespace, the injector's own namespace: untouched.
+	for _, c := range []struct {
+		ns, name string
+		labels   map[string]string
+	}{
+		{"shop", "opted-out", map[string]string{"tandem.dev/inject": "false"}},
+		{"plain", "plain", nil},
+		{"tandem-system", "own", map[string]string{"tandem.dev/inject": "true"}},
+	} {
+		if p := mustCreate(c.ns, c.name, c.labels, nil); layout(p) != untouched || p.Annotations["tandem.dev/status"] != "" {
+			t.Errorf("%s/%s: %s, want untouched", c.ns, c.name, layout(p))
+		}
+	}
+	// Opt-in in an unlabeled namespace.
+	if p := mustCreate("plain", "opted-in", map[string]string{"tandem.dev/inject": "true"}, nil); layout(p) != native {
+		t.Errorf("opt-in: %s, want %s", layout(p), native)
+	}
+	// An invalid annotation: the create fails with the injector's message.
+	_, err = create("shop", "bad", nil, map[string]string{"traffic.tandem.dev/exclude-outbound-ports": "8080,99999"})
+	if err == nil || !strings.Contains(err.Error(), `annotation traffic.tandem.dev/exclude-outbound-ports="8080,99999"`) ||
+		!strings.Contains(err.Error(), "1 to 65535") {
+		t.Errorf("invalid annotation: got %v", err)
+	}
+	// An injected pod applied again (here: the stored pod under a new name)
+	// is left exactly as it is.
+	again := nativePod.DeepCopy()
+	again.ObjectMeta = metav1.ObjectMeta{Name: "again", Labels: again.Labels, Annotations: again.Annotations}
+	again.Status = corev1.PodStatus{}
+	stored, err := cs.CoreV1().Pods("shop").Create(ctx2, again, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if layout(stored) != native || stored.Annotations["tandem.dev/status"] != nativePod.Annotations["tandem.dev/status"] ||
+		!slices.EqualFunc(stored.Spec.Volumes, nativePod.Spec.Volumes, func(a, b corev1.Volume) bool { return a.Name == b.Name }) {
+		t.Errorf("re-applied injected pod changed: %s volumes %d", layout(stored), len(stored.Spec.Volumes))
+	}
+
+	// The requests are counted by result: four injected pods, one denied,
+	// one skipped (the re-applied pod; the others never reach the webhook).
+	_, metrics := get(t, "http://"+metricsAddr+"/metrics")
+	for _, want := range []string{
+		`tandem_injector_requests_total{result="injected"} 4`,
+		`tandem_injector_requests_total{result="denied"} 1`,
+		`tandem_injector_requests_total{result="skipped"} 1`,
+		`tandem_injector_requests_total{result="error"} 0`,
+		`tandem_injector_request_duration_seconds_count{result="injected"} 4`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(metrics, "tandem_injector_requests_total"))
+		}
+	}
+}
+
+func flagSetFor(o *serveOptions) *flagSet {
+	fs := newFlagSet("serve")
+	o.bind(fs)
+	return fs
+}
+
+func waitReady(t *testing.T, url string, done chan error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped: %v", err)
+		default:
+		}
+		if code, _ := get(t, url); code == 200 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready after 30s", url)
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{}}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

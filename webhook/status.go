@@ -1,0 +1,109 @@
+package webhook
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tandem-mesh/tandem/internal/wellknown"
+)
+
+// Status is the JSON of the tandem.dev/status annotation: what the injector
+// added to the pod, so that it can be removed again exactly.
+type Status struct {
+	// Template is the template that was rendered, ConfigHash identifies its output.
+	Template      string `json:"template"`
+	NativeSidecar bool   `json:"nativeSidecar"`
+	ConfigHash    string `json:"configHash"`
+
+	InitContainers []string `json:"initContainers,omitempty"`
+	Containers     []string `json:"containers,omitempty"`
+	Volumes        []string `json:"volumes,omitempty"`
+	// Env and VolumeMounts were added to each of the pod's own containers.
+	Env          []string `json:"env,omitempty"`
+	VolumeMounts []string `json:"volumeMounts,omitempty"`
+	// Annotations were added to the pod (besides this one).
+	Annotations []string `json:"annotations,omitempty"`
+}
+
+// ParseStatus reads a pod's tandem.dev/status annotation; ok is false when
+// the pod has none.
+func ParseStatus(pod *corev1.Pod) (s Status, ok bool, err error) {
+	raw, ok := pod.Annotations[wellknown.StatusAnnotation]
+	if !ok {
+		return s, false, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return s, true, denied("annotation %s on pod %s is not the injector's status JSON (%v); remove the annotation and the containers it names, or recreate the pod from its unmodified manifest",
+			wellknown.StatusAnnotation, podName(pod), err)
+	}
+	return s, true, nil
+}
+
+// changes says which parts of a pod a mutation touched; the admission patch
+// is computed over these parts only.
+type changes struct {
+	annotations, initContainers, containers, volumes bool
+}
+
+func (c *changes) merge(o changes) {
+	c.annotations = c.annotations || o.annotations
+	c.initContainers = c.initContainers || o.initContainers
+	c.containers = c.containers || o.containers
+	c.volumes = c.volumes || o.volumes
+}
+
+// strip removes from pod everything s lists, and the status annotation.
+// It builds new lists rather than editing the pod's in place.
+func strip(pod *corev1.Pod, s Status) changes {
+	var ch changes
+	drop := func(list []corev1.Container, names []string) []corev1.Container {
+		return slices.DeleteFunc(slices.Clone(list), func(c corev1.Container) bool { return slices.Contains(names, c.Name) })
+	}
+	n := len(pod.Spec.InitContainers)
+	pod.Spec.InitContainers = drop(pod.Spec.InitContainers, s.InitContainers)
+	ch.initContainers = len(pod.Spec.InitContainers) != n
+	n = len(pod.Spec.Containers)
+	pod.Spec.Containers = drop(pod.Spec.Containers, s.Containers)
+	ch.containers = len(pod.Spec.Containers) != n
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		ne, nm := len(c.Env), len(c.VolumeMounts)
+		if len(s.Env) > 0 {
+			c.Env = slices.DeleteFunc(slices.Clone(c.Env), func(e corev1.EnvVar) bool { return slices.Contains(s.Env, e.Name) })
+		}
+		if len(s.VolumeMounts) > 0 {
+			c.VolumeMounts = slices.DeleteFunc(slices.Clone(c.VolumeMounts), func(m corev1.VolumeMount) bool { return slices.Contains(s.VolumeMounts, m.Name) })
+		}
+		ch.containers = ch.containers || len(c.Env) != ne || len(c.VolumeMounts) != nm
+		// An emptied list goes back to absent, as it was before injection.
+		if len(c.Env) == 0 {
+			c.Env = nil
+		}
+		if len(c.VolumeMounts) == 0 {
+			c.VolumeMounts = nil
+		}
+	}
+	n = len(pod.Spec.Volumes)
+	pod.Spec.Volumes = slices.DeleteFunc(slices.Clone(pod.Spec.Volumes), func(v corev1.Volume) bool { return slices.Contains(s.Volumes, v.Name) })
+	ch.volumes = len(pod.Spec.Volumes) != n
+	for _, a := range s.Annotations {
+		delete(pod.Annotations, a)
+	}
+	delete(pod.Annotations, wellknown.StatusAnnotation)
+	ch.annotations = true
+	if len(pod.Spec.InitContainers) == 0 {
+		pod.Spec.InitContainers = nil
+	}
+	if len(pod.Spec.Volumes) == 0 {
+		pod.Spec.Volumes = nil
+	}
+	if len(pod.Annotations) == 0 {
+		pod.Annotations = nil
+	}
+	return ch
+}
