@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/tandem-mesh/tandem/internal/capture"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/templates"
 )
@@ -17,7 +18,7 @@ import (
 // Default values of the injector's settings.
 const (
 	DefaultTemplate          = "envoy"
-	DefaultProxyImage        = "envoyproxy/envoy:v1.36.2"
+	DefaultProxyImage        = "envoyproxy/envoy:v1.40.0"
 	DefaultAgentImage        = "ghcr.io/tandem-mesh/agent:latest"
 	DefaultLogLevel          = "info"
 	DefaultInjectorNamespace = "tandem-system"
@@ -131,12 +132,12 @@ var options = []option{
 		return nil
 	}},
 	{wellknown.AnnotationExcludeOutboundPorts, "", portsForm, func(_ *Injector, s *settings, v string) error {
-		ports, err := parsePorts(v)
+		ports, err := capture.ParsePorts(v)
 		s.values.ExcludeOutboundPorts = joinPorts(ports)
 		return err
 	}},
 	{wellknown.AnnotationExcludeOutboundCIDRs, "", cidrsForm, func(_ *Injector, s *settings, v string) error {
-		prefixes, err := parseCIDRs(v)
+		prefixes, err := capture.ParseCIDRs(v)
 		s.values.ExcludeOutboundCIDRs = joinPrefixes(prefixes)
 		return err
 	}},
@@ -145,7 +146,7 @@ var options = []option{
 			s.values.IncludeOutboundCIDRs = "*"
 			return nil
 		}
-		prefixes, err := parseCIDRs(v)
+		prefixes, err := capture.ParseCIDRs(v)
 		if err == nil && len(prefixes) == 0 {
 			err = fmt.Errorf("empty")
 		}

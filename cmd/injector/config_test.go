@@ -27,7 +27,7 @@ func TestWebhookKustomization(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kustomization := "namespace: tandem-system\nnamePrefix: tandem-\nresources:\n- " + rel + "\n"
+	kustomization := "namespace: mesh\nnamePrefix: staging-\nresources:\n- " + rel + "\n"
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -54,10 +54,10 @@ func TestWebhookKustomization(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if svc.Name != "tandem-webhook-service" || svc.Namespace != "tandem-system" || svc.Spec.Ports[0].Port != 443 || svc.Spec.Ports[0].TargetPort.IntValue() != 9443 {
+	if svc.Name != "staging-tandem-webhook" || svc.Namespace != "mesh" || svc.Spec.Ports[0].Port != 443 || svc.Spec.Ports[0].TargetPort.IntValue() != 9443 {
 		t.Errorf("service %s/%s %+v", svc.Namespace, svc.Name, svc.Spec.Ports)
 	}
-	if mwc.Name != "tandem-mutating-webhook-configuration" || len(mwc.Webhooks) != 2 {
+	if mwc.Name != "staging-tandem-injector" || len(mwc.Webhooks) != 2 {
 		t.Fatalf("webhook configuration %q with %d webhooks", mwc.Name, len(mwc.Webhooks))
 	}
 	for _, w := range mwc.Webhooks {

@@ -63,6 +63,10 @@ func TestDefaultConfigIsAcceptedByAPIServer(t *testing.T) {
 	}
 	ctx := context.Background()
 	kinds := map[string]int{}
+	// Namespaces and CRDs first, as kubectl apply orders them.
+	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int {
+		return cmpBool(isFoundation(b), isFoundation(a))
+	})
 	for _, o := range objs {
 		kinds[o.GetKind()]++
 		switch {
@@ -75,7 +79,7 @@ func TestDefaultConfigIsAcceptedByAPIServer(t *testing.T) {
 			default:
 				t.Errorf("unexpected cert-manager kind %s", o.GetKind())
 			}
-		case o.GetKind() == "Namespace" || o.GetKind() == "CustomResourceDefinition":
+		case isFoundation(o):
 			// Namespaced objects need their namespace to exist, and the
 			// test API server already has the CRDs: apply these for real.
 			if err := c.Patch(ctx, o.DeepCopy(), client.Apply, client.FieldOwner("config-test"), client.ForceOwnership); err != nil {
@@ -198,4 +202,18 @@ func TestDeployOverlaySetsImages(t *testing.T) {
 			t.Errorf("env %s reads ConfigMap %s, the overlay made %s", e.Name, e.ValueFrom.ConfigMapKeyRef.Name, cm.Name)
 		}
 	}
+}
+
+func isFoundation(o *unstructured.Unstructured) bool {
+	return o.GetKind() == "Namespace" || o.GetKind() == "CustomResourceDefinition"
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
