@@ -11,8 +11,9 @@ GOTEST_FLAGS ?= -timeout 45m
 BENCH ?= .
 BENCHTIME ?= 1s
 
-# Envtest binaries: prepared (downloaded or built from Go modules) on demand.
-ENVTEST_ASSETS = hack/envtest/assets.sh
+# Control-plane binaries for tests and the demo: kube-apiserver, etcd and
+# kube-controller-manager, built from Go modules once (see hack/envtest).
+ENVTEST_ASSETS = hack/envtest/assets.sh --with-controller-manager
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
@@ -53,7 +54,7 @@ verify: manifests generate ## Fail when generated files or formatting are out of
 	  git diff --stat -- api config; exit 1; fi
 
 .PHONY: envtest
-envtest: ## Prepare kube-apiserver and etcd for tests (built from Go modules when offline).
+envtest: ## Prepare kube-apiserver, etcd and kube-controller-manager (built from Go modules when offline).
 	@$(ENVTEST_ASSETS) >/dev/null
 
 .PHONY: test
@@ -72,9 +73,15 @@ build: ## Build bin/injector and bin/agent.
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/agent ./cmd/agent
 
 .PHONY: demo
-demo: ## Run the seed experiment on a local control plane.
-	@echo "The demo is not built yet: make demo will run the greeter experiment on a local control plane."
-	@exit 1
+demo: ## Run the seed experiment: real control plane, injector, agent and gRPC greeter, without and with Tandem.
+	@echo "Preparing kube-apiserver, etcd and kube-controller-manager (a first run builds them: several minutes)..."
+	@$(ENVTEST_ASSETS) >/dev/null
+	@echo "Building the injector, the agent, the greeter client and the demo..."
+	@CGO_ENABLED=0 $(GO) build -trimpath -o bin/injector ./cmd/injector
+	@CGO_ENABLED=0 $(GO) build -trimpath -o bin/agent ./cmd/agent
+	@CGO_ENABLED=0 $(GO) build -trimpath -o bin/greeter-client ./examples/greeter/cmd/greeter-client
+	@CGO_ENABLED=0 $(GO) build -trimpath -o bin/demo ./hack/demo
+	@KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS))" bin/demo --bin-dir bin
 
 .PHONY: docker-build
 docker-build: ## Build the injector and agent images (IMG_INJECTOR, IMG_AGENT).

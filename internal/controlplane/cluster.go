@@ -16,12 +16,14 @@ import (
 
 // ControllerManagerControllers are the kube-controller-manager controllers a
 // local cluster runs: enough for Deployments to become Pods and Services to
-// get EndpointSlices, and nothing that needs nodes or a cloud.
+// get EndpointSlices, namespaces get their default ServiceAccount, and
+// nothing that needs nodes or a cloud.
 var ControllerManagerControllers = []string{
 	"deployment-controller",
 	"replicaset-controller",
 	"endpointslice-controller",
 	"garbage-collector-controller",
+	"serviceaccount-controller",
 }
 
 // Cluster is a running local control plane.
