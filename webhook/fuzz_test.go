@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/tandem-mesh/tandem/internal/textdiff"
 )
 
 // FuzzInject feeds arbitrary pod JSON to the admission handler; see checkAdmission.
@@ -126,7 +128,7 @@ func checkAdmission(t *testing.T, in *Injector, raw []byte) {
 	}
 	want := canonical(t, mustJSON(t, pod))
 	if got := canonical(t, patched); got != want {
-		t.Fatalf("patched pod differs from the injected one:\n%s\npatch: %s", lineDiff(want, got), resp.Patch)
+		t.Fatalf("patched pod differs from the injected one:\n%s\npatch: %s", textdiff.Lines(want, got), resp.Patch)
 	}
 	if !offline.Injected {
 		return
@@ -136,7 +138,7 @@ func checkAdmission(t *testing.T, in *Injector, raw []byte) {
 		t.Fatalf("re-injection: %v %+v", err, again)
 	}
 	if got := canonical(t, mustJSON(t, pod)); got != want {
-		t.Fatalf("re-injection changed the pod:\n%s", lineDiff(want, got))
+		t.Fatalf("re-injection changed the pod:\n%s", textdiff.Lines(want, got))
 	}
 	if skip, err := in.Inject(pod, ns, Admission); err != nil || skip.Injected {
 		t.Fatalf("the webhook would inject an injected pod again: %v %+v", err, skip)

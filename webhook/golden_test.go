@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/tandem-mesh/tandem/internal/textdiff"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/golden from the current output")
@@ -74,7 +76,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("%v (run go test -run TestGolden -update to create it)", err)
 			}
 			if got.String() != string(want) {
-				t.Errorf("output differs from %s (run with -update to accept):\n%s", golden, lineDiff(string(want), got.String()))
+				t.Errorf("output differs from %s (run with -update to accept):\n%s", golden, textdiff.Lines(string(want), got.String()))
 			}
 		})
 	}
@@ -99,7 +101,7 @@ func checkOfflineAgrees(t *testing.T, in *Injector, tc testCase, patched []byte)
 	}
 	offline := mustJSON(t, pod)
 	if canonical(t, offline) != canonical(t, patched) {
-		t.Errorf("offline injection differs from the webhook's patched pod:\n%s", lineDiff(canonical(t, patched), canonical(t, offline)))
+		t.Errorf("offline injection differs from the webhook's patched pod:\n%s", textdiff.Lines(canonical(t, patched), canonical(t, offline)))
 	}
 	if !res.Injected {
 		return
@@ -109,37 +111,9 @@ func checkOfflineAgrees(t *testing.T, in *Injector, tc testCase, patched []byte)
 		t.Fatalf("re-injection: %v %+v", err, again)
 	}
 	if got := canonical(t, mustJSON(t, pod)); got != canonical(t, offline) {
-		t.Errorf("re-injection changed the pod:\n%s", lineDiff(canonical(t, offline), got))
+		t.Errorf("re-injection changed the pod:\n%s", textdiff.Lines(canonical(t, offline), got))
 	}
 	if skip, err := in.Inject(pod, ns, Admission); err != nil || skip.Injected {
 		t.Errorf("the webhook injected an injected pod again: %v %+v", err, skip)
 	}
-}
-
-// lineDiff shows the first differing lines of two texts.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	shown := 0
-	for i := 0; i < max(len(w), len(g)) && shown < 12; i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			b.WriteString("line " + itoa(i+1) + "\n  want: " + clip(wl) + "\n  got:  " + clip(gl) + "\n")
-			shown++
-		}
-	}
-	return b.String()
-}
-
-func clip(s string) string {
-	if len(s) > 300 {
-		return s[:300] + "…"
-	}
-	return s
 }

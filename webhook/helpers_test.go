@@ -181,8 +181,6 @@ func mustJSON(t testing.TB, v any) []byte {
 	return out
 }
 
-func itoa(i int) string { return fmt.Sprint(i) }
-
 // decodeFull decodes a pod as the webhook does, env lists included.
 func decodeFull(t testing.TB, raw []byte) *corev1.Pod {
 	t.Helper()

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tandem-mesh/tandem/internal/textdiff"
 	"github.com/tandem-mesh/tandem/templates"
 )
 
@@ -438,7 +439,7 @@ func TestStripRestores(t *testing.T) {
 		}
 		strip(pod, st)
 		if got := canonical(t, mustJSON(t, pod)); got != before {
-			t.Errorf("%v: strip did not restore the pod:\n%s", ann, lineDiff(before, got))
+			t.Errorf("%v: strip did not restore the pod:\n%s", ann, textdiff.Lines(before, got))
 		}
 	}
 }

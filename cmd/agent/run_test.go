@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -86,16 +85,6 @@ func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
 	return path
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func get(addr, path string) (int, string) {
 	resp, err := http.Get("http://" + addr + path)
 	if err != nil {
@@ -146,7 +135,7 @@ type running struct {
 
 func startRun(t *testing.T, kubeconfig, admin string, extra ...string) *running {
 	t.Helper()
-	r := &running{health: freeAddr(t), metrics: freeAddr(t), socket: filepath.Join(t.TempDir(), "xds.sock"), done: make(chan int, 1)}
+	r := &running{health: testenv.FreeAddr(t), metrics: testenv.FreeAddr(t), socket: filepath.Join(t.TempDir(), "xds.sock"), done: make(chan int, 1)}
 	args := append([]string{"--kubeconfig", kubeconfig, "--xds-socket", r.socket, "--health-addr", r.health,
 		"--metrics-addr", r.metrics, "--envoy-admin", admin, "--node-id", "test-pod.test-ns", "--log-level", "debug"}, extra...)
 	c, err := parseRunFlags(args, io.Discard)
@@ -309,7 +298,7 @@ func TestRunRefusesUnusableSocketPath(t *testing.T) {
 	kc := filepath.Join(dir, "kubeconfig")
 	os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\ncontexts: [{name: c, context: {cluster: c}}]\ncurrent-context: c\n"), 0o644)
 	var stderr bytes.Buffer
-	code := runMain([]string{"run", "--kubeconfig", kc, "--xds-socket", path, "--health-addr", freeAddr(t), "--metrics-addr", freeAddr(t)}, io.Discard, &stderr)
+	code := runMain([]string{"run", "--kubeconfig", kc, "--xds-socket", path, "--health-addr", testenv.FreeAddr(t), "--metrics-addr", testenv.FreeAddr(t)}, io.Discard, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "not a socket") {
 		t.Fatalf("exit %d, stderr %q; want 1 and a message saying the path is not a socket", code, stderr.String())
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -37,16 +36,6 @@ func TestNativeSidecarsFor(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestServeAgainstAPIServer registers the webhook of config/webhook with a
 // real kube-apiserver, runs `serve` as it runs in a cluster, and creates
 // pods through the API.
@@ -68,7 +57,7 @@ func TestServeAgainstAPIServer(t *testing.T) {
 
 	o := &serveOptions{}
 	fs := flagSetFor(o)
-	metricsAddr, probeAddr := freeAddr(t), freeAddr(t)
+	metricsAddr, probeAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	if err := fs.Parse([]string{
 		"--webhook-host", wh.LocalServingHost, "--webhook-port", strconv.Itoa(wh.LocalServingPort),
 		"--cert-dir", wh.LocalServingCertDir, "--metrics-bind-address", metricsAddr,

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -59,4 +60,16 @@ func StartManager(t testing.TB, cfg *rest.Config, opts manager.Options, setup fu
 		t.Fatal("manager caches did not sync within 30s")
 	}
 	return mgr
+}
+
+// FreeAddr returns a loopback address with a port no one listens on, for a
+// server under test.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
