@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -34,14 +33,7 @@ maxRequestsPerConnection: 1000
 // with a message that names the field and says what is accepted.
 func TestTrafficPolicyValidation(t *testing.T) {
 	_, cfg := testenv.Start(t, testenv.Options{})
-	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testenv.Client(t, cfg)
 	ctx := context.Background()
 
 	cases := []struct {
