@@ -7,7 +7,6 @@ package netns
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -22,7 +21,7 @@ import (
 // childEnv marks the re-executed process.
 const childEnv = "TANDEM_IN_NETNS"
 
-// InChild reports whether this process is the one Reexec started.
+// InChild reports whether this process is the one Command started.
 func InChild() bool { return os.Getenv(childEnv) == "1" }
 
 // Command returns a command running this program with args in a new network
@@ -61,17 +60,6 @@ func Available() error {
 		return fmt.Errorf("cannot create a network namespace: %v", err)
 	}
 	return nil
-}
-
-// Reexec runs this program with args in a new network namespace, with the
-// given output streams, and returns when it exits.
-func Reexec(stdout, stderr io.Writer, args ...string) error {
-	cmd, err := Command(args...)
-	if err != nil {
-		return err
-	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
-	return cmd.Run()
 }
 
 // Setup brings loopback up in the current network namespace, adds each of
