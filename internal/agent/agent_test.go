@@ -92,7 +92,6 @@ func endpointCount(c *endpointv3.ClusterLoadAssignment) int {
 
 type harness struct {
 	t     *testing.T
-	kube  kubernetes.Interface
 	agent *Agent
 	rec   *recorder
 	reg   *prometheus.Registry

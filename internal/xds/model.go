@@ -35,9 +35,6 @@ func (p protocol) String() string {
 	return [...]string{"tcp", "http", "http2", "sniffed"}[p]
 }
 
-// isHTTP reports whether the port always gets an HTTP connection manager.
-func (p protocol) isHTTP() bool { return p == protoHTTP || p == protoHTTP2 }
-
 type objectKey struct{ namespace, name string }
 
 func (k objectKey) String() string { return k.namespace + "/" + k.name }

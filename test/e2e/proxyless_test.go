@@ -250,7 +250,7 @@ func TestProxylessGreeter(t *testing.T) {
 			Policies:       []*v1alpha1.TrafficPolicy{policy},
 		}, xds.Proxyless)
 		if !anyRingHash(res.Clusters) {
-			t.Skip("translator support missing: xds.Translate does not turn a TrafficPolicy with loadBalancer.policy RingHash " +
+			t.Fatal("xds.Translate does not turn a TrafficPolicy with loadBalancer.policy RingHash " +
 				"and hashOn.header into a RING_HASH cluster with a route hash_policy on that header")
 		}
 		create(t, cfg, policy)
