@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
-	"github.com/tandem-mesh/tandem/internal/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 )
 
 // The sample policy: every knob at once. Settings of policies other

@@ -13,7 +13,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tandem-mesh/tandem/internal/textdiff"
+	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/objects"
 )
