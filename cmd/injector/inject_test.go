@@ -98,7 +98,8 @@ func TestInjectEveryWorkloadKind(t *testing.T) {
 			t.Errorf("%s: exit %d: %s", m[:60], code, errOut)
 			continue
 		}
-		if strings.Count(out, "name: tandem-proxy") != 1 || strings.Count(out, "tandem.dev/status") != 1 {
+		// JSON in, JSON out.
+		if strings.Count(out, `"name":"tandem-proxy"`) != 1 || strings.Count(out, `"tandem.dev/status"`) != 1 {
 			t.Errorf("%.60s: not injected once:\n%s", m, out)
 		}
 	}
@@ -135,7 +136,7 @@ func TestInjectJSONList(t *testing.T) {
 	if len(optedOut.Spec.Containers) != 1 || optedOut.Annotations != nil {
 		t.Errorf("opted-out pod was changed: %+v", optedOut.Spec)
 	}
-	if !strings.Contains(errOut, `document 1 (List) item 3 (Pod out): not injected: the pod is labeled tandem.dev/inject=false`) {
+	if !strings.Contains(errOut, `<stdin>:4: document 1, List item 3, Pod out (v1): not injected: the pod is labeled tandem.dev/inject=false`) {
 		t.Errorf("no note about the opted-out pod on stderr: %q", errOut)
 	}
 }
@@ -179,8 +180,8 @@ spec:
 		code int
 		want []string
 	}{
-		{[]string{"inject", "-f", bad}, 1, []string{"document 2 (Deployment shop/web)", "tandem.dev/proxy-memory", `"lots"`, "128Mi"}},
-		{[]string{"inject", "-f", unknown}, 1, []string{"document 1 (Pod typo)", "imagePullPolicey"}},
+		{[]string{"inject", "-f", bad}, 1, []string{"bad.yaml:6: document 2, Deployment shop/web (apps/v1)", "tandem.dev/proxy-memory", `"lots"`, "128Mi"}},
+		{[]string{"inject", "-f", unknown}, 1, []string{"unknown.yaml:1: document 1, Pod typo (v1)", "imagePullPolicey"}},
 		{[]string{"inject", "-f", filepath.Join(dir, "missing.yaml")}, 1, []string{"missing.yaml"}},
 		{[]string{"inject"}, 2, []string{"-f is required"}},
 		{[]string{"inject", "-f", bad, "--proxy-cpu", "x"}, 2, []string{`--proxy-cpu="x"`, "CPU quantity"}},
