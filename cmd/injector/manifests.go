@@ -129,11 +129,15 @@ var lineRef = regexp.MustCompile(`line (\d+)`)
 // fileErr names the file and turns the document's line numbers in err into
 // the file's.
 func (w *walker) fileErr(err error) error {
-	msg := lineRef.ReplaceAllStringFunc(err.Error(), func(s string) string {
+	return fmt.Errorf("%s: %s", w.file, w.shift(err))
+}
+
+// shift turns the document's line numbers in err into the file's.
+func (w *walker) shift(err error) string {
+	return lineRef.ReplaceAllStringFunc(err.Error(), func(s string) string {
 		n, _ := strconv.Atoi(strings.TrimPrefix(s, "line "))
 		return "line " + strconv.Itoa(n+w.base-1)
 	})
-	return fmt.Errorf("%s: %s", w.file, msg)
 }
 
 // line is the file's line of node n (of its first key, for a mapping:
@@ -152,7 +156,7 @@ func (w *walker) document(text []byte) (*yamledit.Doc, error) {
 		return nil, w.fileErr(err)
 	}
 	w.d = d
-	if d.Root() == nil {
+	if r := d.Root(); r == nil || r.Kind == yaml.ScalarNode && r.Tag == "!!null" {
 		if len(bytes.Trim(text, "-. \t\r\n")) > 0 {
 			fmt.Fprintf(w.notes, "%s:%d: document %d: only comments\n", w.file, w.base, w.doc)
 		}
@@ -303,7 +307,7 @@ func (w *walker) pod(n *yaml.Node, tmpl map[string]any, namespace, where string,
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	if err := w.d.Reconcile(n, old, new); err != nil {
-		return fmt.Errorf("%s: %w", where, w.fileErr(err))
+		return fmt.Errorf("%s: %s", where, w.shift(err))
 	}
 	return nil
 }

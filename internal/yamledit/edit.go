@@ -46,10 +46,45 @@ func (d *Doc) removeFlow(t *yaml.Node, first, last int) error {
 	return nil
 }
 
-func (d *Doc) removePair(t *yaml.Node, i int, flow bool) error {
-	if flow {
-		return d.removeFlow(t, i, i+1)
+// remove removes the entries at the given indexes of t.Content (keys, for
+// a mapping), consecutive ones together so that a flow collection keeps
+// its commas right.
+func (d *Doc) remove(t *yaml.Node, idx []int, flow bool) error {
+	per := 1
+	if t.Kind == yaml.MappingNode {
+		per = 2
 	}
+	for len(idx) > 0 {
+		n := 1
+		for n < len(idx) && idx[n] == idx[n-1]+per {
+			n++
+		}
+		var err error
+		switch {
+		case flow:
+			err = d.removeFlow(t, idx[0], idx[n-1]+per-1)
+		case per == 2:
+			for _, i := range idx[:n] {
+				if err = d.removePair(t, i); err != nil {
+					break
+				}
+			}
+		default:
+			for _, i := range idx[:n] {
+				if err = d.removeItem(t, i); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return err
+		}
+		idx = idx[n:]
+	}
+	return nil
+}
+
+func (d *Doc) removePair(t *yaml.Node, i int) error {
 	s, e, err := d.span(t, i, i+1)
 	if err != nil {
 		return err
@@ -66,10 +101,7 @@ func (d *Doc) removePair(t *yaml.Node, i int, flow bool) error {
 	return d.errorf(t.Content[i], "cannot remove %s, the only key of a sequence item", t.Content[i].Value)
 }
 
-func (d *Doc) removeItem(t *yaml.Node, i int, flow bool) error {
-	if flow {
-		return d.removeFlow(t, i, i)
-	}
+func (d *Doc) removeItem(t *yaml.Node, i int) error {
 	p, ok := d.dash(t.Content[i])
 	if !ok || !onlySpaceBefore(d.src, p) {
 		return d.errorf(t.Content[i], "cannot find the line of this sequence item")

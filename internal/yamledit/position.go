@@ -145,7 +145,7 @@ func (d *Doc) blockScalarEnd(p, indent int) int {
 		q++
 	}
 	end := lineEnd(d.src, q)
-	for ls := end + 1; ls < len(d.src); {
+	for ls := nextLine(d.src, q); ls < len(d.src); {
 		le := lineEnd(d.src, ls)
 		line := d.src[ls:le]
 		spaces := len(line) - len(bytes.TrimLeft(line, " "))
@@ -156,7 +156,7 @@ func (d *Doc) blockScalarEnd(p, indent int) int {
 		if !blank || keep {
 			end = le
 		}
-		ls = le + 1
+		ls = nextLine(d.src, ls)
 	}
 	return end
 }

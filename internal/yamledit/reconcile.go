@@ -3,6 +3,7 @@ package yamledit
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -45,7 +46,7 @@ func (d *Doc) mapping(t, old, new *yaml.Node, flow bool, path string) (bool, err
 	}
 	mark := len(d.edits)
 	keyCol := d.column(t)
-	removed := 0
+	var gone []int // removed keys
 	for i := 0; i < len(t.Content); i += 2 {
 		k, v := t.Content[i], t.Content[i+1]
 		ov, nv := get(old, k.Value), get(new, k.Value)
@@ -53,10 +54,7 @@ func (d *Doc) mapping(t, old, new *yaml.Node, flow bool, path string) (bool, err
 			continue
 		}
 		if nv == nil {
-			if err := d.removePair(t, i, flow); err != nil {
-				return false, err
-			}
-			removed++
+			gone = append(gone, i)
 			continue
 		}
 		if ov == nil {
@@ -64,16 +62,16 @@ func (d *Doc) mapping(t, old, new *yaml.Node, flow bool, path string) (bool, err
 			d.lossy = true
 			ov = &yaml.Node{Kind: nv.Kind}
 		}
-		emptied, err := d.reconcile(v, ov, nv, flow, keyCol, path+"."+k.Value)
+		emptied, err := d.reconcile(v, ov, nv, flow, keyCol, strings.TrimPrefix(path+"."+k.Value, "."))
 		if err != nil {
 			return false, err
 		}
 		if emptied {
-			if err := d.removePair(t, i, flow); err != nil {
-				return false, err
-			}
-			removed++
+			gone = append(gone, i)
 		}
+	}
+	if err := d.remove(t, gone, flow); err != nil {
+		return false, err
 	}
 	var added []*yaml.Node
 	for j := 0; j < len(new.Content); j += 2 {
@@ -89,7 +87,7 @@ func (d *Doc) mapping(t, old, new *yaml.Node, flow bool, path string) (bool, err
 		if err := d.addPairs(t, added, flow); err != nil {
 			return false, err
 		}
-	} else if removed > 0 && removed == len(t.Content)/2 {
+	} else if len(gone) > 0 && len(gone) == len(t.Content)/2 {
 		d.edits = d.edits[:mark]
 		return true, nil
 	}
@@ -126,12 +124,14 @@ func (d *Doc) sequence(t, old, new *yaml.Node, flow bool, path string) error {
 			return d.errorf(t, "%s: the items changed order, which an edit of the text cannot express", path)
 		}
 	}
+	var gone []int
 	for i, k := range ok {
 		if !inNew[k] {
-			if err := d.removeItem(t, i, flow); err != nil {
-				return err
-			}
+			gone = append(gone, i)
 		}
+	}
+	if err := d.remove(t, gone, flow); err != nil {
+		return err
 	}
 	col := d.column(t)
 	var run []*yaml.Node

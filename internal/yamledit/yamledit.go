@@ -136,7 +136,7 @@ func (d *Doc) Reconcile(at *yaml.Node, old, new []byte) error {
 		return err
 	}
 	mark := len(d.edits)
-	if _, err := d.reconcile(at, o, n, at.Style&yaml.FlowStyle != 0, d.indentOf(at), "."); err != nil {
+	if _, err := d.reconcile(at, o, n, at.Style&yaml.FlowStyle != 0, d.indentOf(at), ""); err != nil {
 		d.edits = d.edits[:mark]
 		return err
 	}
