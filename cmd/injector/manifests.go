@@ -212,7 +212,11 @@ func (w *walker) object(n *yaml.Node, m map[string]any, label string) error {
 	meta, _ := m["metadata"].(map[string]any)
 	name, _ := meta["name"].(string)
 	namespace, _ := meta["namespace"].(string)
-	where := fmt.Sprintf("%s:%d: %s, %s (%s)", w.file, w.line(n), label, strings.TrimSpace(kind+" "+qualified(namespace, name)), apiVersion)
+	what := "an object without kind"
+	if kind != "" {
+		what = fmt.Sprintf("%s (%s)", strings.TrimSpace(kind+" "+qualified(namespace, name)), apiVersion)
+	}
+	where := fmt.Sprintf("%s:%d: %s, %s", w.file, w.line(n), label, what)
 	note := func(format string, args ...any) {
 		fmt.Fprintf(w.notes, "%s: %s\n", where, fmt.Sprintf(format, args...))
 	}
