@@ -22,11 +22,14 @@ func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: injector inject -f FILE|- [flags]\n\n"+
 			"Writes the manifests of FILE (YAML or JSON, several documents, List objects) to\n"+
-			"standard output as YAML, with Tandem's sidecars added to every Pod and to the pod\n"+
-			"template of every Deployment, StatefulSet, DaemonSet, ReplicaSet,\n"+
-			"ReplicationController, Job and CronJob, as the webhook would in a namespace\n"+
-			"labeled %s=%s. Other objects are written unchanged; manifests injected\n"+
-			"before are injected again with the current settings.\n\nFlags:\n", wellknown.InjectLabel, wellknown.InjectLabelEnabled)
+			"standard output with Tandem's sidecars added to every Pod and pod template of\n"+
+			"v1 Pod, PodTemplate and ReplicationController, apps/v1 Deployment, StatefulSet,\n"+
+			"DaemonSet and ReplicaSet, batch/v1 Job and CronJob, OpenShift DeploymentConfig\n"+
+			"and Argo Rollout, as the webhook would in a namespace labeled %s=%s.\n"+
+			"Only what injection needs changes: every other byte comes out as it went in.\n"+
+			"Standard error says why each other document or pod was left alone. Manifests\n"+
+			"injected before are injected again with the current settings, or lose their\n"+
+			"sidecars when the pod is now opted out.\n\nFlags:\n", wellknown.InjectLabel, wellknown.InjectLabelEnabled)
 		fs.PrintDefaults()
 	}
 	var f injectionFlags

@@ -1,5 +1,6 @@
 // Command injector serves Tandem's mutating admission webhook (the default,
-// `injector serve`) and injects manifests offline (`injector inject -f FILE`).
+// `injector serve`) and injects manifests offline (`injector inject -f FILE`,
+// undone by `injector uninject -f FILE`).
 package main
 
 import (
