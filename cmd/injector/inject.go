@@ -79,19 +79,19 @@ func readManifests(file string, stdin io.Reader) (data []byte, name string, err 
 // injectAction injects a pod as the webhook would in a labeled namespace;
 // a pod injected before that is now opted out loses its sidecars.
 func injectAction(in *webhook.Injector) podAction {
-	return func(pod *corev1.Pod, namespace string) (bool, string, error) {
+	return func(pod *corev1.Pod, namespace string) (string, error) {
 		ns := webhook.Namespace{Name: namespace, Labels: map[string]string{wellknown.InjectLabel: wellknown.InjectLabelEnabled}}
 		res, err := in.Inject(pod, ns, webhook.Reinject)
 		if err != nil || res.Injected {
-			return res.Injected, "", err
+			return "", err
 		}
 		removed, err := in.Uninject(pod)
 		if err != nil {
-			return false, "", err
+			return "", err
 		}
 		if removed {
-			return true, "not injected: " + res.Skipped + "; removed the sidecars of an earlier injection", nil
+			return "not injected: " + res.Skipped + "; removed the sidecars of an earlier injection", nil
 		}
-		return false, "not injected: " + res.Skipped, nil
+		return "not injected: " + res.Skipped, nil
 	}
 }

@@ -19,9 +19,10 @@ import (
 	"github.com/tandem-mesh/tandem/internal/yamledit"
 )
 
-// podAction changes a decoded pod (of a Pod or a pod template) in place.
-// It reports whether it changed it, and what to tell the user otherwise.
-type podAction func(pod *corev1.Pod, namespace string) (changed bool, note string, err error)
+// podAction changes a decoded pod (of a Pod or a pod template) in place,
+// and says what to tell the user about it ("" for nothing). The text is
+// edited wherever the pod changed.
+type podAction func(pod *corev1.Pod, namespace string) (note string, err error)
 
 // edited is the outcome of editManifests.
 type edited struct {
@@ -296,19 +297,19 @@ func (w *walker) pod(n *yaml.Node, tmpl map[string]any, namespace, where string,
 	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
-	changed, msg, err := w.act(pod, namespace)
+	msg, err := w.act(pod, namespace)
 	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	if msg != "" {
 		note("%s", msg)
 	}
-	if !changed {
-		return nil
-	}
 	new, err := podJSON(pod)
 	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
+	}
+	if bytes.Equal(old, new) {
+		return nil
 	}
 	if err := w.d.Reconcile(n, old, new); err != nil {
 		return fmt.Errorf("%s: %s", where, w.shift(err))

@@ -133,7 +133,7 @@ func TestInjectChangesOnlyWhatItMust(t *testing.T) {
 
 			want := decodePods(t, src)
 			for i := range want {
-				if _, _, err := injectAction(in)(want[i].pod, want[i].namespace); err != nil {
+				if _, err := injectAction(in)(want[i].pod, want[i].namespace); err != nil {
 					t.Fatal(err)
 				}
 			}

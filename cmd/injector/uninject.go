@@ -56,11 +56,11 @@ func runUninject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func uninjectAction(in *webhook.Injector) podAction {
-	return func(pod *corev1.Pod, _ string) (bool, string, error) {
+	return func(pod *corev1.Pod, _ string) (string, error) {
 		removed, err := in.Uninject(pod)
 		if err != nil || removed {
-			return removed, "", err
+			return "", err
 		}
-		return false, "no " + wellknown.StatusAnnotation + " annotation: nothing to remove", nil
+		return "no " + wellknown.StatusAnnotation + " annotation: nothing to remove", nil
 	}
 }

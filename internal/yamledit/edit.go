@@ -90,7 +90,7 @@ func (d *Doc) removePair(t *yaml.Node, i int) error {
 		return err
 	}
 	if onlySpaceBefore(d.src, s) {
-		d.add(lineStart(d.src, s), nextLine(d.src, e), "")
+		d.removeLines(s, e)
 		return nil
 	}
 	// The first key of a sequence item, after its "-": the next key moves up.
@@ -110,8 +110,13 @@ func (d *Doc) removeItem(t *yaml.Node, i int) error {
 	if err != nil {
 		return err
 	}
-	d.add(lineStart(d.src, p), nextLine(d.src, e), "")
+	d.removeLines(p, e)
 	return nil
+}
+
+// removeLines removes the lines holding s to e.
+func (d *Doc) removeLines(s, e int) {
+	d.add(lineStart(d.src, s), nextLine(d.src, e), "")
 }
 
 // insertItems inserts items before item i of sequence t (after the last

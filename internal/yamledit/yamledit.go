@@ -141,6 +141,32 @@ func (d *Doc) Reconcile(at *yaml.Node, old, new []byte) error {
 		return err
 	}
 	slices.SortStableFunc(d.edits, func(a, b Edit) int { return a.Start - b.Start })
+	// Removals of neighbouring lines may share a line break.
+	merged := d.edits[:0]
+	for _, e := range d.edits {
+		if n := len(merged); n > 0 && (e.Start < merged[n-1].End || e.Start == merged[n-1].End && e.Text == "" && merged[n-1].Text == "" && e.End > e.Start) {
+			prev := &merged[n-1]
+			if e.Text != "" || prev.Text != "" {
+				d.edits = d.edits[:mark]
+				return d.errorf(at, "overlapping changes at byte %d (a bug: please report it with the manifest)", e.Start)
+			}
+			prev.End = max(prev.End, e.End)
+			continue
+		}
+		merged = append(merged, e)
+	}
+	// Lines removed at the end of a text without a final line break take
+	// the break before them instead, as insertLines added it.
+	if n := len(merged); n > 0 {
+		last := &merged[n-1]
+		if last.Text == "" && last.End == len(d.src) && d.src[last.End-1] != '\n' && last.Start > 0 && d.src[last.Start-1] == '\n' {
+			last.Start--
+			if last.Start > 0 && d.src[last.Start-1] == '\r' {
+				last.Start--
+			}
+		}
+	}
+	d.edits = merged
 	return nil
 }
 
