@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -14,6 +13,7 @@ import (
 
 func init() {
 	register(command{name: "inject", summary: "add the sidecars to the pods and pod templates of manifests (offline)", run: runInject})
+	register(command{name: "uninject", summary: "remove the sidecars from manifests injected before (offline)", run: runUninject})
 }
 
 func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -48,32 +48,7 @@ func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "injector inject: %v\n", err)
 		return 2
 	}
-	data, name, err := readManifests(*file, stdin)
-	if err != nil {
-		fmt.Fprintf(stderr, "injector inject: %v\n", err)
-		return 1
-	}
-	res, err := editManifests(name, data, stderr, injectAction(in))
-	if err != nil {
-		fmt.Fprintf(stderr, "injector inject: %v\n", err)
-		return 1
-	}
-	if _, err := stdout.Write(res.out); err != nil {
-		fmt.Fprintf(stderr, "injector inject: %v\n", err)
-		return 1
-	}
-	return 0
-}
-
-// readManifests reads FILE, or standard input for "-"; name is what
-// messages call it.
-func readManifests(file string, stdin io.Reader) (data []byte, name string, err error) {
-	if file == "-" {
-		data, err = io.ReadAll(stdin)
-		return data, "<stdin>", err
-	}
-	data, err = os.ReadFile(file)
-	return data, file, err
+	return editFile("inject", *file, stdin, stdout, stderr, injectAction(in))
 }
 
 // injectAction injects a pod as the webhook would in a labeled namespace;
@@ -93,5 +68,41 @@ func injectAction(in *webhook.Injector) podAction {
 			return "not injected: " + res.Skipped + "; removed the sidecars of an earlier injection", nil
 		}
 		return "not injected: " + res.Skipped, nil
+	}
+}
+
+func runUninject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("uninject", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: injector uninject -f FILE|-\n\n"+
+			"Writes the manifests of FILE to standard output with everything the %s\n"+
+			"annotation of each pod and pod template lists removed, and the annotation:\n"+
+			"the inverse of 'injector inject'. The rest of the text is written as it came.\n\nFlags:\n", wellknown.StatusAnnotation)
+		fs.PrintDefaults()
+	}
+	file := fs.String("f", "", "manifest file, or - for standard input")
+	if code := parseFlags(fs, args); code >= 0 {
+		return code
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "injector uninject: flag -f is required (a file, or - for standard input)")
+		return 2
+	}
+	in, err := webhook.New(webhook.Config{Defaults: webhook.RecommendedDefaults()})
+	if err != nil {
+		fmt.Fprintf(stderr, "injector uninject: %v\n", err)
+		return 1
+	}
+	return editFile("uninject", *file, stdin, stdout, stderr, uninjectAction(in))
+}
+
+func uninjectAction(in *webhook.Injector) podAction {
+	return func(pod *corev1.Pod, _ string) (string, error) {
+		removed, err := in.Uninject(pod)
+		if err != nil || removed {
+			return "", err
+		}
+		return "no " + wellknown.StatusAnnotation + " annotation: nothing to remove", nil
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -23,6 +24,32 @@ import (
 // and says what to tell the user about it ("" for nothing). The text is
 // edited wherever the pod changed.
 type podAction func(pod *corev1.Pod, namespace string) (note string, err error)
+
+// editFile runs act over the manifests of file (standard input for "-")
+// and writes the result, for the command cmd; it returns the exit code.
+func editFile(cmd, file string, stdin io.Reader, stdout, stderr io.Writer, act podAction) int {
+	var data []byte
+	var err error
+	name := file
+	if file == "-" {
+		name = "<stdin>"
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(file)
+	}
+	var res edited
+	if err == nil {
+		res, err = editManifests(name, data, stderr, act)
+	}
+	if err == nil {
+		_, err = stdout.Write(res.out)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "injector %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
 
 // edited is the outcome of editManifests.
 type edited struct {
