@@ -228,3 +228,23 @@ func decodePods(t *testing.T, data []byte) []decodedPod {
 		}
 	}
 }
+
+// BenchmarkInjectManifests: the text edit's cost beside the typed
+// injection, on a Helm chart's output and on kubectl's JSON.
+func BenchmarkInjectManifests(b *testing.B) {
+	in := defaultInjector(b)
+	for _, name := range []string{"helm-rendered.yaml", "kubectl-list.json"} {
+		src, err := os.ReadFile(filepath.Join(corpus, name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := editManifests(name, src, io.Discard, injectAction(in)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
