@@ -188,10 +188,10 @@ func TestServeAgainstAPIServer(t *testing.T) {
 	// one skipped (the re-applied pod; the others never reach the webhook).
 	_, metrics := get(t, "http://"+metricsAddr+"/metrics")
 	for _, want := range []string{
-		`tandem_injector_requests_total{result="injected"} 4`,
-		`tandem_injector_requests_total{result="denied"} 1`,
-		`tandem_injector_requests_total{result="skipped"} 1`,
-		`tandem_injector_requests_total{result="error"} 0`,
+		`tandem_injector_requests_total{reason="",result="injected"} 4`,
+		`tandem_injector_requests_total{reason="",result="denied"} 1`,
+		`tandem_injector_requests_total{reason="already-injected",result="skipped"} 1`,
+		`tandem_injector_requests_total{reason="",result="error"} 0`,
 		`tandem_injector_request_duration_seconds_count{result="injected"} 4`,
 	} {
 		if !strings.Contains(metrics, want) {

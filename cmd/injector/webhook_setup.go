@@ -3,7 +3,7 @@ package main
 import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/tandem-mesh/tandem/webhook"
+	"github.com/tandem-mesh/tandem/webhook/admit"
 )
 
 // The webhook reads namespaces' labels and annotations.
@@ -15,9 +15,9 @@ func init() {
 		if err != nil {
 			return err
 		}
-		mgr.GetWebhookServer().Register(webhook.Path, &webhook.Handler{
+		mgr.GetWebhookServer().Register(admit.Path, &admit.Handler{
 			Injector:   in,
-			Namespaces: webhook.ClientNamespaces{Reader: mgr.GetClient(), Live: mgr.GetAPIReader()},
+			Namespaces: admit.ClientNamespaces{Reader: mgr.GetClient(), Live: mgr.GetAPIReader()},
 			Log:        mgr.GetLogger().WithName("webhook"),
 		})
 		return nil
