@@ -182,7 +182,7 @@ func (in *Injector) Inject(pod *corev1.Pod, ns Namespace, mode Mode) (Result, er
 	if err != nil {
 		return Result{}, fmt.Errorf("rendering the sidecars of pod %s: %w", podName(pod), err)
 	}
-	if err := clashes(pod, &r.Sidecars); err != nil {
+	if err := clashes(pod, &r.Sidecars, stripped != (Parts{})); err != nil {
 		return Result{}, err
 	}
 	added := apply(pod, r, s.values.NativeSidecar)
@@ -322,27 +322,32 @@ func setAnnotation(pod *corev1.Pod, k, v string) {
 var reservedContainers = []string{wellknown.InitContainerName, wellknown.AgentContainerName, wellknown.ProxyContainerName}
 var reservedVolumes = []string{wellknown.RunVolumeName, wellknown.TokenVolumeName}
 
-// clashes refuses a pod that already has something the sidecars would add.
-func clashes(pod *corev1.Pod, sc *templates.Sidecars) error {
+// clashes refuses a pod that already has something the sidecars would add;
+// hadStatus says the pod had a status annotation, which did not list it.
+func clashes(pod *corev1.Pod, sc *templates.Sidecars, hadStatus bool) error {
 	containers := slices.Concat(reservedContainers, names(sc.InitContainersFirst), names(sc.InitContainersLast), names(sc.ContainersFirst))
 	volumes := slices.Clone(reservedVolumes)
 	for _, v := range sc.Volumes {
 		volumes = append(volumes, v.Name)
 	}
 	const fix = "these names are reserved for Tandem's sidecars: rename it, or opt the pod out with the label " + wellknown.InjectLabel + "=false"
+	status := "but no " + wellknown.StatusAnnotation + " annotation"
+	if hadStatus {
+		status = "that its " + wellknown.StatusAnnotation + " annotation does not list"
+	}
 	for _, list := range []struct {
 		kind string
 		cs   []corev1.Container
 	}{{"an init container", pod.Spec.InitContainers}, {"a container", pod.Spec.Containers}, {"an ephemeral container", ephemeral(pod)}} {
 		for _, c := range list.cs {
 			if slices.Contains(containers, c.Name) {
-				return denied("pod %s already has %s named %q but no %s annotation; %s", podName(pod), list.kind, c.Name, wellknown.StatusAnnotation, fix)
+				return denied("pod %s already has %s named %q %s; %s", podName(pod), list.kind, c.Name, status, fix)
 			}
 		}
 	}
 	for _, v := range pod.Spec.Volumes {
 		if slices.Contains(volumes, v.Name) {
-			return denied("pod %s already has a volume named %q but no %s annotation; %s", podName(pod), v.Name, wellknown.StatusAnnotation, fix)
+			return denied("pod %s already has a volume named %q %s; %s", podName(pod), v.Name, status, fix)
 		}
 	}
 	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {

@@ -95,11 +95,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	observe(o, start)
 }
 
-// request is an AdmissionRequest whose object is kept as JSON until it is
-// known to be a pod; the outer Object field shadows AdmissionRequest's.
+// request is an AdmissionRequest whose object is decoded as a pod in the
+// same pass as the review; the outer Object field shadows AdmissionRequest's.
 type request struct {
 	admissionv1.AdmissionRequest
-	Object jsontext.Value `json:"object"`
+	Object podObject `json:"object"`
+}
+
+// podObject is the object of a request decoded as a pod. Whether it is one
+// is known only from the request's kind, so a failure to decode it is kept
+// for later rather than failing the review.
+type podObject struct {
+	pod   *corev1.Pod
+	shape shape
+	err   error
+}
+
+// UnmarshalJSONFrom decodes the object in place, without copying its JSON.
+func (o *podObject) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	raw, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	o.pod, o.shape, o.err = decodePod(raw)
+	return nil
 }
 
 // admit decides the answer to one request.
@@ -110,9 +129,12 @@ func (h *Handler) admit(ctx context.Context, req *request) (admission.Response, 
 	if req.Operation != admissionv1.Create {
 		return admission.Allowed("only pod creation is injected"), outcome{ResultSkipped, ReasonNotCreate}
 	}
-	pod, sh, err := decodePod(req.Object)
-	if err != nil {
+	pod, sh := req.Object.pod, req.Object.shape
+	if err := req.Object.err; err != nil {
 		return admission.Errored(http.StatusBadRequest, err), outcome{result: ResultError}
+	}
+	if pod == nil {
+		return admission.Errored(http.StatusBadRequest, errors.New("the request has no object")), outcome{result: ResultError}
 	}
 	name := req.Namespace
 	if name == "" {
@@ -167,7 +189,7 @@ type podDocument struct {
 // and appear once, so what is decoded is what a JSON patch against the
 // same bytes operates on.
 func decodePod(raw jsontext.Value) (*corev1.Pod, shape, error) {
-	if len(raw) == 0 || raw.Kind() == 'n' {
+	if raw.Kind() == 'n' {
 		return nil, shape{}, errors.New("the request has no object")
 	}
 	var doc podDocument
