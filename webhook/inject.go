@@ -274,23 +274,26 @@ func withApp(cs []corev1.Container, sc *templates.Sidecars) []corev1.Container {
 	for i := range cs {
 		c := &cs[i]
 		if len(sc.AppEnv) > 0 {
-			env := make([]corev1.EnvVar, 0, len(c.Env)+len(sc.AppEnv))
-			env = append(env, c.Env...)
-			for _, e := range sc.AppEnv {
-				env = append(env, *e.DeepCopy())
-			}
-			c.Env = env
+			c.Env = extended(c.Env, sc.AppEnv)
 		}
 		if len(sc.AppVolumeMounts) > 0 {
-			mounts := make([]corev1.VolumeMount, 0, len(c.VolumeMounts)+len(sc.AppVolumeMounts))
-			mounts = append(mounts, c.VolumeMounts...)
-			for _, m := range sc.AppVolumeMounts {
-				mounts = append(mounts, *m.DeepCopy())
-			}
-			c.VolumeMounts = mounts
+			c.VolumeMounts = extended(c.VolumeMounts, sc.AppVolumeMounts)
 		}
 	}
 	return cs
+}
+
+// extended returns a new list: own, then copies of the shared items add.
+func extended[T any, PT interface {
+	*T
+	DeepCopy() *T
+}](own, add []T) []T {
+	out := make([]T, 0, len(own)+len(add))
+	out = append(out, own...)
+	for i := range add {
+		out = append(out, *PT(&add[i]).DeepCopy())
+	}
+	return out
 }
 
 // appendSidecars appends copies: the rendered sidecars are shared.

@@ -3,6 +3,7 @@ package admit
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -162,55 +163,50 @@ func checkOnlyAdds(t *testing.T, raw, patched, patch []byte, st webhook.Status) 
 	decodeGeneric(t, patched, &b)
 	injected := slices.Concat(st.InitContainers, st.Containers, st.Volumes)
 	appended := len(st.Env)+len(st.VolumeMounts) > 0
-	for k, v := range a {
-		switch k {
-		case "metadata":
-			am, aok := v.(map[string]any)
-			bm, _ := b[k].(map[string]any)
-			if !aok {
-				continue
-			}
-			for mk, mv := range am {
-				if mk == "annotations" {
-					aa, _ := mv.(map[string]any)
-					ba, _ := bm[mk].(map[string]any)
-					for ak, av := range aa {
-						if !reflect.DeepEqual(av, ba[ak]) {
-							t.Fatalf("annotation %s changed from %v to %v", ak, av, ba[ak])
-						}
-					}
-					continue
-				}
-				if !reflect.DeepEqual(mv, bm[mk]) {
-					t.Fatalf("metadata.%s changed:\n%v\n%v", mk, mv, bm[mk])
-				}
-			}
-		case "spec":
-			as, aok := v.(map[string]any)
-			bs, _ := b[k].(map[string]any)
-			if !aok {
-				continue
-			}
-			for sk, sv := range as {
-				switch sk {
-				case "initContainers", "containers", "volumes":
-					checkOwnItems(t, sk, sv, bs[sk], injected, appended && sk != "volumes")
-				default:
-					if !reflect.DeepEqual(sv, bs[sk]) {
-						t.Fatalf("spec.%s changed:\n%v\n%v", sk, sv, bs[sk])
-					}
-				}
-			}
-		default:
-			if !reflect.DeepEqual(v, b[k]) {
-				t.Fatalf("%s changed:\n%v\n%v", k, v, b[k])
-			}
+	own := func(list string, appended bool) memberCheck {
+		return func(a, b any) { checkOwnItems(t, list, a, b, injected, appended) }
+	}
+	checkMembers(t, "", a, b, map[string]memberCheck{
+		"metadata": func(a, b any) {
+			checkMembers(t, "metadata.", a, b, map[string]memberCheck{
+				// Annotations are added to, never changed.
+				"annotations": func(a, b any) { checkMembers(t, "metadata.annotations.", a, b, nil) },
+			})
+		},
+		"spec": func(a, b any) {
+			checkMembers(t, "spec.", a, b, map[string]memberCheck{
+				"initContainers": own("initContainers", appended),
+				"containers":     own("containers", appended),
+				"volumes":        own("volumes", false),
+			})
+		},
+	})
+}
+
+// memberCheck compares one member of two JSON objects.
+type memberCheck func(a, b any)
+
+// checkMembers: b, a JSON object, holds every member of a as it was, but
+// for those special checks.
+func checkMembers(t *testing.T, where string, a, b any, special map[string]memberCheck) {
+	t.Helper()
+	am, ok := a.(map[string]any)
+	if !ok {
+		return
+	}
+	bm, _ := b.(map[string]any)
+	for k, v := range am {
+		if check, ok := special[k]; ok {
+			check(v, bm[k])
+		} else if !reflect.DeepEqual(v, bm[k]) {
+			t.Fatalf("%s%s changed:\n%v\n%v", where, k, v, bm[k])
 		}
 	}
 }
 
 // checkOwnItems: the list after injection holds the pod's own items in
-// their order, each as it was, its env and volumeMounts only extended.
+// their order, each as it was but for its env and volumeMounts, which may
+// only be appended to.
 func checkOwnItems(t *testing.T, list string, before, after any, injected []string, appended bool) {
 	t.Helper()
 	al, _ := before.([]any)
@@ -225,31 +221,28 @@ func checkOwnItems(t *testing.T, list string, before, after any, injected []stri
 	if len(own) != len(al) {
 		t.Fatalf("spec.%s: %d items of the pod's own before, %d after", list, len(al), len(own))
 	}
+	extended := func(k string) memberCheck {
+		return func(a, b any) {
+			av, _ := a.([]any)
+			bv, _ := b.([]any)
+			if !appended && !reflect.DeepEqual(a, b) || len(bv) < len(av) || !reflect.DeepEqual(av, bv[:len(av)]) {
+				t.Fatalf("spec.%s.%s was not only appended to:\n%v\n%v", list, k, a, b)
+			}
+		}
+	}
 	for i := range al {
-		am, aok := al[i].(map[string]any)
-		bm, _ := own[i].(map[string]any)
-		if !aok {
+		where := fmt.Sprintf("spec.%s[%d].", list, i)
+		if _, ok := al[i].(map[string]any); !ok {
 			if !reflect.DeepEqual(al[i], own[i]) {
-				t.Fatalf("spec.%s[%d] changed", list, i)
+				t.Fatalf("%s changed", where)
 			}
 			continue
 		}
-		for k := range bm {
-			if _, ok := am[k]; !ok && !(appended && (k == "env" || k == "volumeMounts")) {
-				t.Fatalf("spec.%s[%d] gained %s", list, i, k)
-			}
-		}
-		for k, v := range am {
-			if appended && (k == "env" || k == "volumeMounts") {
-				av, _ := v.([]any)
-				bv, _ := bm[k].([]any)
-				if len(bv) < len(av) || !reflect.DeepEqual(av, bv[:len(av)]) {
-					t.Fatalf("spec.%s[%d].%s was not only appended to:\n%v\n%v", list, i, k, v, bm[k])
-				}
-				continue
-			}
-			if !reflect.DeepEqual(v, bm[k]) {
-				t.Fatalf("spec.%s[%d].%s changed:\n%v\n%v", list, i, k, v, bm[k])
+		checkMembers(t, where, al[i], own[i], map[string]memberCheck{"env": extended("env"), "volumeMounts": extended("volumeMounts")})
+		// Members it gained: only the lists the template extends.
+		for k := range own[i].(map[string]any) {
+			if _, had := al[i].(map[string]any)[k]; !had && !(appended && (k == "env" || k == "volumeMounts")) {
+				t.Fatalf("%s gained %s", where, k)
 			}
 		}
 	}
