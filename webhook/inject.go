@@ -1,6 +1,7 @@
-// Package webhook decides whether a pod gets Tandem's sidecars and adds them.
-// One mutation serves both the admission webhook (Handler) and the offline
-// `injector inject` command (Injector.Inject on decoded pods).
+// Package webhook decides whether a pod gets Tandem's sidecars and adds them:
+// a pod in, the pod injected out, and a Result saying what was added or why
+// nothing was. One mutation serves both the admission webhook (package
+// webhook/admit, its transport) and the offline `injector inject` command.
 package webhook
 
 import (
