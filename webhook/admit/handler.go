@@ -12,6 +12,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -108,7 +109,10 @@ type request struct {
 type podObject struct {
 	pod   *corev1.Pod
 	shape shape
-	err   error
+	// env holds each container's env list as JSON, decoded only when needed
+	// (see admit).
+	env []jsontext.Value
+	err error
 }
 
 // UnmarshalJSONFrom decodes the object in place, without copying its JSON.
@@ -117,7 +121,7 @@ func (o *podObject) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	if err != nil {
 		return err
 	}
-	o.pod, o.shape, o.err = decodePod(raw)
+	o.pod, o.shape, o.env, o.err = decodePod(raw)
 	return nil
 }
 
@@ -148,6 +152,17 @@ func (h *Handler) admit(ctx context.Context, req *request) (admission.Response, 
 	// Inject replaces what it changes, so this copy keeps the pod as sent.
 	before := *pod
 	res, err := h.Injector.Inject(pod, ns, webhook.Admission)
+	// The containers' environment is still JSON: a pod can carry thousands
+	// of variables, which only a template that extends the pod's containers
+	// reads, or the check that refuses a pod. Then decode it and ask again.
+	if req.Object.env != nil && (webhook.IsDenied(err) || res.Injected && len(res.Status.Env)+len(res.Status.VolumeMounts) > 0) {
+		if err := decodeEnv(&before, req.Object.env); err != nil {
+			return admission.Errored(http.StatusBadRequest, err), outcome{result: ResultError}
+		}
+		full := before
+		pod = &full
+		res, err = h.Injector.Inject(pod, ns, webhook.Admission)
+	}
 	switch {
 	case webhook.IsDenied(err):
 		h.Log.Info("denied", "namespace", name, "pod", pod.Name, "generateName", pod.GenerateName, "reason", err.Error())
@@ -181,32 +196,74 @@ func (h *Handler) admit(ctx context.Context, req *request) (admission.Response, 
 type podDocument struct {
 	metav1.TypeMeta `json:",inline"`
 	Metadata        *metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec            *corev1.PodSpec    `json:"spec,omitempty"`
+	Spec            *specDocument      `json:"spec,omitempty"`
 	Status          *corev1.PodStatus  `json:"status,omitempty"`
+}
+
+// specDocument and containerDocument shadow the fields of the API types
+// that are decoded differently (shallower fields win).
+type specDocument struct {
+	corev1.PodSpec
+	Containers []containerDocument `json:"containers"`
+}
+
+type containerDocument struct {
+	corev1.Container
+	Env jsontext.Value `json:"env,omitempty"`
 }
 
 // decodePod reads a pod as the API server writes it: names match exactly
 // and appear once, so what is decoded is what a JSON patch against the
-// same bytes operates on.
-func decodePod(raw jsontext.Value) (*corev1.Pod, shape, error) {
+// same bytes operates on. The containers' env lists are returned as JSON,
+// nil when no container has one.
+func decodePod(raw jsontext.Value) (*corev1.Pod, shape, []jsontext.Value, error) {
 	if raw.Kind() == 'n' {
-		return nil, shape{}, errors.New("the request has no object")
+		return nil, shape{}, nil, errors.New("the request has no object")
 	}
 	var doc podDocument
 	if err := jsonv2.Unmarshal(raw, &doc); err != nil {
-		return nil, shape{}, fmt.Errorf("decoding the pod: %w", err)
+		return nil, shape{}, nil, fmt.Errorf("decoding the pod: %w", err)
 	}
 	pod := &corev1.Pod{TypeMeta: doc.TypeMeta}
 	if doc.Metadata != nil {
 		pod.ObjectMeta = *doc.Metadata
 	}
+	var env []jsontext.Value
 	if doc.Spec != nil {
-		pod.Spec = *doc.Spec
+		pod.Spec = doc.Spec.PodSpec
+		pod.Spec.Containers = nil
+		if doc.Spec.Containers != nil {
+			pod.Spec.Containers = make([]corev1.Container, len(doc.Spec.Containers))
+		}
+		for i := range doc.Spec.Containers {
+			pod.Spec.Containers[i] = doc.Spec.Containers[i].Container
+			if e := doc.Spec.Containers[i].Env; e != nil {
+				if env == nil {
+					env = make([]jsontext.Value, len(doc.Spec.Containers))
+				}
+				env[i] = e
+			}
+		}
 	}
 	if doc.Status != nil {
 		pod.Status = *doc.Status
 	}
-	return pod, shape{metadata: doc.Metadata != nil, spec: doc.Spec != nil}, nil
+	return pod, shape{metadata: doc.Metadata != nil, spec: doc.Spec != nil}, env, nil
+}
+
+// decodeEnv decodes the containers' env lists into a copy of pod's containers.
+func decodeEnv(pod *corev1.Pod, env []jsontext.Value) error {
+	cs := slices.Clone(pod.Spec.Containers)
+	for i, raw := range env {
+		if raw == nil {
+			continue
+		}
+		if err := jsonv2.Unmarshal(raw, &cs[i].Env); err != nil {
+			return fmt.Errorf("decoding the pod: env of container %q: %w", cs[i].Name, err)
+		}
+	}
+	pod.Spec.Containers = cs
+	return nil
 }
 
 // readReview reads and decodes the AdmissionReview of an HTTP request; on

@@ -117,7 +117,8 @@ func TestResults(t *testing.T) {
 		{"classic Job pod: a warning", ok, []byte(`{"metadata":{"name":"x","annotations":{"tandem.dev/native-sidecar":"false"}},"spec":{"restartPolicy":"OnFailure","containers":[{"name":"a"}]}}`),
 			ResultInjected, "", true, 200, "", "tandem: pod \"x\" has restartPolicy OnFailure but gets Tandem's sidecars as regular containers"},
 		{"bad pod", ok, []byte(`{"spec":{"containers":"no"}}`), ResultError, "", false, 400, "decoding the pod", ""},
-		{"bad env", ok, []byte(`{"spec":{"containers":[{"name":"a","env":[{"name":5}]}]}}`), ResultError, "", false, 400, "decoding the pod", ""},
+		{"bad env of a container the template extends", ok, []byte(`{"metadata":{"annotations":{"tandem.dev/template":"proxyless"}},"spec":{"containers":[{"name":"a","env":[{"name":5}]}]}}`),
+			ResultError, "", false, 400, "env of container", ""},
 		{"namespace lookup", &Handler{Injector: in, Namespaces: failingNamespaces{}}, pc0, ResultError, "", false, 500, "the API server is away", ""},
 	} {
 		before := count(tc.result, tc.reason)
