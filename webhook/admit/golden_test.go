@@ -2,20 +2,16 @@ package admit
 
 import (
 	"bytes"
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/tandem-mesh/tandem/internal/textdiff"
+	"github.com/tandem-mesh/tandem/internal/testutil/golden"
+	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
 	"github.com/tandem-mesh/tandem/webhook"
 	"github.com/tandem-mesh/tandem/webhook/internal/webhooktest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files of ../testdata/golden from the current output")
 
 // goldenDir holds the injector's golden pods. They live with the injector
 // (package webhook), whose own tests read them too; this package checks
@@ -28,20 +24,16 @@ const goldenDir = "../testdata/golden"
 // It also checks that the offline path (Inject on the decoded pod) gives
 // the same pod, and that re-injecting the result changes nothing.
 func TestGolden(t *testing.T) {
-	inputs, err := filepath.Glob(filepath.Join(goldenDir, "*.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := golden.New(t, goldenDir)
 	in := newTestInjector(t)
 	count := 0
-	for _, path := range inputs {
-		if strings.HasSuffix(path, ".golden.yaml") {
+	for _, name := range d.Cases(t, ".yaml") {
+		if strings.HasSuffix(name, ".golden") {
 			continue
 		}
 		count++
-		name := strings.TrimSuffix(filepath.Base(path), ".yaml")
 		t.Run(name, func(t *testing.T) {
-			c := webhooktest.ReadCase(t, path)
+			c := webhooktest.ParseCase(t, name, d.Read(t, name+".yaml"))
 			ns := namespaceOf(c)
 			resp := serve(t, &Handler{Injector: in, Namespaces: caseNamespaces(c)}, review(c.Pod, ns.Name))
 
@@ -69,21 +61,7 @@ func TestGolden(t *testing.T) {
 				got.Write(out)
 				checkOfflineAgrees(t, in, c.Pod, ns, patched)
 			}
-
-			golden := filepath.Join(goldenDir, name+".golden.yaml")
-			if *update {
-				if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -run TestGolden -update to create it)", err)
-			}
-			if got.String() != string(want) {
-				t.Errorf("output differs from %s (run with -update to accept):\n%s", golden, textdiff.Lines(string(want), got.String()))
-			}
+			d.Check(t, name+".golden.yaml", got.Bytes())
 		})
 	}
 	if count < 20 {

@@ -45,6 +45,14 @@ func ReadCase(t testing.TB, path string) Case {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ParseCase(t, path, data)
+}
+
+// ParseCase parses a golden input, the YAML documents of a Pod and maybe
+// its Namespace; name names it in errors.
+func ParseCase(t testing.TB, name string, data []byte) Case {
+	t.Helper()
+	path := name
 	var c Case
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	for {
