@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -52,17 +53,20 @@ func injectAction(in *webhook.Injector) podAction {
 	return func(pod *corev1.Pod, namespace string) (string, error) {
 		ns := webhook.Namespace{Name: namespace, Labels: map[string]string{wellknown.InjectLabel: wellknown.InjectLabelEnabled}}
 		res, err := in.Inject(pod, ns, webhook.Reinject)
-		if err != nil || res.Injected {
-			return "", err
-		}
-		removed, err := in.Uninject(pod)
 		if err != nil {
 			return "", err
 		}
-		if removed {
-			return "not injected: " + res.Skipped + "; removed the sidecars of an earlier injection", nil
+		var notes []string
+		switch {
+		case res.Uninjected:
+			notes = append(notes, "not injected: "+res.Skipped+"; removed the sidecars of an earlier injection")
+		case !res.Injected:
+			notes = append(notes, "not injected: "+res.Skipped)
 		}
-		return "not injected: " + res.Skipped, nil
+		for _, w := range res.Warnings {
+			notes = append(notes, "warning: "+w)
+		}
+		return strings.Join(notes, "; "), nil
 	}
 }
 
