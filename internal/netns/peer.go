@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -109,20 +108,8 @@ func configure(h netlink.Handle, dev string, addrs []netip.Prefix) error {
 }
 
 // Do runs fn on an OS thread of its own that has entered the peer's
-// namespace: sockets fn opens live there. The thread is never unlocked,
-// so the runtime discards it afterwards.
-func (p *Peer) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := vnetns.Set(p.ns); err != nil {
-			errc <- fmt.Errorf("entering the peer namespace: %w", err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// namespace: sockets fn opens live there.
+func (p *Peer) Do(fn func() error) error { return doIn(p.ns, fn) }
 
 // Close ends the peer namespace and with it the veth pair.
 func (p *Peer) Close() error {
