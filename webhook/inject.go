@@ -143,9 +143,13 @@ func (in *Injector) inject(pod *corev1.Pod, ns Namespace, mode Mode, copySidecar
 	if err != nil {
 		return Result{}, err
 	}
+
 	r, err := in.templates.Render(s.template, s.values)
 	if err != nil {
 		return Result{}, fmt.Errorf("rendering the sidecars of pod %s: %w", podName(pod), err)
+	}
+	if err := podSecurityAllows(pod, ns, &r.Sidecars); err != nil {
+		return Result{}, err
 	}
 	if prepare != nil {
 		if err := prepare(&r.Sidecars); err != nil {
@@ -267,7 +271,7 @@ func setAnnotation(pod *corev1.Pod, k, v string) {
 
 // reserved are the names injection uses in any template; a pod that already
 // uses one without a status annotation is refused rather than half-injected.
-var reservedContainers = []string{wellknown.InitContainerName, wellknown.AgentContainerName, wellknown.ProxyContainerName}
+var reservedContainers = []string{wellknown.InitContainerName, wellknown.ValidateContainerName, wellknown.AgentContainerName, wellknown.ProxyContainerName}
 var reservedVolumes = []string{wellknown.RunVolumeName, wellknown.TokenVolumeName}
 
 // clashes refuses a pod that already has something the sidecars would add.
