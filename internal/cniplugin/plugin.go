@@ -45,9 +45,11 @@ import (
 // Name is the plugin's type in a conflist and the name of its binary.
 const Name = "tandem-cni"
 
-// Versions are the CNI spec versions the plugin speaks; STATUS and GC
-// exist from 1.1.0.
-var Versions = version.PluginSupports("1.0.0", "1.1.0")
+// Versions are the CNI spec versions the plugin speaks. The 0.3 and 0.4
+// releases are in, since many primary CNIs still write them in their
+// conflists (the entry is chained into theirs); CHECK exists from 0.4.0,
+// STATUS and GC from 1.1.0, and skel refuses them below.
+var Versions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 
 // DefaultExcludeNamespaces are skipped when the configuration names none.
 var DefaultExcludeNamespaces = []string{"kube-system"}
