@@ -198,6 +198,8 @@ func TestServeAgainstAPIServer(t *testing.T) {
 			t.Errorf("metrics lack %q:\n%s", want, grepLines(metrics, "tandem_injector_requests_total"))
 		}
 	}
+
+	podSecurityAgainstAPIServer(t, cs)
 }
 
 func flagSetFor(o *serveOptions) *flagSet {
