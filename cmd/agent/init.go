@@ -31,15 +31,8 @@ func runInit(args []string, stdout, stderr io.Writer) int {
 			"proxy's own traffic, loopback, DNS and the exclusions below. IPv4 and IPv6.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "agent init: unexpected argument %q: init takes flags only\n", fs.Arg(0))
-		return 2
+	if code, done := parseFlagsOnly(fs, args, stderr); done {
+		return code
 	}
 
 	cfg, err := flags.Config()

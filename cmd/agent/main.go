@@ -4,6 +4,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -50,4 +51,20 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "agent: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+// parseFlagsOnly parses the flags of a command that takes no arguments;
+// done says to stop with code (0 after -h, 2 for bad input).
+func parseFlagsOnly(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0, true
+		}
+		return 2, true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q: it takes flags only\n", fs.Name(), fs.Arg(0))
+		return 2, true
+	}
+	return 0, false
 }

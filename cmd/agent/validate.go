@@ -38,15 +38,8 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 			"without privileges, as any user but the proxy's.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "agent validate: unexpected argument %q: validate takes flags only\n", fs.Arg(0))
-		return 2
+	if code, done := parseFlagsOnly(fs, args, stderr); done {
+		return code
 	}
 	cfg, err := flags.Config()
 	if err != nil {
