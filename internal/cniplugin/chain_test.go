@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -74,25 +74,34 @@ func TestChain(t *testing.T) {
 	plain := c.pod("plain", false)
 
 	t.Run("ADD installs the pod's capture", func(t *testing.T) {
-		res := c.add(tandem)
+		res := c.add(t, tandem)
 		ip := podIP(t, res)
 		rs := buildRuleset(t, "--exclude-outbound-ports=8080")
-		c.in(tandem, func() error { return rs.Check() })
+		c.in(t, tandem, func() error { return rs.Check() })
 		expectArrivals(t, tandem.path,
 			arrival{dst: serviceAddr, proxied: true},
 			arrival{dst: netip.AddrPortFrom(ip, 9090).String(), proxied: true},
 			arrival{dst: netip.AddrPortFrom(ip, 8080).String()},                // excluded port
 			arrival{dst: netip.AddrPortFrom(ip, 9090).String(), asProxy: true}, // the proxy's own
 		)
+		// What tandem-validate checks in the pod passes.
+		c.in(t, tandem, func() error {
+			cfg, err := capture.ConfigFromArgs([]string{"--exclude-outbound-ports=8080"})
+			if err != nil {
+				return err
+			}
+			_, err = capture.VerifyRedirect(cfg, 3*time.Second)
+			return err
+		})
 		// ADD again (a runtime retrying) replaces the table: one copy.
-		c.addDirect(tandem, res)
-		c.in(tandem, func() error { return rs.Check() })
+		c.addDirect(t, tandem, res)
+		c.in(t, tandem, func() error { return rs.Check() })
 	})
 	t.Run("CHECK notices a removed rule", func(t *testing.T) {
 		if err := c.cni.CheckNetworkList(context.Background(), c.list, tandem.rt); err != nil {
 			t.Fatalf("CHECK of an intact pod: %v", err)
 		}
-		c.in(tandem, func() error { return deleteRule(5) })
+		c.in(t, tandem, func() error { return deleteRule(5) })
 		err := c.cni.CheckNetworkList(context.Background(), c.list, tandem.rt)
 		if err == nil || !strings.Contains(err.Error(), "the capture rules of pod shop/tandem are not as installed") {
 			t.Fatalf("CHECK after a rule was removed: %v, want the difference named", err)
@@ -102,7 +111,7 @@ func TestChain(t *testing.T) {
 		if err := c.cni.DelNetworkList(context.Background(), c.list, tandem.rt); err != nil {
 			t.Fatal(err)
 		}
-		c.in(tandem, func() error {
+		c.in(t, tandem, func() error {
 			if n, found, err := capture.Installed(); found || err != nil {
 				return fmt.Errorf("after DEL: %d rules, table found %v, error %v; want no table", n, found, err)
 			}
@@ -114,18 +123,24 @@ func TestChain(t *testing.T) {
 		}
 	})
 	t.Run("a pod that is not Tandem's passes through", func(t *testing.T) {
-		res := c.add(plain)
+		res := c.add(t, plain)
 		ip := podIP(t, res)
-		c.in(plain, func() error {
+		c.in(t, plain, func() error {
 			if _, found, err := capture.Installed(); found || err != nil {
 				return fmt.Errorf("a plain pod got a capture table (error %v)", err)
 			}
 			return nil
 		})
 		expectArrivals(t, plain.path, arrival{dst: netip.AddrPortFrom(ip, 9090).String()})
+		c.in(t, plain, func() error {
+			if _, err := capture.VerifyRedirect(capture.DefaultConfig(), 3*time.Second); !errors.Is(err, capture.ErrNotRedirected) {
+				return fmt.Errorf("tandem-validate's check in a plain pod: %v, want ErrNotRedirected", err)
+			}
+			return nil
+		})
 		// tandem-cni's own answer is the previous result, unchanged.
 		prev, _ := json.Marshal(res)
-		out := c.addDirect(plain, res)
+		out := c.addDirect(t, plain, res)
 		if !jsonEqual(t, prev, out) {
 			t.Errorf("tandem-cni changed the previous result of a plain pod:\n%s\nwant\n%s", out, prev)
 		}
@@ -164,6 +179,10 @@ func newChain(t *testing.T) *chain {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The test's namespace is the node's: its loopback carries the API server.
+	if err := netns.Setup(nil, nil); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	c := &chain{t: t, binDir: filepath.Join(dir, "bin")}
 	build := func(args ...string) {
@@ -176,13 +195,13 @@ func newChain(t *testing.T) *chain {
 	build("-o", filepath.Join(c.binDir, "tandem-cni"), "./cmd/cni")
 	build("-o", c.binDir+"/", "github.com/containernetworking/plugins/plugins/main/ptp", "github.com/containernetworking/plugins/plugins/ipam/host-local")
 
+	kubeconfig := filepath.Join(dir, "tandem-cni.kubeconfig")
 	env, cfg := testenv.Start(t, testenv.Options{})
 	admin, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.cs = admin
-	kubeconfig := filepath.Join(dir, "tandem-cni.kubeconfig")
 	writeNodeCredentials(t, env, admin, root, kubeconfig)
 	if _, err := admin.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: podNS}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -199,7 +218,7 @@ func newChain(t *testing.T) *chain {
 // writeNodeCredentials makes a user bound to config/cni's ClusterRole and
 // nothing else, and writes its kubeconfig, as the installer does with its
 // service account.
-func writeNodeCredentials(t *testing.T, env *envtest.Environment, admin kubernetes.Interface, root, path string) {
+func writeNodeCredentials(t *testing.T, env *envtest.Environment, admin *kubernetes.Clientset, root, path string) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(root, "config", "cni", "role.yaml"))
 	if err != nil {
@@ -262,14 +281,13 @@ func (c *chain) pod(name string, tandem bool, captureArgs ...string) *sandbox {
 
 func (c *chain) sandbox(id string, pod *corev1.Pod) *sandbox {
 	c.t.Helper()
-	holder := exec.Command("sleep", "infinity")
-	holder.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-	if err := holder.Start(); err != nil {
+	held, err := netns.Hold()
+	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
-	path := fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid)
-	c.in(&sandbox{path: path}, func() error { return netns.Setup(nil, nil) }) // loopback up, as runtimes do
+	c.t.Cleanup(func() { _ = held.Close() })
+	path := held.Path
+	c.in(c.t, &sandbox{path: path}, func() error { return netns.Setup(nil, nil) }) // loopback up, as runtimes do
 	return &sandbox{pod: pod, path: path, rt: &libcni.RuntimeConf{
 		ContainerID: "sandbox-" + id,
 		NetNS:       path,
@@ -283,42 +301,42 @@ func (c *chain) sandbox(id string, pod *corev1.Pod) *sandbox {
 	}}
 }
 
-func (c *chain) add(s *sandbox) *types100.Result {
-	c.t.Helper()
+func (c *chain) add(t *testing.T, s *sandbox) *types100.Result {
+	t.Helper()
 	res, err := c.cni.AddNetworkList(context.Background(), c.list, s.rt)
 	if err != nil {
-		c.t.Fatalf("ADD of pod %s: %v", s.pod.Name, err)
+		t.Fatalf("ADD of pod %s: %v", s.pod.Name, err)
 	}
 	r, err := types100.NewResultFromResult(res)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return r
 }
 
 // addDirect runs tandem-cni's ADD alone with prev as its previous result,
 // as the runtime does when it retries, and returns its output.
-func (c *chain) addDirect(s *sandbox, prev *types100.Result) []byte {
-	c.t.Helper()
+func (c *chain) addDirect(t *testing.T, s *sandbox, prev *types100.Result) []byte {
+	t.Helper()
 	var conf map[string]any
 	if err := json.Unmarshal(c.list.Plugins[1].Bytes, &conf); err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	conf["name"], conf["cniVersion"], conf["prevResult"] = c.list.Name, c.list.CNIVersion, prev
 	stdin, _ := json.Marshal(conf)
-	args := &invoke.Args{Command: "ADD", ContainerID: s.rt.ContainerID, NetNS: s.path, IfName: "eth0", PluginArgs: s.rt.Args}
+	args := &invoke.Args{Command: "ADD", ContainerID: s.rt.ContainerID, NetNS: s.path, IfName: "eth0", PluginArgs: s.rt.Args, Path: c.binDir}
 	res, err := invoke.ExecPluginWithResult(context.Background(), filepath.Join(c.binDir, "tandem-cni"), stdin, args, nil)
 	if err != nil {
-		c.t.Fatalf("tandem-cni ADD of pod %s: %v", s.pod.Name, err)
+		t.Fatalf("tandem-cni ADD of pod %s: %v", s.pod.Name, err)
 	}
 	out, _ := json.Marshal(res)
 	return out
 }
 
-func (c *chain) in(s *sandbox, fn func() error) {
-	c.t.Helper()
+func (c *chain) in(t *testing.T, s *sandbox, fn func() error) {
+	t.Helper()
 	if err := netns.At(s.path, fn); err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 }
 
@@ -376,8 +394,14 @@ func expectArrivals(t *testing.T, path string, arrivals ...arrival) {
 				if err != nil {
 					return
 				}
+				// A namespace without NAT rules tracks no original
+				// destination: the connection's own address is it.
 				orig, err := capture.OriginalDst(conn.(*net.TCPConn))
-				fmt.Fprintf(conn, "%d %s %v\n", port, orig, err)
+				if err != nil {
+					local := conn.LocalAddr().(*net.TCPAddr).AddrPort()
+					orig = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+				}
+				fmt.Fprintf(conn, "%d %s\n", port, orig)
 				conn.Close()
 			}
 		}()
@@ -401,9 +425,9 @@ func expectArrivals(t *testing.T, path string, arrivals ...arrival) {
 			}
 			return dial()
 		})
-		want := fmt.Sprintf("%d %s <nil>\n", netip.MustParseAddrPort(a.dst).Port(), a.dst)
+		want := fmt.Sprintf("%d %s\n", netip.MustParseAddrPort(a.dst).Port(), a.dst)
 		if a.proxied {
-			want = fmt.Sprintf("%d %s <nil>\n", wellknown.ProxyOutboundPort, a.dst)
+			want = fmt.Sprintf("%d %s\n", wellknown.ProxyOutboundPort, a.dst)
 		}
 		if err != nil || line != want {
 			t.Errorf("connection to %s (proxy's own: %v) got %q, %v; want %q", a.dst, a.asProxy, line, err, want)
