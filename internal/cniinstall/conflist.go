@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -73,6 +74,12 @@ func plugins(conflist []byte) (elems []element, closing int, err error) {
 			return nil, 0, err
 		}
 		closing = int(dec.InputOffset()) - 1
+	}
+	if _, err := dec.ReadToken(); err != nil { // the closing brace
+		return nil, 0, fmt.Errorf("not JSON: %w", err)
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return nil, 0, errors.New("not JSON: data after the top-level object")
 	}
 	if !found {
 		return nil, 0, errors.New(`no "plugins" array: not a conflist (a single-plugin .conf file cannot be chained; convert it to a .conflist)`)
