@@ -203,7 +203,7 @@ func newChain(t *testing.T) *chain {
 	}
 	c.cs = admin
 	writeNodeCredentials(t, env, admin, root, kubeconfig)
-	if _, err := admin.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: podNS}}, metav1.CreateOptions{}); err != nil {
+	if _, err := c.cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: podNS}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 

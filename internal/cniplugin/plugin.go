@@ -92,29 +92,20 @@ func (p Plugin) Funcs() skel.CNIFuncs {
 // Add installs the capture rules of a CNI-mode pod, and returns the
 // previous plugin's result unchanged for every pod.
 func (p Plugin) Add(args *skel.CmdArgs) error {
-	conf, err := parseConf(args.StdinData, true)
+	conf, pod, rs, err := p.podRuleset(args)
 	if err != nil {
 		return err
 	}
-	pod, cfg, err := p.podCapture(conf, args)
-	if err != nil || pod == "" {
+	if rs != nil {
+		err := netns.At(args.Netns, func() error {
+			if err := rs.Apply(); err != nil {
+				return err
+			}
+			return rs.Check() // read back: the kernel holds what was sent
+		})
 		if err != nil {
-			return err
+			return types.NewError(types.ErrInternal, fmt.Sprintf("%s: installing the capture rules of pod %s: %v", Name, pod, err), "")
 		}
-		return types.PrintResult(conf.PrevResult, conf.CNIVersion)
-	}
-	rs, err := capture.Build(cfg)
-	if err != nil {
-		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("%s: pod %s: %v", Name, pod, err), "")
-	}
-	err = netns.At(args.Netns, func() error {
-		if err := rs.Apply(); err != nil {
-			return err
-		}
-		return rs.Check() // read back: the kernel holds what was sent
-	})
-	if err != nil {
-		return types.NewError(types.ErrInternal, fmt.Sprintf("%s: installing the capture rules of pod %s: %v", Name, pod, err), "")
 	}
 	return types.PrintResult(conf.PrevResult, conf.CNIVersion)
 }
@@ -137,22 +128,30 @@ func (p Plugin) Del(args *skel.CmdArgs) error {
 
 // Check confirms that a CNI-mode pod's namespace holds exactly its rules.
 func (p Plugin) Check(args *skel.CmdArgs) error {
-	conf, err := parseConf(args.StdinData, true)
-	if err != nil {
+	_, pod, rs, err := p.podRuleset(args)
+	if err != nil || rs == nil {
 		return err
-	}
-	pod, cfg, err := p.podCapture(conf, args)
-	if err != nil || pod == "" {
-		return err
-	}
-	rs, err := capture.Build(cfg)
-	if err != nil {
-		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("%s: pod %s: %v", Name, pod, err), "")
 	}
 	if err := netns.At(args.Netns, rs.Check); err != nil {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("%s: the capture rules of pod %s are not as installed: %v", Name, pod, err), "")
 	}
 	return nil
+}
+
+// podRuleset decodes the configuration of ADD or CHECK and builds the
+// rules the sandbox's pod needs; rs is nil when it needs none.
+func (p Plugin) podRuleset(args *skel.CmdArgs) (conf *Conf, pod string, rs *capture.Ruleset, err error) {
+	if conf, err = parseConf(args.StdinData, true); err != nil {
+		return nil, "", nil, err
+	}
+	pod, cfg, err := p.podCapture(conf, args)
+	if err != nil || pod == "" {
+		return conf, "", nil, err
+	}
+	if rs, err = capture.Build(cfg); err != nil {
+		return conf, pod, nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("%s: pod %s: %v", Name, pod, err), "")
+	}
+	return conf, pod, rs, nil
 }
 
 // Status reports whether ADD can work: the kubeconfig must load.
