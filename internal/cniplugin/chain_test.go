@@ -196,7 +196,12 @@ func newChain(t *testing.T) *chain {
 	build("-o", c.binDir+"/", "github.com/containernetworking/plugins/plugins/main/ptp", "github.com/containernetworking/plugins/plugins/ipam/host-local")
 
 	kubeconfig := filepath.Join(dir, "tandem-cni.kubeconfig")
-	env, cfg := testenv.Start(t, testenv.Options{})
+	// Only loopback here: the API server needs an address to advertise,
+	// and no endpoints for the kubernetes Service, which nothing here uses.
+	env, cfg := testenv.Start(t, testenv.Options{APIServerFlags: map[string]string{
+		"advertise-address":        "127.0.0.1",
+		"endpoint-reconciler-type": "none",
+	}})
 	admin, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
