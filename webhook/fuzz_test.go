@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/tandem-mesh/tandem/internal/textdiff"
+	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
 )
 
 // FuzzInject feeds arbitrary pod JSON to the admission handler; see checkAdmission.

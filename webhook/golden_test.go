@@ -10,7 +10,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/tandem-mesh/tandem/internal/textdiff"
+	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of testdata/golden from the current output")

@@ -12,14 +12,6 @@ import (
 	"github.com/tandem-mesh/tandem/internal/capture"
 )
 
-func init() {
-	register(command{
-		name:    "validate",
-		summary: "check, unprivileged, that this pod's outbound traffic is redirected (init container in CNI mode)",
-		run:     runValidate,
-	})
-}
-
 // validateTimeout bounds the one test connection; a redirect answers at
 // once, since the connection never leaves the pod.
 const validateTimeout = 5 * time.Second

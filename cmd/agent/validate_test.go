@@ -8,13 +8,14 @@ import (
 	"testing"
 
 	"github.com/tandem-mesh/tandem/internal/netns"
+	"github.com/tandem-mesh/tandem/internal/testutil/netnstest"
 )
 
 // TestValidateInNamespace: without capture rules validate fails and says
 // the CNI plugin is missing; after `agent init` with the same flags it
 // passes, as an unprivileged user where the test can switch users.
 func TestValidateInNamespace(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	if err := netns.Setup([]netip.Addr{netip.MustParseAddr("198.51.100.10"), netip.MustParseAddr("2001:db8::10")}, nil); err != nil {

@@ -1,17 +1,35 @@
 package main
 
 import (
+	"fmt"
+
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
 	"github.com/tandem-mesh/tandem/internal/controller/policystatus"
+	"github.com/tandem-mesh/tandem/webhook"
 )
 
-func init() {
-	addToManager("the agent RBAC controller", func(mgr ctrl.Manager, _ *serveOptions) error {
-		return (&agentrbac.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+// The webhook reads namespaces' labels and annotations.
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+
+// setupManager adds everything `injector serve` runs to its manager: the
+// injection webhook, then the controllers. Adding a component is a line here.
+func setupManager(mgr ctrl.Manager, o *serveOptions) error {
+	in, err := o.injector(o.nativeResolved)
+	if err != nil {
+		return fmt.Errorf("setting up the injection webhook: %w", err)
+	}
+	mgr.GetWebhookServer().Register(webhook.Path, &webhook.Handler{
+		Injector:   in,
+		Namespaces: webhook.ClientNamespaces{Reader: mgr.GetClient(), Live: mgr.GetAPIReader()},
+		Log:        mgr.GetLogger().WithName("webhook"),
 	})
-	addToManager("the TrafficPolicy status controller", func(mgr ctrl.Manager, _ *serveOptions) error {
-		return (&policystatus.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
-	})
+	if err := (&agentrbac.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the agent RBAC controller: %w", err)
+	}
+	if err := (&policystatus.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the TrafficPolicy status controller: %w", err)
+	}
+	return nil
 }

@@ -20,10 +20,6 @@ import (
 	"github.com/tandem-mesh/tandem/webhook"
 )
 
-func init() {
-	register(command{name: "inject", summary: "add the sidecars to the pods and pod templates of manifests (offline)", run: runInject})
-}
-
 func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("inject", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -16,13 +16,18 @@ type command struct {
 	run     func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 }
 
-var commands []command
-
-func register(c command) { commands = append(commands, c) }
+// commands are the subcommands, in the order usage lists them.
+func commands() []command {
+	return []command{
+		{name: "inject", summary: "add the sidecars to the pods and pod templates of manifests (offline)", run: runInject},
+		{name: "serve", summary: "serve the admission webhook and the injector's controllers (default)", run: runServe},
+		{name: "version", summary: "print the version", run: runVersion},
+	}
+}
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: injector [command] [flags]\n\nCommands:\n")
-	for _, c := range commands {
+	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nWithout a command, injector serves the webhook (flags of 'serve').\n")
@@ -45,7 +50,7 @@ func runMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return 0
 	}
-	for _, c := range commands {
+	for _, c := range commands() {
 		if c.name == name {
 			return c.run(args, stdin, stdout, stderr)
 		}

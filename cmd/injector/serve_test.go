@@ -18,7 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/tandem-mesh/tandem/internal/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 )
 
 func TestNativeSidecarsFor(t *testing.T) {

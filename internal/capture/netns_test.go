@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tandem-mesh/tandem/internal/netns"
+	"github.com/tandem-mesh/tandem/internal/testutil/netnstest"
 )
 
 // Each test below runs in a network namespace of its own (netns.RunTest),
@@ -200,7 +201,7 @@ func needOtherUsers(t *testing.T) {
 }
 
 func TestRedirectsOutboundTCPToProxy(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	newPod(t, DefaultConfig()).expect(
@@ -218,7 +219,7 @@ func TestRedirectsOutboundTCPToProxy(t *testing.T) {
 
 func TestProxyOwnTrafficIsNotRedirected(t *testing.T) {
 	needOtherUsers(t)
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	newPod(t, DefaultConfig()).expect(
@@ -233,7 +234,7 @@ func TestProxyOwnTrafficIsNotRedirected(t *testing.T) {
 
 func TestCustomProxyIdentityAndPort(t *testing.T) {
 	needOtherUsers(t)
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	newPod(t, Config{ProxyPort: proxyPort, ProxyUID: 4242, ProxyGID: 4343}).expect(
@@ -244,7 +245,7 @@ func TestCustomProxyIdentityAndPort(t *testing.T) {
 }
 
 func TestExcludedPortsAndCIDRs(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()
@@ -264,7 +265,7 @@ func TestExcludedPortsAndCIDRs(t *testing.T) {
 }
 
 func TestIncludeCIDRsLimitCapture(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()
@@ -296,7 +297,7 @@ func TestIncludeWholeFamilies(t *testing.T) {
 		{"star", "*", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if !netns.RunTest(t) {
+			if !netnstest.RunTest(t) {
 				return
 			}
 			cfg := DefaultConfig()
@@ -312,7 +313,7 @@ func TestIncludeWholeFamilies(t *testing.T) {
 // TestApplyReplacesTheTable applies three times, then another config: the
 // chain holds one copy of the rules of the last Apply.
 func TestApplyReplacesTheTable(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()
@@ -344,7 +345,7 @@ func wantRules(t *testing.T, want int) {
 }
 
 func TestInstalledWithoutTable(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	if n, found, err := Installed(); n != 0 || found || err != nil {
@@ -356,7 +357,7 @@ func TestInstalledWithoutTable(t *testing.T) {
 // its servers answer on their own ports, replies included, while the pod's
 // own outbound connections are still captured.
 func TestInboundIsUntouched(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	p := newPod(t, DefaultConfig())
@@ -390,7 +391,7 @@ func TestKernelAgreesWithDryRun(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("skipped: needs the nft tool (Debian package nftables) to read the rules back")
 	}
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()
@@ -438,7 +439,7 @@ func stripHandles(dump string) string {
 // and expects the hint that says what the init container lacks.
 func TestApplyWithoutPermission(t *testing.T) {
 	needOtherUsers(t)
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	rs, err := Build(DefaultConfig())
@@ -475,7 +476,7 @@ func mustCIDRs(t *testing.T, s string) []netip.Prefix {
 // TestCheckFindsMissingAndChangedRules: Check accepts exactly what Apply
 // installed, and names a removed table, a removed rule and a changed one.
 func TestCheckFindsMissingAndChangedRules(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()

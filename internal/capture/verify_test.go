@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/tandem-mesh/tandem/internal/netns"
+	"github.com/tandem-mesh/tandem/internal/testutil/netnstest"
 )
 
 // TestVerifyRedirect runs the check of `agent validate` in a namespace
 // without the rules, then with them.
 func TestVerifyRedirect(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	if err := netns.Setup(podAddrs, podRoutes); err != nil {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tandem-mesh/tandem/internal/textdiff"
+	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/conflist/*.installed from the current output")

@@ -12,7 +12,7 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/tandem-mesh/tandem/internal/poll"
+	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 )
 
 // TestRunKeepsThePluginInstalled runs the installer on directories

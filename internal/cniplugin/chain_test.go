@@ -30,7 +30,8 @@ import (
 
 	"github.com/tandem-mesh/tandem/internal/capture"
 	"github.com/tandem-mesh/tandem/internal/netns"
-	"github.com/tandem-mesh/tandem/internal/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/netnstest"
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 )
 
@@ -65,7 +66,7 @@ func TestChain(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: the chain creates network interfaces and namespaces, which needs root")
 	}
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	c := newChain(t)

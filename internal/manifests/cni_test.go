@@ -11,7 +11,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/tandem-mesh/tandem/internal/manifests"
-	"github.com/tandem-mesh/tandem/internal/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 )
 
 // `make deploy CAPTURE=cni` adds config/cni: the installer DaemonSet on the

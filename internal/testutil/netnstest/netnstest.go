@@ -1,4 +1,7 @@
-package netns
+// Package netnstest runs a test in a network namespace of its own (package
+// netns), so it can give servers real addresses and install nftables rules
+// without touching the machine's network.
+package netnstest
 
 import (
 	"bytes"
@@ -6,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-mesh/tandem/internal/netns"
 )
 
 // RunTest runs the calling test again in a new network namespace. In the
@@ -15,14 +20,14 @@ import (
 // to the child's environment, for settings a library reads at start-up.
 // Where namespaces cannot be made, the test is skipped with the reason.
 //
-//	if !netns.RunTest(t) { return }
+//	if !netnstest.RunTest(t) { return }
 //	... body, inside its own network namespace ...
 func RunTest(t *testing.T, env ...string) bool {
 	t.Helper()
-	if InChild() {
+	if netns.InChild() {
 		return true
 	}
-	if err := Available(); err != nil {
+	if err := netns.Available(); err != nil {
 		t.Skipf("skipped: this test needs its own network namespace: %v", err)
 	}
 	name := "^" + strings.Join(splitQuoted(t.Name()), "$/^") + "$"
@@ -30,7 +35,7 @@ func RunTest(t *testing.T, env ...string) bool {
 	if d, ok := t.Deadline(); ok {
 		args = append(args, "-test.timeout="+time.Until(d).Round(time.Second).String())
 	}
-	cmd, err := Command(args...)
+	cmd, err := netns.Command(args...)
 	if err != nil {
 		t.Fatal(err)
 	}
