@@ -3,17 +3,14 @@ package cniinstall
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/tandem-mesh/tandem/internal/testutil/golden"
 	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/conflist/*.installed from the current output")
 
 const kubeconfigPath = "/etc/cni/net.d/tandem-cni.kubeconfig"
 
@@ -22,34 +19,20 @@ const kubeconfigPath = "/etc/cni/net.d/tandem-cni.kubeconfig"
 // plugin, installing again changes nothing, and removing gives back the
 // original bytes.
 func TestConflistGolden(t *testing.T) {
-	inputs, err := filepath.Glob("testdata/conflist/*.conflist")
-	if err != nil || len(inputs) < 5 {
-		t.Fatalf("found %d conflists (%v), want the five shapes", len(inputs), err)
+	d := golden.New(t, filepath.Join("testdata", "conflist"))
+	cases := d.Cases(t, ".conflist")
+	if len(cases) < 5 {
+		t.Fatalf("found %d conflists, want the five shapes", len(cases))
 	}
 	entry := Entry(kubeconfigPath)
-	for _, path := range inputs {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			orig, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
+	for _, name := range cases {
+		t.Run(name, func(t *testing.T) {
+			orig := d.Read(t, name+".conflist")
 			got, changed, err := Insert(orig, entry)
 			if err != nil || !changed {
 				t.Fatalf("Insert: changed %v, %v", changed, err)
 			}
-			golden := strings.TrimSuffix(path, ".conflist") + ".installed"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("Insert differs from %s:\n%s", golden, textdiff.Lines(string(want), string(got)))
-			}
+			d.Check(t, name+".installed", got)
 			checkSemantics(t, orig, got)
 
 			again, changed, err := Insert(got, entry)
