@@ -7,7 +7,7 @@ import (
 
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
 	"github.com/tandem-mesh/tandem/internal/controller/policystatus"
-	"github.com/tandem-mesh/tandem/webhook"
+	"github.com/tandem-mesh/tandem/webhook/admit"
 )
 
 // The webhook reads namespaces' labels and annotations.
@@ -20,9 +20,9 @@ func setupManager(mgr ctrl.Manager, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("setting up the injection webhook: %w", err)
 	}
-	mgr.GetWebhookServer().Register(webhook.Path, &webhook.Handler{
+	mgr.GetWebhookServer().Register(admit.Path, &admit.Handler{
 		Injector:   in,
-		Namespaces: webhook.ClientNamespaces{Reader: mgr.GetClient(), Live: mgr.GetAPIReader()},
+		Namespaces: admit.ClientNamespaces{Reader: mgr.GetClient(), Live: mgr.GetAPIReader()},
 		Log:        mgr.GetLogger().WithName("webhook"),
 	})
 	if err := (&agentrbac.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {

@@ -1,5 +1,6 @@
 // Command injector serves Tandem's mutating admission webhook (the default,
-// `injector serve`) and injects manifests offline (`injector inject -f FILE`).
+// `injector serve`) and injects manifests offline (`injector inject -f FILE`,
+// undone by `injector uninject -f FILE`).
 package main
 
 import (
@@ -21,6 +22,7 @@ func commands() []command {
 	return []command{
 		{name: "inject", summary: "add the sidecars to the pods and pod templates of manifests (offline)", run: runInject},
 		{name: "serve", summary: "serve the admission webhook and the injector's controllers (default)", run: runServe},
+		{name: "uninject", summary: "remove the sidecars from manifests injected before (offline)", run: runUninject},
 		{name: "version", summary: "print the version", run: runVersion},
 	}
 }
