@@ -4,6 +4,9 @@
 IMG_INJECTOR ?= ghcr.io/tandem-mesh/injector:latest
 IMG_AGENT ?= ghcr.io/tandem-mesh/agent:latest
 IMG_PROXY ?= envoyproxy/envoy:v1.40.0
+# CAPTURE=cni deploys the tandem-cni DaemonSet (config/cni) and makes CNI
+# mode the injector's default.
+CAPTURE ?= init
 CONTAINER_TOOL ?= docker
 
 GO ?= go
@@ -99,10 +102,11 @@ DEPLOY_DIR = bin/deploy
 
 .PHONY: deploy
 deploy: ## Install Tandem into the cluster of the current kubeconfig (needs kubectl and cert-manager).
-	hack/deploy-overlay.sh $(DEPLOY_DIR) $(IMG_INJECTOR) $(IMG_AGENT) $(IMG_PROXY)
+	hack/deploy-overlay.sh $(DEPLOY_DIR) $(IMG_INJECTOR) $(IMG_AGENT) $(IMG_PROXY) $(CAPTURE)
 	kubectl apply --server-side -k $(DEPLOY_DIR)
 
 .PHONY: undeploy
 undeploy: ## Remove Tandem from the cluster of the current kubeconfig.
 	kubectl delete --ignore-not-found -k config/default
+	kubectl delete --ignore-not-found -k config/cni
 	kubectl delete --ignore-not-found clusterrolebindings -l app.kubernetes.io/managed-by=tandem-injector

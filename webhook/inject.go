@@ -179,9 +179,13 @@ func (in *Injector) Inject(pod *corev1.Pod, ns Namespace, mode Mode) (Result, er
 	if err != nil {
 		return Result{}, err
 	}
+
 	r, err := in.templates.Render(s.template, s.values)
 	if err != nil {
 		return Result{}, fmt.Errorf("rendering the sidecars of pod %s: %w", podName(pod), err)
+	}
+	if err := podSecurityAllows(pod, ns, &r.Sidecars); err != nil {
+		return Result{}, err
 	}
 	if err := clashes(pod, &r.Sidecars, stripped != (Parts{})); err != nil {
 		return Result{}, err
@@ -323,7 +327,7 @@ func setAnnotation(pod *corev1.Pod, k, v string) {
 
 // reserved are the names injection uses in any template; a pod that already
 // uses one without a status annotation is refused rather than half-injected.
-var reservedContainers = []string{wellknown.InitContainerName, wellknown.AgentContainerName, wellknown.ProxyContainerName}
+var reservedContainers = []string{wellknown.InitContainerName, wellknown.ValidateContainerName, wellknown.AgentContainerName, wellknown.ProxyContainerName}
 var reservedVolumes = []string{wellknown.RunVolumeName, wellknown.TokenVolumeName}
 
 // clashes refuses a pod that already has something the sidecars would add;

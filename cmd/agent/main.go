@@ -4,6 +4,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +23,7 @@ func commands() []command {
 		{name: "config", summary: "print the xDS resources served for the Kubernetes objects in a file", run: configCommand},
 		{name: "init", summary: "install the traffic-capture rules in this network namespace (init container)", run: runInit},
 		{name: "run", summary: "watch the cluster and serve xDS to the pod's Envoy (or proxyless gRPC)", run: runCommand},
+		{name: "validate", summary: "check, unprivileged, that outbound traffic is redirected (init container in CNI mode)", run: runValidate},
 		{name: "version", summary: "print the version", run: runVersion},
 		{name: "wait", summary: "wait until the agent reports ready (postStart hook without native sidecars)", run: waitCommand},
 	}
@@ -57,4 +59,20 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "agent: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+// parseFlagsOnly parses the flags of a command that takes no arguments;
+// done says to stop with code (0 after -h, 2 for bad input).
+func parseFlagsOnly(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0, true
+		}
+		return 2, true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q: it takes flags only\n", fs.Name(), fs.Arg(0))
+		return 2, true
+	}
+	return 0, false
 }

@@ -83,6 +83,26 @@ func TestInjectDeploymentServiceCronJob(t *testing.T) {
 	}
 }
 
+// TestInjectCaptureCNI: --capture=cni replaces tandem-init with
+// tandem-validate in every workload.
+func TestInjectCaptureCNI(t *testing.T) {
+	code, out, errOut := run(t, "", "inject", "-f", "testdata/greeter.yaml", "--capture=cni")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var dep appsv1.Deployment
+	if err := yaml.UnmarshalStrict([]byte(docs(out)[0]), &dep); err != nil {
+		t.Fatal(err)
+	}
+	spec := dep.Spec.Template.Spec
+	if want := []string{"tandem-validate", "tandem-agent", "tandem-proxy"}; !slices.Equal(names(spec.InitContainers), want) {
+		t.Errorf("init containers %v, want %v", names(spec.InitContainers), want)
+	}
+	if v := spec.InitContainers[0]; v.Command[1] != "validate" || v.SecurityContext.Capabilities.Add != nil || *v.SecurityContext.RunAsUser != 1338 {
+		t.Errorf("tandem-validate: command %v, security context %+v", v.Command, v.SecurityContext)
+	}
+}
+
 func TestInjectEveryWorkloadKind(t *testing.T) {
 	tmpl := `{"metadata":{"labels":{"app":"x"}},"spec":{"containers":[{"name":"app","image":"app:1"}]}}`
 	for _, m := range []string{
@@ -188,6 +208,7 @@ spec:
 		{[]string{"inject"}, 2, []string{"-f is required"}},
 		{[]string{"inject", "-f", bad, "--proxy-cpu", "x"}, 2, []string{`--proxy-cpu="x"`, "CPU quantity"}},
 		{[]string{"inject", "-f", bad, "--templates", t.TempDir()}, 2, []string{"--templates", "no templates"}},
+		{[]string{"inject", "-f", bad, "--capture", "ebpf"}, 2, []string{`--capture="ebpf"`, `"init" or "cni"`}},
 	} {
 		code, out, errOut := run(t, "", tc.args...)
 		if code != tc.code || out != "" {

@@ -237,6 +237,8 @@ func TestServeAgainstAPIServer(t *testing.T) {
 			t.Errorf("metrics lack %q:\n%s", want, grepLines(metrics, "tandem_injector_requests_total"))
 		}
 	}
+
+	podSecurityAgainstAPIServer(t, cs)
 }
 
 // warningRecorder keeps the warnings the API server returns to a client.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
 	"github.com/tandem-mesh/tandem/internal/netns"
@@ -470,4 +471,72 @@ func mustCIDRs(t *testing.T, s string) []netip.Prefix {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestCheckFindsMissingAndChangedRules: Check accepts exactly what Apply
+// installed, and names a removed table, a removed rule and a changed one.
+func TestCheckFindsMissingAndChangedRules(t *testing.T) {
+	if !netnstest.RunTest(t) {
+		return
+	}
+	cfg := DefaultConfig()
+	cfg.ExcludePorts = mustPorts(t, "8080,9090")
+	cfg.ExcludeCIDRs = mustCIDRs(t, "10.0.0.0/8,fc00::/7")
+	cfg.IncludeCIDRs = mustCIDRs(t, "10.96.0.0/12")
+	rs, err := Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Check(); err == nil || !strings.Contains(err.Error(), "table inet tandem is missing") {
+		t.Errorf("Check before Apply: %v, want the missing table", err)
+	}
+	if err := rs.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Check(); err != nil {
+		t.Fatalf("Check right after Apply: %v", err)
+	}
+	// Other exclusions: same number of rules, one port set differs.
+	other := cfg
+	other.ExcludePorts = mustPorts(t, "8080,9091")
+	ors, err := Build(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ors.Check(); err == nil || !strings.Contains(err.Error(), `rule 7 of chain output is not "tcp dport { 8080, 9091 } return`) {
+		t.Errorf("Check of other ports: %v, want rule 7 named", err)
+	}
+	other = cfg
+	other.ExcludeCIDRs = mustCIDRs(t, "10.0.0.0/9,fc00::/7")
+	if ors, err = Build(other); err != nil {
+		t.Fatal(err)
+	}
+	if err := ors.Check(); err == nil || !strings.Contains(err.Error(), "rule 8 ") {
+		t.Errorf("Check of another CIDR: %v, want rule 8 named", err)
+	}
+	deleteRule(t, 3)
+	if err := rs.Check(); err == nil || !strings.Contains(err.Error(), "holds 9 rules, want 10") {
+		t.Errorf("Check after a rule was deleted: %v", err)
+	}
+}
+
+// deleteRule removes the n-th rule of the capture chain, as an operator's
+// `nft delete rule` would.
+func deleteRule(t *testing.T, n int) {
+	t.Helper()
+	conn, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	rules, err := conn.GetRules(tbl, &nftables.Chain{Name: ChainName, Table: tbl})
+	if err != nil || len(rules) < n {
+		t.Fatalf("reading the rules: %d rules, %v", len(rules), err)
+	}
+	if err := conn.DelRule(rules[n-1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
 }

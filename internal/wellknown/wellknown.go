@@ -78,3 +78,20 @@ const (
 	// AgentNamespaceLabel on a binding names the namespace it serves.
 	AgentNamespaceLabel = "tandem.dev/agent-namespace"
 )
+
+// Capture modes: who installs the capture rules of a pod.
+const (
+	// AnnotationCapture on a pod or namespace chooses the mode.
+	AnnotationCapture = "tandem.dev/capture"
+	// CaptureInit: the tandem-init container, root with NET_ADMIN.
+	CaptureInit = "init"
+	// CaptureCNI: the node's tandem-cni plugin when the pod's sandbox is
+	// created; tandem-validate, unprivileged, checks the result.
+	CaptureCNI = "cni"
+
+	ValidateContainerName = "tandem-validate"
+	// ValidateUID and ValidateGID run tandem-validate: not the proxy's, so
+	// its test connection is captured like the app's.
+	ValidateUID = 1338
+	ValidateGID = 1338
+)
