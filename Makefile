@@ -45,12 +45,16 @@ fmt: ## Run gofmt on the project's Go files.
 vet: ## Run go vet.
 	$(GO) vet ./...
 
+.PHONY: policy
+policy: ## Generate the admission policies of config/policy from the templates and the injector's defaults.
+	$(GO) run ./cmd/injector policy > config/policy/policies.yaml
+
 .PHONY: verify
-verify: manifests generate ## Fail when generated files or formatting are out of date.
+verify: manifests generate policy ## Fail when generated files or formatting are out of date.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
 	@if ! git diff --quiet -- api config; then \
-	  echo "generated files are stale; run 'make manifests generate' and commit:"; \
+	  echo "generated files are stale; run 'make manifests generate policy' and commit:"; \
 	  git diff --stat -- api config; exit 1; fi
 
 .PHONY: envtest
@@ -95,15 +99,18 @@ docker-push: ## Push the injector and agent images.
 
 ##@ Deployment
 
-# deploy writes an overlay of config/default that sets the three images.
+# deploy writes an overlay that sets the three images, of config/default
+# (MODE=default: the webhook) or config/policy (MODE=policy: admission
+# policies, Kubernetes 1.36+, no webhook and no cert-manager).
 DEPLOY_DIR = bin/deploy
+MODE ?= default
 
 .PHONY: deploy
-deploy: ## Install Tandem into the cluster of the current kubeconfig (needs kubectl and cert-manager).
-	hack/deploy-overlay.sh $(DEPLOY_DIR) $(IMG_INJECTOR) $(IMG_AGENT) $(IMG_PROXY)
+deploy: ## Install Tandem into the cluster of the current kubeconfig (needs kubectl; cert-manager unless MODE=policy).
+	hack/deploy-overlay.sh $(DEPLOY_DIR) $(IMG_INJECTOR) $(IMG_AGENT) $(IMG_PROXY) $(MODE)
 	kubectl apply --server-side -k $(DEPLOY_DIR)
 
 .PHONY: undeploy
 undeploy: ## Remove Tandem from the cluster of the current kubeconfig.
-	kubectl delete --ignore-not-found -k config/default
+	kubectl delete --ignore-not-found -k config/$(MODE)
 	kubectl delete --ignore-not-found clusterrolebindings -l app.kubernetes.io/managed-by=tandem-injector

@@ -11,6 +11,10 @@ import (
 
 func init() {
 	addToManager("the injection webhook", func(mgr ctrl.Manager, o *serveOptions) error {
+		if !o.webhook {
+			// The manager starts its webhook server only when asked for it.
+			return nil
+		}
 		in, err := o.injector(o.nativeResolved)
 		if err != nil {
 			return err
