@@ -178,7 +178,7 @@ func (vr *variant) patch() string {
 	// App settings on each of the pod's own containers.
 	for _, app := range []struct {
 		field, typ string
-		items     []*node
+		items      []*node
 	}{{"env", "Object.spec.containers.env", vr.appEnv}, {"volumeMounts", "Object.spec.containers.volumeMounts", vr.appMounts}} {
 		if len(app.items) == 0 {
 			continue
