@@ -465,13 +465,31 @@ func (vr *variant) check(set *templates.Set, base templates.Values, optional []i
 		}
 	}
 	base.NativeSidecar = vr.native
+	var values []func(int) string
 	for _, empty := range cases {
-		value := func(i int) string {
+		values = append(values, func(i int) string {
 			if slices.Contains(empty, i) {
 				return ""
 			}
 			return testValue(i)
+		})
+	}
+	// A template may branch on a value rather than on its presence: try the
+	// defaults, and every value of the settings that have few.
+	values = append(values, func(i int) string { return *settings[i].field(&base) })
+	for i, s := range settings {
+		if s.kind == kindLogLevel {
+			for _, level := range logLevels {
+				values = append(values, func(j int) string {
+					if j == i {
+						return level
+					}
+					return testValue(j)
+				})
+			}
 		}
+	}
+	for _, value := range values {
 		got, err := renderJSON(set, vr.template, withValues(base, value))
 		if err != nil {
 			return err
@@ -483,19 +501,20 @@ func (vr *variant) check(set *templates.Set, base templates.Values, optional []i
 				have = []any{}
 			}
 			if !reflect.DeepEqual(normalize(want), normalize(have)) {
-				return fmt.Errorf("template %q (native sidecar %t): %s renders differently from what the policy would write when %s empty:\n%s",
-					vr.template, vr.native, p.key, orNothing(describe(empty)), textdiff.Lines(mustIndent(want), mustIndent(have)))
+				return fmt.Errorf("template %q (native sidecar %t): %s renders differently from what the policy would write with %s:\n%s",
+					vr.template, vr.native, p.key, describeValues(value), textdiff.Lines(mustIndent(want), mustIndent(have)))
 			}
 		}
 	}
 	return nil
 }
 
-func orNothing(s string) string {
-	if s == "" {
-		return "nothing is"
+func describeValues(value func(int) string) string {
+	var kv []string
+	for i, s := range settings {
+		kv = append(kv, fmt.Sprintf("%s=%q", s.key, value(i)))
 	}
-	return s + " are"
+	return strings.Join(kv, " ")
 }
 
 func (vr *variant) part(i int) []*node {
