@@ -69,6 +69,10 @@ test: verify vet envtest ## Run all tests against a real API server.
 bench: envtest ## Run the benchmarks with memory statistics.
 	KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS))" $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./...
 
+.PHONY: admission-latency
+admission-latency: envtest ## Pod-creation latency through the webhook and through the admission policies, side by side (500 pods each).
+	KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS))" $(GO) run ./hack/admission-latency
+
 ##@ Build
 
 .PHONY: build

@@ -57,23 +57,9 @@ func install(t testing.TB, cs kubernetes.Interface, p *policy.Policies) {
 	t.Helper()
 	ctx := context.Background()
 	ensureNamespace(t, cs, injectorNamespace, nil, nil)
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := policy.Install(ctx, cs, p); err != nil {
+		t.Fatal(err)
 	}
-	_, err := cs.CoreV1().ConfigMaps(p.Params.Namespace).Create(ctx, p.Params, metav1.CreateOptions{})
-	must(err)
-	ar := cs.AdmissionregistrationV1()
-	_, err = ar.MutatingAdmissionPolicies().Create(ctx, p.Mutating, metav1.CreateOptions{})
-	must(err)
-	_, err = ar.MutatingAdmissionPolicyBindings().Create(ctx, p.MutatingBinding, metav1.CreateOptions{})
-	must(err)
-	_, err = ar.ValidatingAdmissionPolicies().Create(ctx, p.Validating, metav1.CreateOptions{})
-	must(err)
-	_, err = ar.ValidatingAdmissionPolicyBindings().Create(ctx, p.ValidatingBinding, metav1.CreateOptions{})
-	must(err)
 
 	// The API server loads policies asynchronously: wait until a dry run
 	// is injected, and a bad annotation refused.
