@@ -80,8 +80,11 @@ build: ## Build bin/injector and bin/agent.
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/injector ./cmd/injector
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/agent ./cmd/agent
 
+# How make demo injects pods: webhook (the injector's webhook) or policy (admission policies).
+INJECTION ?= webhook
+
 .PHONY: demo
-demo: ## Run the seed experiment: real control plane, injector, agent and gRPC greeter, without and with Tandem.
+demo: ## Run the seed experiment: real control plane, injector, agent and gRPC greeter, without and with Tandem (INJECTION=webhook|policy).
 	@echo "Preparing kube-apiserver, etcd and kube-controller-manager (a first run builds them: several minutes)..."
 	@$(ENVTEST_ASSETS) >/dev/null
 	@echo "Building the injector, the agent, the greeter client and the demo..."
@@ -89,7 +92,8 @@ demo: ## Run the seed experiment: real control plane, injector, agent and gRPC g
 	@CGO_ENABLED=0 $(GO) build -trimpath -o bin/agent ./cmd/agent
 	@CGO_ENABLED=0 $(GO) build -trimpath -o bin/greeter-client ./examples/greeter/cmd/greeter-client
 	@CGO_ENABLED=0 $(GO) build -trimpath -o bin/demo ./hack/demo
-	@KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS))" bin/demo --bin-dir bin
+	@echo "Injection: $(INJECTION) (make demo INJECTION=webhook|policy)"
+	@KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS))" bin/demo --bin-dir bin --injection $(INJECTION)
 
 .PHONY: docker-build
 docker-build: ## Build the injector and agent images (IMG_INJECTOR, IMG_AGENT).
