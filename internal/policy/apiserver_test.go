@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -173,18 +175,26 @@ func readGolden(t testing.TB) []goldenCase {
 // result can be stored as it is for comparison.
 const referenceNamespace = "kube-public"
 
-// knownDifferences are the ways a pod created through the policies may
-// differ from the webhook's result, by case; each is documented in
-// docs/policy.md.
-var knownDifferences = map[string]string{}
+// refusalDifferences are the golden cases whose refusal the policies word
+// differently from the webhook, and why; docs/policy.md lists them too.
+var refusalDifferences = map[string]string{}
 
-// TestEquivalence creates every pod of the webhook's golden suite through
-// the policies, with no injector running, and compares the result with the
-// webhook's: the same pod, or the same refusal.
-func TestEquivalence(t *testing.T) {
+// TestPolicies runs one API server with the policies installed and no
+// injector anywhere, and creates pods through it.
+func TestPolicies(t *testing.T) {
 	in := newInjector(t)
 	_, cs := startWithPolicies(t, in)
+	t.Run("equivalence", func(t *testing.T) { testEquivalence(t, in, cs) })
+	t.Run("reinvocation", func(t *testing.T) { testReinvocation(t, cs) })
+	t.Run("params", func(t *testing.T) { testParams(t, cs) })
+}
+
+// testEquivalence creates every pod of the webhook's golden suite through
+// the policies and compares the result with the webhook's: the same pod
+// (but for the status's configHash), or the same refusal.
+func testEquivalence(t *testing.T, in *webhook.Injector, cs kubernetes.Interface) {
 	ctx := context.Background()
+	seen := map[string]bool{}
 	for _, c := range readGolden(t) {
 		t.Run(c.name, func(t *testing.T) {
 			nsName := c.pod.Namespace
@@ -201,7 +211,7 @@ func TestEquivalence(t *testing.T) {
 
 			// The webhook's result, from the same mutation the webhook serves.
 			want := c.pod.DeepCopy()
-			_, werr := in.Inject(want, webhook.Namespace{Name: nsName, Labels: stored.Labels, Annotations: stored.Annotations}, webhook.Admission)
+			res, werr := in.Inject(want, webhook.Namespace{Name: nsName, Labels: stored.Labels, Annotations: stored.Annotations}, webhook.Admission)
 
 			got, perr := cs.CoreV1().Pods(nsName).Create(ctx, c.pod.DeepCopy(), metav1.CreateOptions{})
 			if perr == nil {
@@ -211,18 +221,28 @@ func TestEquivalence(t *testing.T) {
 			case werr != nil && !webhook.IsDenied(werr):
 				t.Fatalf("webhook: %v", werr)
 			case werr != nil:
+				seen["refused"] = true
 				if perr == nil {
 					t.Fatalf("the webhook refuses the pod (%v), the policies create it", werr)
 				}
-				msg := perr.Error()
-				const prefix = "admission webhook"
-				_ = prefix
-				if !strings.HasSuffix(msg, ": "+werr.Error()) {
-					t.Errorf("refusal differs:\nwebhook: %s\npolicy:  %s", werr, msg)
+				if !apierrors.IsForbidden(perr) {
+					t.Errorf("refusal %v: want 403 Forbidden, as the webhook answers", perr)
+				}
+				same := strings.HasSuffix(perr.Error(), " denied request: "+werr.Error())
+				if why, listed := refusalDifferences[c.name]; listed {
+					if same {
+						t.Errorf("listed as worded differently (%s), but the refusals agree: %s", why, werr)
+					}
+					t.Logf("known difference (%s):\nwebhook: %s\npolicy:  %s", why, werr, perr)
+				} else if !same {
+					t.Errorf("refusal differs:\nwebhook: %s\npolicy:  %s", werr, perr)
 				}
 				return
 			case perr != nil:
 				t.Fatalf("the webhook accepts the pod, the policies refuse it: %v", perr)
+			}
+			if res.Injected {
+				seen[res.Status.Template+fmt.Sprintf("/native=%t", res.Status.NativeSidecar)] = true
 			}
 
 			// Store the webhook's result where nothing injects, then compare.
@@ -232,11 +252,22 @@ func TestEquivalence(t *testing.T) {
 				t.Fatalf("storing the webhook's result: %v", err)
 			}
 			t.Cleanup(func() { deletePod(t, cs, ref) })
-			gotJSON, wantJSON := comparable(t, got), comparable(t, ref)
+			gotJSON, gotHash := comparable(t, got)
+			wantJSON, wantHash := comparable(t, ref)
+			// The one difference of every injected pod: CEL cannot hash the rendering.
+			if res.Injected && (gotHash != "" || wantHash == "") {
+				t.Errorf("configHash: policy %q, webhook %q; want empty from the policy, set by the webhook", gotHash, wantHash)
+			}
 			if gotJSON != wantJSON {
 				t.Errorf("the policy's pod differs from the webhook's:\n%s", diff(wantJSON, gotJSON))
 			}
 		})
+	}
+	// Both templates in both layouts, and refusals, are among the cases.
+	for _, want := range []string{"envoy/native=true", "envoy/native=false", "proxyless/native=true", "proxyless/native=false", "refused"} {
+		if !seen[want] {
+			t.Errorf("no golden case covers %s", want)
+		}
 	}
 }
 
@@ -248,11 +279,11 @@ func deletePod(t testing.TB, cs kubernetes.Interface, pod *corev1.Pod) {
 	}
 }
 
-// comparable is the pod without what the API server sets per object, and
-// with the one documented difference checked and removed: the status's
-// configHash, empty when the policy injected.
-func comparable(t testing.TB, pod *corev1.Pod) string {
+// comparable is the pod without what the API server sets per object and
+// without the status's configHash, which it returns.
+func comparable(t testing.TB, pod *corev1.Pod) (string, string) {
 	t.Helper()
+	var hash string
 	p := pod.DeepCopy()
 	p.Namespace, p.UID, p.ResourceVersion, p.ManagedFields, p.CreationTimestamp, p.Generation = "", "", "", nil, metav1.Time{}, 0
 	if p.GenerateName != "" {
@@ -263,6 +294,7 @@ func comparable(t testing.TB, pod *corev1.Pod) string {
 		if err := json.Unmarshal([]byte(raw), &st); err != nil {
 			t.Fatalf("status annotation: %v", err)
 		}
+		hash, _ = st["configHash"].(string)
 		delete(st, "configHash")
 		out, _ := json.Marshal(st)
 		p.Annotations[wellknown.StatusAnnotation] = string(out)
@@ -271,5 +303,115 @@ func comparable(t testing.TB, pod *corev1.Pod) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(out)
+	return string(out), hash
+}
+
+// testReinvocation: another mutating policy changes the pod after
+// injection, so the API server invokes Tandem's again; it must change
+// nothing, and the pod gets the sidecars once.
+func testReinvocation(t *testing.T, cs kubernetes.Interface) {
+	ctx := context.Background()
+	ensureNamespace(t, cs, "reinvoked", map[string]string{wellknown.InjectLabel: wellknown.InjectLabelEnabled}, nil)
+	other := &admissionv1.MutatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "zz-add-env"},
+		Spec: admissionv1.MutatingAdmissionPolicySpec{
+			MatchConstraints: &admissionv1.MatchResources{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: "reinvoked"}},
+				ResourceRules: []admissionv1.NamedRuleWithOperations{{RuleWithOperations: admissionv1.RuleWithOperations{
+					Operations: []admissionv1.OperationType{admissionv1.Create},
+					Rule:       admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+				}}},
+			},
+			// Runs once, after Tandem's policy has injected or before it does.
+			MatchConditions: []admissionv1.MatchCondition{{Name: "once", Expression: `!has(object.metadata.labels) || !("touched" in object.metadata.labels)`}},
+			Mutations: []admissionv1.Mutation{{PatchType: admissionv1.PatchTypeJSONPatch, JSONPatch: &admissionv1.JSONPatch{
+				Expression: `[JSONPatch{op: "add", path: "/metadata/labels", value: {"touched": "yes"}}]`,
+			}}},
+			ReinvocationPolicy: admissionv1.IfNeededReinvocationPolicy,
+		},
+	}
+	ar := cs.AdmissionregistrationV1()
+	if _, err := ar.MutatingAdmissionPolicies().Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ar.MutatingAdmissionPolicyBindings().Create(ctx, &admissionv1.MutatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "zz-add-env"},
+		Spec:       admissionv1.MutatingAdmissionPolicyBindingSpec{PolicyName: "zz-add-env"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = ar.MutatingAdmissionPolicyBindings().Delete(ctx, "zz-add-env", metav1.DeleteOptions{})
+		_ = ar.MutatingAdmissionPolicies().Delete(ctx, "zz-add-env", metav1.DeleteOptions{})
+	})
+	var pod *corev1.Pod
+	poll.Eventually(t, time.Minute, func() error {
+		var err error
+		pod, err = cs.CoreV1().Pods("reinvoked").Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "app"},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return err
+		}
+		if pod.Labels["touched"] != "yes" {
+			return errors.New("the other policy is not active yet")
+		}
+		return nil
+	})
+	var names []string
+	for _, c := range pod.Spec.InitContainers {
+		names = append(names, c.Name)
+	}
+	if got, want := strings.Join(names, ","), "tandem-init,tandem-agent,tandem-proxy"; got != want {
+		t.Errorf("init containers %s, want %s once", got, want)
+	}
+	if len(pod.Spec.Volumes) != 2 {
+		t.Errorf("volumes %v, want tandem-run and tandem-token once", pod.Spec.Volumes)
+	}
+}
+
+// testParams: the defaults are data; a new image in the ConfigMap reaches
+// the next pod with no change to the policies.
+func testParams(t *testing.T, cs kubernetes.Interface) {
+	ctx := context.Background()
+	cms := cs.CoreV1().ConfigMaps(injectorNamespace)
+	cm, err := cms.Get(ctx, policy.ParamsName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := cm.Data["proxy-image"]
+	cm.Data["proxy-image"] = "registry.example/envoy:next"
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cm, err := cms.Get(ctx, policy.ParamsName, metav1.GetOptions{})
+		if err == nil {
+			cm.Data["proxy-image"] = old
+			_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	ensureNamespace(t, cs, "params", map[string]string{wellknown.InjectLabel: wellknown.InjectLabelEnabled}, nil)
+	poll.Eventually(t, time.Minute, func() error {
+		pod, err := cs.CoreV1().Pods("params").Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "app"},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return err
+		}
+		for _, c := range pod.Spec.InitContainers {
+			if c.Name == "tandem-proxy" {
+				if c.Image != "registry.example/envoy:next" {
+					return fmt.Errorf("tandem-proxy image %s", c.Image)
+				}
+				return nil
+			}
+		}
+		return errors.New("no tandem-proxy")
+	})
 }
