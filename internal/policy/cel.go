@@ -144,8 +144,8 @@ func canonical(k kind, x string) string {
 
 var logLevels = []string{"debug", "info", "warn", "error"}
 
-// podName names the pod in messages as the injector does.
-const podName = `(has(object.metadata.name) && object.metadata.name != "" ? strings.quote(object.metadata.name) : has(object.metadata.generateName) && object.metadata.generateName != "" ? strings.quote(object.metadata.generateName + "<generated>") : "(unnamed)")`
+// podName names the pod in messages as the injector does (variables.podName).
+const podNameExpr = `(has(object.metadata.name) && object.metadata.name != "" ? strings.quote(object.metadata.name) : has(object.metadata.generateName) && object.metadata.generateName != "" ? strings.quote(object.metadata.generateName + "<generated>") : "(unnamed)")`
 
 // selected is true for a pod the injector would consider (it still checks
 // the pod's label value): labeled in, or in a labeled namespace and not

@@ -23,7 +23,7 @@ func (c *compiler) firstError(validating bool) string {
 	l := lit(wellknown.InjectLabel)
 	checks = append(checks, check{
 		fmt.Sprintf(`has(object.metadata.labels) && %s in object.metadata.labels && !(object.metadata.labels[%s] in ["true", "false"])`, l, l),
-		fmt.Sprintf(`"label %s=" + strings.quote(object.metadata.labels[%s]) + " on pod " + %s + %s`, wellknown.InjectLabel, l, podName,
+		fmt.Sprintf(`"label %s=" + strings.quote(object.metadata.labels[%s]) + " on pod " + %s + %s`, wellknown.InjectLabel, l, "variables.podName",
 			lit(` is invalid; accepted: "true" (inject, even in a namespace without the label) or "false" (never inject)`)),
 	})
 	if validating {
@@ -31,7 +31,7 @@ func (c *compiler) firstError(validating bool) string {
 	}
 	for _, src := range []struct{ prefix, obj, on string }{
 		{"ns", "namespaceObject", `"namespace " + strings.quote(namespaceObject.metadata.name)`},
-		{"pod", "object", `"pod " + ` + podName},
+		{"pod", "object", `"pod " + variables.podName`},
 	} {
 		for _, a := range c.annotations {
 			v := "variables." + src.prefix + strings.ToUpper(varName(a.key)[:1]) + varName(a.key)[1:] + "Error"
@@ -47,7 +47,7 @@ func (c *compiler) firstError(validating bool) string {
 		checks = append(checks, check{
 			fmt.Sprintf(`%s != "" && %s != "" && quantity(%s).compareTo(quantity(%s)) > 0`, req, limit, req, limit),
 			fmt.Sprintf(`"pod " + %s + ": the %s request " + %s + " (%s) is more than its limit " + %s + " (%s); accepted: a request at most its limit"`,
-				podName, p.what, req, p.reqName, limit, p.limitName),
+				"variables.podName", p.what, req, p.reqName, limit, p.limitName),
 		})
 	}
 	var b strings.Builder
@@ -85,8 +85,6 @@ func stringField(n *node, key string) string {
 // clashes refuses a pod that already has what the variant would add, in the injector's words.
 func (vr *variant) clashes() string {
 	reservedContainers, reservedVolumes := webhook.ReservedNames()
-	containers := lit(wellknown.StatusAnnotation)
-	_ = containers
 	cs := litList(unique(append(reservedContainers, append(append(names(vr.initFirst), names(vr.initLast)...), names(vr.containersFirst)...)...)))
 	vs := litList(unique(append(reservedVolumes, names(vr.volumes)...)))
 	fix := lit(" but no " + wellknown.StatusAnnotation + " annotation; these names are reserved for Tandem's sidecars: rename it, or opt the pod out with the label " + wellknown.InjectLabel + "=false")
@@ -97,7 +95,7 @@ func (vr *variant) clashes() string {
 	} {
 		checks = append(checks, fmt.Sprintf(`has(object.spec.%s) && object.spec.%s.exists(c, c.name in %s) ?
     "pod " + %s + " already has %s named " + strings.quote(object.spec.%s.filter(c, c.name in %s)[0].name) + %s`,
-			l.field, l.field, l.list, podName, l.kind, l.field, l.list, fix))
+			l.field, l.field, l.list, "variables.podName", l.kind, l.field, l.list, fix))
 	}
 	env := litList(names(vr.appEnv))
 	var mounts []string
@@ -114,7 +112,7 @@ func (vr *variant) clashes() string {
     object.spec.containers.filter(c, %s || %s).map(c, %s ?
       "container " + strings.quote(c.name) + " of pod " + %s + " already sets the environment variable " + %s.filter(n, c.env.exists(x, x.name == n))[0] + ", which the injection sets" + %s :
       "container " + strings.quote(c.name) + " of pod " + %s + " already mounts something at " + %s.filter(m, c.volumeMounts.exists(x, x.mountPath == m[0]))[0][0] + ", where the injection mounts the volume " + %s.filter(m, c.volumeMounts.exists(x, x.mountPath == m[0]))[0][1] + %s)[0]`,
-			envClash, mountClash, envClash, mountClash, envClash, podName, env, hint, podName, mountList, mountList, moveHint))
+			envClash, mountClash, envClash, mountClash, envClash, "variables.podName", env, hint, "variables.podName", mountList, mountList, moveHint))
 	}
 	return strings.Join(checks, " :\n  ") + ` : ""`
 }

@@ -192,6 +192,7 @@ func ptr[T any](v T) *T { return &v }
 func (c *compiler) variables() []admissionv1.Variable {
 	var vars []admissionv1.Variable
 	add := func(name, expr string) { vars = append(vars, admissionv1.Variable{Name: name, Expression: expr}) }
+	add("podName", podNameExpr)
 	for _, a := range c.annotations {
 		v := strings.ToUpper(varName(a.key)[:1]) + varName(a.key)[1:]
 		add("ns"+v+"Error", fmt.Sprintf("%s ? (%s) : \"\"", hasAnnotation("namespaceObject", a.Annotation), reason(a.kind, annotation("namespaceObject", a.Annotation), c.templates)))
