@@ -105,8 +105,8 @@ func reason(k kind, x string, templates []string) string {
 	case kindNamespaces:
 		tooLong, dots, pattern := dnsLabelMessages()
 		bad := fmt.Sprintf(`%s.filter(i, !(size(i) <= %d && i.matches(%s)))[0]`, items(x), validation.DNS1123LabelMaxLength, lit(dnsLabelRE))
-		return fmt.Sprintf(`%s.trim() == "" || %s.all(i, size(i) <= %d && i.matches(%s)) ? "" : strings.quote(%s) + " is not a namespace name: " + (size(%s) > %d ? %s + (%s.matches(%s) ? "" : "; ") : "") + (%s.matches(%s) ? "" : %s.matches(%s) ? %s : %s)`,
-			x, items(x), validation.DNS1123LabelMaxLength, lit(dnsLabelRE), bad,
+		return fmt.Sprintf(`%s.trim() == "" || %s.all(i, size(i) <= %d && i.matches(%s)) ? "" : %s == "" ? "namespace \"\" (item " + string(%s.indexOf("") + 1) + " of the list) is empty; remove the stray comma" : strings.quote(%s) + " is not a namespace name: " + (size(%s) > %d ? %s + (%s.matches(%s) ? "" : "; ") : "") + (%s.matches(%s) ? "" : %s.matches(%s) ? %s : %s)`,
+			x, items(x), validation.DNS1123LabelMaxLength, lit(dnsLabelRE), bad, items(x), bad,
 			bad, validation.DNS1123LabelMaxLength, lit(tooLong), bad, lit(dnsLabelRE),
 			bad, lit(dnsLabelRE), bad, lit(dnsSubdomainRE), lit(dots), lit(pattern))
 	case kindPorts:
