@@ -99,7 +99,7 @@ func reason(k kind, x string, templates []string) string {
 	case kindImage:
 		return fmt.Sprintf(`%s == "" ? "empty" : %s.matches(%s) ? "contains a space or control character" : ""`, x, x, lit(`[\p{Z}\p{Cc}]`))
 	case kindCPU, kindMemory:
-		return fmt.Sprintf(`%s == "" ? "" : !isQuantity(%s) ? "not a quantity" : quantity(%s).sign() < 0 ? "negative" : ""`, x, x, x)
+		return fmt.Sprintf(`%s == "" ? "" : !isQuantity(%s) ? "not a quantity" : quantity(%s).isLessThan(quantity("0")) ? "negative" : ""`, x, x, x)
 	case kindLogLevel:
 		return fmt.Sprintf(`%s in %s ? "" : "unknown log level"`, x, litList(logLevels))
 	case kindNamespaces:

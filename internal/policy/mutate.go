@@ -19,7 +19,7 @@ import (
 // all but the label check.
 func (c *compiler) firstError(validating bool) string {
 	type check struct{ cond, msg string }
-	var checks []check
+	checks := []check{{"!variables.selected", `""`}}
 	l := lit(wellknown.InjectLabel)
 	checks = append(checks, check{
 		fmt.Sprintf(`has(object.metadata.labels) && %s in object.metadata.labels && !(object.metadata.labels[%s] in ["true", "false"])`, l, l),
@@ -140,7 +140,7 @@ func (c *compiler) mutations() []admissionv1.Mutation {
 	for _, vr := range c.variants {
 		out = append(out, admissionv1.Mutation{
 			PatchType: admissionv1.PatchTypeJSONPatch,
-			JSONPatch: &admissionv1.JSONPatch{Expression: fmt.Sprintf("variables.firstError == \"\" && %s ?\n%s :\n[]", vr.selector(), vr.patch())},
+			JSONPatch: &admissionv1.JSONPatch{Expression: fmt.Sprintf("variables.selected && variables.firstError == \"\" && %s ?\n%s :\n[]", vr.selector(), vr.patch())},
 		})
 	}
 	return out
@@ -272,7 +272,8 @@ func expr(n *node, typ, indent string) string {
 			if p.setting < 0 {
 				parts = append(parts, lit(p.text))
 			} else {
-				parts = append(parts, "variables."+varName(settings[p.setting].key))
+				// Variables are dyn to the type checker; list literals must be homogeneous.
+				parts = append(parts, "string(variables."+varName(settings[p.setting].key)+")")
 			}
 		}
 		if len(parts) == 0 {

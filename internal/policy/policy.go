@@ -129,7 +129,6 @@ func (c *compiler) policies() *Policies {
 		MatchPolicy: ptr(admissionv1.Equivalent),
 	}
 	notHostNetwork := admissionv1.MatchCondition{Name: "not-host-network", Expression: `!(has(object.spec.hostNetwork) && object.spec.hostNetwork)`}
-	selectedCond := admissionv1.MatchCondition{Name: "selected", Expression: selected()}
 	notInjected := admissionv1.MatchCondition{Name: "not-injected", Expression: "!" + hasAnnotation("object", wellknown.StatusAnnotation)}
 
 	vars := c.variables()
@@ -145,7 +144,7 @@ func (c *compiler) policies() *Policies {
 			Spec: admissionv1.MutatingAdmissionPolicySpec{
 				ParamKind:          paramKind,
 				MatchConstraints:   constraints,
-				MatchConditions:    []admissionv1.MatchCondition{notHostNetwork, selectedCond, notInjected},
+				MatchConditions:    []admissionv1.MatchCondition{notHostNetwork, notInjected},
 				Variables:          append(vars, admissionv1.Variable{Name: "firstError", Expression: c.firstError(false)}),
 				Mutations:          c.mutations(),
 				FailurePolicy:      &fail,
@@ -163,7 +162,7 @@ func (c *compiler) policies() *Policies {
 			Spec: admissionv1.ValidatingAdmissionPolicySpec{
 				ParamKind:        paramKind,
 				MatchConstraints: constraints,
-				MatchConditions:  []admissionv1.MatchCondition{notHostNetwork, selectedCond},
+				MatchConditions:  []admissionv1.MatchCondition{notHostNetwork},
 				Variables:        append(slices.Clone(vars), admissionv1.Variable{Name: "firstError", Expression: c.firstError(true)}),
 				Validations: []admissionv1.Validation{{
 					Expression:        `variables.firstError == ""`,
@@ -192,6 +191,8 @@ func ptr[T any](v T) *T { return &v }
 func (c *compiler) variables() []admissionv1.Variable {
 	var vars []admissionv1.Variable
 	add := func(name, expr string) { vars = append(vars, admissionv1.Variable{Name: name, Expression: expr}) }
+	// Which pods: not in matchConditions, where namespaceObject is not set.
+	add("selected", selected())
 	add("podName", podNameExpr)
 	for _, a := range c.annotations {
 		v := strings.ToUpper(varName(a.key)[:1]) + varName(a.key)[1:]
@@ -210,7 +211,7 @@ func (c *compiler) variables() []admissionv1.Variable {
 			hasAnnotation("namespaceObject", ann), annotation("namespaceObject", ann), def)
 	}
 	add("template", value(keyTemplate, wellknown.AnnotationTemplate, kindTemplate))
-	add("native", value(keyNative, wellknown.AnnotationNativeSidecar, kindBool)+` == "true"`)
+	add("native", "("+value(keyNative, wellknown.AnnotationNativeSidecar, kindBool)+`) == "true"`)
 	for _, s := range settings {
 		raw := value(s.key, s.annotation, s.kind)
 		if canonical(s.kind, "x") == "x" {
