@@ -131,4 +131,3 @@ func applyYAML(ctx context.Context, c client.Client, data []byte) (map[string]in
 		kinds[obj.GetKind()]++
 	}
 }
-
