@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,6 +53,7 @@ func main() {
 }
 
 func run(n, warmup int) error {
+	ctrl.SetLogger(logr.Discard())
 	sel := func(ns string) *metav1.LabelSelector {
 		return &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}
 	}
@@ -153,7 +155,7 @@ func percentile(s []time.Duration, p int) time.Duration {
 func create(ctx context.Context, cs kubernetes.Interface, ns, name string) (time.Duration, error) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+		Spec:       corev1.PodSpec{ServiceAccountName: "default", Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
 	}
 	start := time.Now()
 	got, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
@@ -173,7 +175,7 @@ func waitInjected(ctx context.Context, cs kubernetes.Interface, ns string) error
 	for time.Now().Before(deadline) {
 		pod, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "probe"},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+			Spec:       corev1.PodSpec{ServiceAccountName: "default", Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
 		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err == nil {
 			if _, ok := pod.Annotations[wellknown.StatusAnnotation]; ok {
