@@ -12,8 +12,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -213,18 +211,9 @@ func startWebhook(ctx context.Context, cfg *rest.Config, env *envtest.Environmen
 
 // printMetrics prints the API server's admission-policy and CEL metrics.
 func printMetrics(cfg *rest.Config) error {
-	rt, err := rest.TransportFor(cfg)
+	body, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
 	if err != nil {
-		return err
-	}
-	resp, err := (&http.Client{Transport: rt}).Get(cfg.Host + "/metrics")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
+		return fmt.Errorf("GET /metrics: %w", err)
 	}
 	fmt.Println("\nAPI server metrics on admission policies and CEL:")
 	for _, line := range strings.Split(string(body), "\n") {
