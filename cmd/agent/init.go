@@ -12,14 +12,6 @@ import (
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 )
 
-func init() {
-	register(command{
-		name:    "init",
-		summary: "install the traffic-capture rules in this network namespace (init container)",
-		run:     runInit,
-	})
-}
-
 // runInit parses every flag before touching the kernel, so bad input (exit
 // 2) never leaves a half-applied ruleset behind.
 func runInit(args []string, stdout, stderr io.Writer) int {

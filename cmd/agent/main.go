@@ -16,13 +16,20 @@ type command struct {
 	run     func(args []string, stdout, stderr io.Writer) int
 }
 
-var commands []command
-
-func register(c command) { commands = append(commands, c) }
+// commands are the subcommands, in the order usage lists them.
+func commands() []command {
+	return []command{
+		{name: "config", summary: "print the xDS resources served for the Kubernetes objects in a file", run: configCommand},
+		{name: "init", summary: "install the traffic-capture rules in this network namespace (init container)", run: runInit},
+		{name: "run", summary: "watch the cluster and serve xDS to the pod's Envoy (or proxyless gRPC)", run: runCommand},
+		{name: "version", summary: "print the version", run: runVersion},
+		{name: "wait", summary: "wait until the agent reports ready (postStart hook without native sidecars)", run: waitCommand},
+	}
+}
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: agent <command> [flags]\n\nCommands:\n")
-	for _, c := range commands {
+	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'agent <command> -h' for the flags of a command.\n")
@@ -42,7 +49,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return 0
 	}
-	for _, c := range commands {
+	for _, c := range commands() {
 		if c.name == args[0] {
 			return c.run(args[1:], stdout, stderr)
 		}

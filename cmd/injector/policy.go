@@ -7,10 +7,6 @@ import (
 	"github.com/tandem-mesh/tandem/internal/policy"
 )
 
-func init() {
-	register(command{name: "policy", summary: "print the injection as admission policies (no webhook; Kubernetes 1.36+)", run: runPolicy})
-}
-
 func runPolicy(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("policy")
 	fs.SetOutput(stderr)

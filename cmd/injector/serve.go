@@ -26,10 +26,6 @@ import (
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
 )
 
-func init() {
-	register(command{name: "serve", summary: "serve the admission webhook and the injector's controllers (default)", run: runServe})
-}
-
 // serveOptions are the flags of `injector serve`.
 type serveOptions struct {
 	injectionFlags
@@ -44,20 +40,6 @@ type serveOptions struct {
 	kubeconfig     string
 	logLevel       string
 	nativeResolved bool // nativeSidecar with "auto" decided
-}
-
-// managerSetup adds one component (the webhook, a controller) to the
-// injector's manager. Each component registers its own from an init()
-// with addToManager, so adding one touches no other file.
-type managerSetup struct {
-	name  string
-	setup func(mgr ctrl.Manager, o *serveOptions) error
-}
-
-var managerSetups []managerSetup
-
-func addToManager(name string, setup func(mgr ctrl.Manager, o *serveOptions) error) {
-	managerSetups = append(managerSetups, managerSetup{name, setup})
 }
 
 func (o *serveOptions) bind(fs *flag.FlagSet) {
@@ -147,10 +129,8 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	for _, s := range managerSetups {
-		if err := s.setup(mgr, o); err != nil {
-			return fmt.Errorf("setting up %s: %w", s.name, err)
-		}
+	if err := setupManager(mgr, o); err != nil {
+		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

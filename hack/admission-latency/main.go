@@ -32,6 +32,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/policy"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/webhook"
+	"github.com/tandem-mesh/tandem/webhook/admit"
 )
 
 const (
@@ -56,7 +57,7 @@ func run(n, warmup int) error {
 		return &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}
 	}
 	fail, none, ifNeeded, equivalent := admissionv1.Fail, admissionv1.SideEffectClassNone, admissionv1.IfNeededReinvocationPolicy, admissionv1.Equivalent
-	path := webhook.Path
+	path := admit.Path
 	timeout := int32(5)
 	env, err := controlplane.New(controlplane.Options{WebhookInstall: envtest.WebhookInstallOptions{
 		MutatingWebhooks: []*admissionv1.MutatingWebhookConfiguration{{
@@ -197,8 +198,8 @@ func startWebhook(ctx context.Context, cfg *rest.Config, env *envtest.Environmen
 	if err != nil {
 		return err
 	}
-	mgr.GetWebhookServer().Register(webhook.Path, &webhook.Handler{
-		Injector: in, Namespaces: webhook.ClientNamespaces{Reader: mgr.GetClient(), Live: mgr.GetAPIReader()},
+	mgr.GetWebhookServer().Register(admit.Path, &admit.Handler{
+		Injector: in, Namespaces: admit.ClientNamespaces{Reader: mgr.GetClient(), Live: mgr.GetAPIReader()},
 	})
 	go func() {
 		if err := mgr.Start(ctx); err != nil {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tandem-mesh/tandem/internal/netns"
+	"github.com/tandem-mesh/tandem/internal/testutil/netnstest"
 )
 
 // Each test below runs in a network namespace of its own (netns.RunTest),
@@ -199,7 +200,7 @@ func needOtherUsers(t *testing.T) {
 }
 
 func TestRedirectsOutboundTCPToProxy(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	newPod(t, DefaultConfig()).expect(
@@ -217,7 +218,7 @@ func TestRedirectsOutboundTCPToProxy(t *testing.T) {
 
 func TestProxyOwnTrafficIsNotRedirected(t *testing.T) {
 	needOtherUsers(t)
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	newPod(t, DefaultConfig()).expect(
@@ -232,7 +233,7 @@ func TestProxyOwnTrafficIsNotRedirected(t *testing.T) {
 
 func TestCustomProxyIdentityAndPort(t *testing.T) {
 	needOtherUsers(t)
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	newPod(t, Config{ProxyPort: proxyPort, ProxyUID: 4242, ProxyGID: 4343}).expect(
@@ -243,7 +244,7 @@ func TestCustomProxyIdentityAndPort(t *testing.T) {
 }
 
 func TestExcludedPortsAndCIDRs(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()
@@ -263,7 +264,7 @@ func TestExcludedPortsAndCIDRs(t *testing.T) {
 }
 
 func TestIncludeCIDRsLimitCapture(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()
@@ -295,7 +296,7 @@ func TestIncludeWholeFamilies(t *testing.T) {
 		{"star", "*", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if !netns.RunTest(t) {
+			if !netnstest.RunTest(t) {
 				return
 			}
 			cfg := DefaultConfig()
@@ -311,7 +312,7 @@ func TestIncludeWholeFamilies(t *testing.T) {
 // TestApplyReplacesTheTable applies three times, then another config: the
 // chain holds one copy of the rules of the last Apply.
 func TestApplyReplacesTheTable(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()
@@ -343,7 +344,7 @@ func wantRules(t *testing.T, want int) {
 }
 
 func TestInstalledWithoutTable(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	if n, found, err := Installed(); n != 0 || found || err != nil {
@@ -355,7 +356,7 @@ func TestInstalledWithoutTable(t *testing.T) {
 // its servers answer on their own ports, replies included, while the pod's
 // own outbound connections are still captured.
 func TestInboundIsUntouched(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	p := newPod(t, DefaultConfig())
@@ -389,7 +390,7 @@ func TestKernelAgreesWithDryRun(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("skipped: needs the nft tool (Debian package nftables) to read the rules back")
 	}
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()
@@ -437,7 +438,7 @@ func stripHandles(dump string) string {
 // and expects the hint that says what the init container lacks.
 func TestApplyWithoutPermission(t *testing.T) {
 	needOtherUsers(t)
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	rs, err := Build(DefaultConfig())

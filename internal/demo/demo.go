@@ -88,21 +88,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	n.step("Starting a local control plane: etcd, kube-apiserver, kube-controller-manager")
-	cluster, err := controlplane.StartCluster(controlplane.Options{
-		APIServerFlags: map[string]string{
-			"service-cluster-ip-range": serviceCIDR.String(),
-			// The demo's network namespace has only loopback: advertise it,
-			// and skip the endpoints of the kubernetes Service, which the
-			// API server refuses to put on loopback and nothing here needs.
-			"advertise-address":        "127.0.0.1",
-			"endpoint-reconciler-type": "none",
-			// As in a real cluster, pods run as a ServiceAccount (envtest
-			// turns this plugin off); the agent's token volume needs one.
-			"disable-admission-plugins": "",
-			"enable-admission-plugins":  "ServiceAccount",
-		},
-		WebhookInstall: webhookInstall(o.Injection, root),
-	})
+	cluster, err := startCluster(root, o.Injection)
 	if err != nil {
 		return nil, err
 	}
@@ -139,24 +125,57 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		n.note("The data plane needs a network namespace (root or unprivileged user namespaces); skipped.")
 		return res, nil
 	}
+	if err := runTraffic(ctx, n, procs, o, cluster, cs, pods, work, res); err != nil {
+		return res, err
+	}
+	n.summary(res)
+	return res, nil
+}
+
+// startCluster starts the demo's control plane: the API server advertises
+// loopback and serves Services from serviceCIDR, with the webhook of
+// config/webhook registered.
+func startCluster(root, injection string) (*controlplane.Cluster, error) {
+	return controlplane.StartCluster(controlplane.Options{
+		APIServerFlags: map[string]string{
+			"service-cluster-ip-range": serviceCIDR.String(),
+			// The demo's network namespace has only loopback: advertise it,
+			// and skip the endpoints of the kubernetes Service, which the
+			// API server refuses to put on loopback and nothing here needs.
+			"advertise-address":        "127.0.0.1",
+			"endpoint-reconciler-type": "none",
+			// As in a real cluster, pods run as a ServiceAccount (envtest
+			// turns this plugin off); the agent's token volume needs one.
+			"disable-admission-plugins": "",
+			"enable-admission-plugins":  "ServiceAccount",
+		},
+		WebhookInstall: webhookInstall(injection, root),
+	})
+}
+
+// runTraffic plays kubelet for the injected pods, then has the greeter
+// client call the servers through a kube-proxy-style cluster IP and through
+// Tandem, recording the answers per pod in res.
+func runTraffic(ctx context.Context, n *narrator, procs *processes, o Options, cluster *controlplane.Cluster,
+	cs kubernetes.Interface, pods []corev1.Pod, work string, res *Result) error {
 	net, err := admitPods(ctx, n, cs, pods)
 	if err != nil {
-		return res, err
+		return err
 	}
 	servers, err := startServers(net)
 	if err != nil {
-		return res, err
+		return err
 	}
 	defer servers.stop()
 
 	n.step("Without a sidecar: %d requests from greeter-client over one connection to the ClusterIP %s", o.DirectRequests, net.clusterIP)
 	removeClusterIP, err := installClusterIP(net.clusterIP.Addr(), net.clusterIP.Port(), net.serverIPs(), net.targetPort)
 	if err != nil {
-		return res, err
+		return err
 	}
 	res.Direct, err = runClient(ctx, n, o.BinDir, net.clusterIP.String(), o.DirectRequests, nil)
 	if err != nil {
-		return res, err
+		return err
 	}
 	n.counts(res.Direct)
 
@@ -165,7 +184,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		n.step("With Tandem: the same client, its connection captured into Envoy (%s), fed by the agent", o.Envoy)
 		// In a pod the cluster IP is resolved by Envoy, not by kube-proxy rules in its namespace.
 		if err := removeClusterIP(); err != nil {
-			return res, err
+			return err
 		}
 		res.Balanced, err = balancedThroughEnvoy(ctx, n, procs, o, cluster, net, work)
 	} else {
@@ -174,11 +193,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Balanced, err = balancedProxyless(ctx, n, procs, o, cluster, net, work)
 	}
 	if err != nil {
-		return res, err
+		return err
 	}
 	n.counts(res.Balanced)
-	n.summary(res)
-	return res, nil
+	return nil
 }
 
 // narrator prints the steps of the demo.

@@ -12,7 +12,7 @@ import (
 // CanSwitchUser reports whether this process can act as users other than
 // root: it is root in a user namespace that maps more than one ID. A child
 // of Command started by a non-root caller maps only that caller, so tests
-// that need other UIDs check this (in the parent, before RunTest).
+// that need other UIDs check this (in the parent, before netnstest.RunTest).
 func CanSwitchUser() bool {
 	if os.Geteuid() != 0 {
 		return false

@@ -24,8 +24,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tandem-mesh/tandem/internal/policy"
-	"github.com/tandem-mesh/tandem/internal/poll"
-	"github.com/tandem-mesh/tandem/internal/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/poll"
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/webhook"
 )

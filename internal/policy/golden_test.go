@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/tandem-mesh/tandem/internal/policy"
-	"github.com/tandem-mesh/tandem/internal/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite config/policy/policies.yaml from the current output")
