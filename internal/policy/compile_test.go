@@ -84,9 +84,9 @@ containersFirst:
 	for _, want := range []string{
 		`variables.template == "tiny" && variables.native == true`,
 		`variables.template == "tiny" && variables.native == false`,
-		`image: variables.agentImage`,
-		`"--level=" + variables.sidecarLogLevel`,
-		`?((variables.watchNamespaces != "") ? optional.of(variables.watchNamespaces) : optional.none())`,
+		`image: string(variables.agentImage)`,
+		`"--level=" + string(variables.sidecarLogLevel)`,
+		`?((variables.watchNamespaces != "") ? optional.of(string(variables.watchNamespaces)) : optional.none())`,
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("the patches lack %s:\n%s", want, all)
