@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Writes a kustomize overlay of config/default that sets Tandem's images:
-#   hack/deploy-overlay.sh DIR INJECTOR_IMAGE AGENT_IMAGE PROXY_IMAGE [CAPTURE]
+# Writes a kustomize overlay that sets Tandem's images:
+#   hack/deploy-overlay.sh DIR INJECTOR_IMAGE AGENT_IMAGE PROXY_IMAGE [default|policy] [init|cni]
+# MODE default installs config/default (the webhook); policy installs
+# config/policy (admission policies, no webhook, no cert-manager).
 # The injector image goes through kustomize `images`; the agent and proxy
-# images, which the injector writes into pods, through the tandem-images ConfigMap.
+# images, which the injector writes into pods, through the tandem-images
+# ConfigMap, and in policy mode also through the policies' defaults.
 # CAPTURE=cni adds config/cni (the tandem-cni DaemonSet, on the agent image)
 # and makes CNI mode the injector's default.
 set -euo pipefail
-[ $# -eq 4 ] || [ $# -eq 5 ] || { echo "usage: $0 DIR INJECTOR_IMAGE AGENT_IMAGE PROXY_IMAGE [init|cni]" >&2; exit 2; }
-dir=$1 injector=$2 agent=$3 proxy=$4 capture=${5:-init}
+[ $# -ge 4 ] && [ $# -le 6 ] || { echo "usage: $0 DIR INJECTOR_IMAGE AGENT_IMAGE PROXY_IMAGE [default|policy] [init|cni]" >&2; exit 2; }
+dir=$1 injector=$2 agent=$3 proxy=$4 mode=${5:-default} capture=${6:-init}
+case "$mode" in
+  default|policy) ;;
+  *) echo "$0: mode '$mode': accepted: default (webhook) or policy (admission policies)" >&2; exit 2 ;;
+esac
 case $capture in
   init|cni) ;;
   *) echo "$0: capture mode '$capture': accepted: init or cni" >&2; exit 2 ;;
@@ -26,7 +33,7 @@ split() {
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mkdir -p "$dir"
-rel=$(realpath --relative-to="$dir" "$root/config/default")
+rel=$(realpath --relative-to="$dir" "$root/config/$mode")
 {
   echo "resources:"
   echo "- $rel"
@@ -44,7 +51,11 @@ YAML
 - name: ghcr.io/tandem-mesh/agent
   newName: $name
   newTag: "$tag"
-patches:
+YAML
+  fi
+  [ "$capture" = cni ] || [ "$mode" = policy ] && echo "patches:"
+  if [ "$capture" = cni ]; then
+    cat <<YAML
 - target:
     kind: Deployment
     name: tandem-injector
@@ -63,5 +74,18 @@ configMapGenerator:
   - agent-image=$agent
   - proxy-image=$proxy
 YAML
+  if [ "$mode" = policy ]; then
+    cat <<YAML
+- patch: |-
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: tandem-injection-defaults
+      namespace: tandem-system
+    data:
+      agent-image: "$agent"
+      proxy-image: "$proxy"
+YAML
+  fi
 } > "$dir/kustomization.yaml"
 echo "$dir/kustomization.yaml"

@@ -16,15 +16,19 @@ import (
 // setupManager adds everything `injector serve` runs to its manager: the
 // injection webhook, then the controllers. Adding a component is a line here.
 func setupManager(mgr ctrl.Manager, o *serveOptions) error {
-	in, err := o.injector(o.nativeResolved)
-	if err != nil {
-		return fmt.Errorf("setting up the injection webhook: %w", err)
+	// Without the webhook (admission policies inject), the manager starts
+	// no webhook server: it does so only when asked for it.
+	if o.webhook {
+		in, err := o.injector(o.nativeResolved)
+		if err != nil {
+			return fmt.Errorf("setting up the injection webhook: %w", err)
+		}
+		mgr.GetWebhookServer().Register(admit.Path, &admit.Handler{
+			Injector:   in,
+			Namespaces: admit.ClientNamespaces{Reader: mgr.GetClient(), Live: mgr.GetAPIReader()},
+			Log:        mgr.GetLogger().WithName("webhook"),
+		})
 	}
-	mgr.GetWebhookServer().Register(admit.Path, &admit.Handler{
-		Injector:   in,
-		Namespaces: admit.ClientNamespaces{Reader: mgr.GetClient(), Live: mgr.GetAPIReader()},
-		Log:        mgr.GetLogger().WithName("webhook"),
-	})
 	if err := (&agentrbac.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the agent RBAC controller: %w", err)
 	}

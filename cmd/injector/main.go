@@ -21,6 +21,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "inject", summary: "add the sidecars to the pods and pod templates of manifests (offline)", run: runInject},
+		{name: "policy", summary: "print the injection as admission policies (no webhook; Kubernetes 1.36+)", run: runPolicy},
 		{name: "serve", summary: "serve the admission webhook and the injector's controllers (default)", run: runServe},
 		{name: "uninject", summary: "remove the sidecars from manifests injected before (offline)", run: runUninject},
 		{name: "version", summary: "print the version", run: runVersion},

@@ -30,6 +30,7 @@ import (
 type serveOptions struct {
 	injectionFlags
 	nativeSidecar  string
+	webhook        bool
 	webhookHost    string
 	webhookPort    int
 	certDir        string
@@ -44,6 +45,7 @@ type serveOptions struct {
 func (o *serveOptions) bind(fs *flag.FlagSet) {
 	o.injectionFlags.bind(fs)
 	fs.StringVar(&o.nativeSidecar, "native-sidecar", "auto", "default sidecar layout: true (native sidecars), false (classic), auto (native when the API server is 1.29 or newer)")
+	fs.BoolVar(&o.webhook, "webhook", true, "serve the admission webhook; false where admission policies inject (config/policy): only the controllers and discovery run")
 	fs.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server listens on (empty: all)")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the webhook server")
 	fs.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the serving certificate (tls.crt, tls.key), reloaded when it changes")
@@ -134,8 +136,10 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 		return err
 	}
 	// Ready once the webhook server accepts TLS connections.
-	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
-		return err
+	if o.webhook {
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return err
+		}
 	}
 	return mgr.Start(ctx)
 }

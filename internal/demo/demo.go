@@ -20,7 +20,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/tandem-mesh/tandem/internal/controlplane"
 	"github.com/tandem-mesh/tandem/internal/netns"
@@ -53,6 +52,8 @@ type Options struct {
 	DataPlane bool
 	// Envoy is the path of an envoy binary; empty selects the proxyless path.
 	Envoy string
+	// Injection is InjectionWebhook (the default) or InjectionPolicy.
+	Injection string
 }
 
 // Result is what a run observed.
@@ -69,6 +70,7 @@ type Result struct {
 // its files before returning, also when ctx is cancelled.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	n := &narrator{w: o.Out, start: time.Now()}
+	fmt.Fprintf(o.Out, "Injection: %s\n", injectionDescription(o.Injection))
 	root, err := controlplane.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -86,7 +88,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	n.step("Starting a local control plane: etcd, kube-apiserver, kube-controller-manager")
-	cluster, err := startCluster(root)
+	cluster, err := startCluster(root, o.Injection)
 	if err != nil {
 		return nil, err
 	}
@@ -100,19 +102,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	procs := &processes{}
 	defer procs.stopAll()
-
-	n.step("Starting the injector (%s) behind the webhook of config/webhook", filepath.Join(filepath.Base(o.BinDir), "injector"))
-	if err := startInjector(ctx, procs, o.BinDir, cluster, work); err != nil {
-		return nil, err
-	}
-	n.detail("serving https://%s:%d%s with a certificate made for it; the API server calls it for every new pod",
-		cluster.Env.WebhookInstallOptions.LocalServingHost, cluster.Env.WebhookInstallOptions.LocalServingPort, "/inject")
-
-	n.step("Creating namespace %s labeled tandem.dev/inject=enabled and applying examples/greeter unchanged", Namespace)
 	objClient, err := client.New(cluster.Config, client.Options{})
 	if err != nil {
 		return nil, err
 	}
+	if err := startInjection(ctx, n, procs, o, cluster, cs, objClient, work); err != nil {
+		return nil, err
+	}
+
+	n.step("Creating namespace %s labeled tandem.dev/inject=enabled and applying examples/greeter unchanged", Namespace)
 	if err := applyExample(ctx, cs, objClient, filepath.Join(root, "examples", "greeter", "k8s")); err != nil {
 		return nil, err
 	}
@@ -137,7 +135,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 // startCluster starts the demo's control plane: the API server advertises
 // loopback and serves Services from serviceCIDR, with the webhook of
 // config/webhook registered.
-func startCluster(root string) (*controlplane.Cluster, error) {
+func startCluster(root, injection string) (*controlplane.Cluster, error) {
 	return controlplane.StartCluster(controlplane.Options{
 		APIServerFlags: map[string]string{
 			"service-cluster-ip-range": serviceCIDR.String(),
@@ -151,10 +149,7 @@ func startCluster(root string) (*controlplane.Cluster, error) {
 			"disable-admission-plugins": "",
 			"enable-admission-plugins":  "ServiceAccount",
 		},
-		WebhookInstall: envtest.WebhookInstallOptions{
-			Paths:            []string{filepath.Join(root, "config", "webhook")},
-			LocalServingHost: "127.0.0.1",
-		},
+		WebhookInstall: webhookInstall(injection, root),
 	})
 }
 

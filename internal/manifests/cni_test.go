@@ -24,7 +24,7 @@ func TestDeployOverlayCNI(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(filepath.Join(root, "hack", "deploy-overlay.sh"), dir,
-		"registry.local:5000/tandem/injector:v9", "registry.local:5000/tandem/agent:v9", "envoyproxy/envoy:v1.40.1", "cni")
+		"registry.local:5000/tandem/injector:v9", "registry.local:5000/tandem/agent:v9", "envoyproxy/envoy:v1.40.1", "default", "cni")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("deploy-overlay.sh: %v\n%s", err, out)
 	}
