@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"fmt"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,24 +20,37 @@ const PodSecurityEnforceLabel = "pod-security.kubernetes.io/enforce"
 // Admission would refuse the pod anyway, with a message about a container
 // the user never wrote; this one says why and what to do instead.
 func podSecurityAllows(pod *corev1.Pod, ns Namespace, sc *templates.Sidecars) error {
-	level := ns.Labels[PodSecurityEnforceLabel]
-	if level != "baseline" && level != "restricted" {
-		return nil
+	if msg := PodSecurityRefusal(podName(pod), fmt.Sprintf("%q", ns.Name), ns.Labels[PodSecurityEnforceLabel], sc); msg != "" {
+		return denied("%s", msg)
+	}
+	return nil
+}
+
+// PodSecurityLevels are the levels of PodSecurityEnforceLabel under which
+// a sidecar may be refused.
+var PodSecurityLevels = []string{"baseline", "restricted"}
+
+// PodSecurityRefusal is the refusal of sidecars sc in a namespace enforcing
+// level, "" if none; pod and namespace are written into it as given (the
+// admission policies compile it with their own expressions).
+func PodSecurityRefusal(pod, namespace, level string, sc *templates.Sidecars) string {
+	if !slices.Contains(PodSecurityLevels, level) {
+		return ""
 	}
 	for _, c := range slices.Concat(sc.InitContainersFirst, sc.InitContainersLast, sc.ContainersFirst) {
 		if !privileged(c, level) {
 			continue
 		}
 		if c.Name == wellknown.InitContainerName {
-			return denied("pod %s: namespace %q enforces Pod Security %q (label %s), which forbids the capabilities NET_ADMIN and NET_RAW "+
+			return fmt.Sprintf("pod %s: namespace %s enforces Pod Security %q (label %s), which forbids the capabilities NET_ADMIN and NET_RAW "+
 				"that %s needs to install the traffic capture in init mode; use CNI mode instead: install the tandem-cni plugin on the nodes "+
 				"(config/cni) and set the annotation %s=%s on the pod or namespace (or run the injector with --capture=%s)",
-				podName(pod), ns.Name, level, PodSecurityEnforceLabel, c.Name, wellknown.AnnotationCapture, wellknown.CaptureCNI, wellknown.CaptureCNI)
+				pod, namespace, level, PodSecurityEnforceLabel, c.Name, wellknown.AnnotationCapture, wellknown.CaptureCNI, wellknown.CaptureCNI)
 		}
-		return denied("pod %s: namespace %q enforces Pod Security %q (label %s), and the template's container %s adds capabilities or is privileged, which it forbids",
-			podName(pod), ns.Name, level, PodSecurityEnforceLabel, c.Name)
+		return fmt.Sprintf("pod %s: namespace %s enforces Pod Security %q (label %s), and the template's container %s adds capabilities or is privileged, which it forbids",
+			pod, namespace, level, PodSecurityEnforceLabel, c.Name)
 	}
-	return nil
+	return ""
 }
 
 // allowedCapabilities are the capabilities each level lets a container

@@ -230,6 +230,9 @@ func testEquivalence(t *testing.T, in *webhook.Injector, cs kubernetes.Interface
 				labels, annotations = c.ns.Labels, c.ns.Annotations
 			}
 			ensureNamespace(t, cs, nsName, labels, annotations)
+			if labels[webhook.PodSecurityEnforceLabel] == "restricted" {
+				meetRestricted(c.pod)
+			}
 			stored, err := cs.CoreV1().Namespaces().Get(ctx, nsName, metav1.GetOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -293,6 +296,27 @@ func testEquivalence(t *testing.T, in *webhook.Injector, cs kubernetes.Interface
 	for _, want := range []string{"envoy/native=true", "envoy/native=false", "proxyless/native=true", "proxyless/native=false", "refused"} {
 		if !seen[want] {
 			t.Errorf("no golden case covers %s", want)
+		}
+	}
+}
+
+// meetRestricted makes the golden pod's own containers meet Pod Security
+// "restricted", which the API server enforces and the webhook's golden
+// suite (no API server) does not model: what is compared is then whether
+// the sidecars pass, and the injectors' own refusals.
+func meetRestricted(pod *corev1.Pod) {
+	for _, cs := range []([]corev1.Container){pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range cs {
+			if cs[i].SecurityContext != nil {
+				continue
+			}
+			no, yes := false, true
+			cs[i].SecurityContext = &corev1.SecurityContext{
+				AllowPrivilegeEscalation: &no,
+				RunAsNonRoot:             &yes,
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			}
 		}
 	}
 }

@@ -119,6 +119,8 @@ func reason(k kind, x string, templates []string) string {
 		return fmt.Sprintf(`%s.trim() == "*" ? "" : %s == "" ? "empty" : (%s)`, x, x, cidrsReason(x))
 	case kindBool:
 		return fmt.Sprintf(`%s in ["true", "false"] ? "" : "not a boolean"`, x)
+	case kindCapture:
+		return fmt.Sprintf(`%s in %s ? "" : "unknown capture mode"`, x, litList(captures))
 	case kindTemplate:
 		return fmt.Sprintf(`%s in %s ? "" : "no such template"`, x, litList(templates))
 	}
@@ -142,7 +144,10 @@ func canonical(k kind, x string) string {
 	return x
 }
 
-var logLevels = []string{"debug", "info", "warn", "error"}
+var (
+	logLevels = []string{"debug", "info", "warn", "error"}
+	captures  = []string{wellknown.CaptureInit, wellknown.CaptureCNI}
+)
 
 // podName names the pod in messages as the injector does (variables.podName).
 const podNameExpr = `(has(object.metadata.name) && object.metadata.name != "" ? strings.quote(object.metadata.name) : has(object.metadata.generateName) && object.metadata.generateName != "" ? strings.quote(object.metadata.generateName + "<generated>") : "(unnamed)")`

@@ -11,7 +11,8 @@ import (
 )
 
 // Every text value a template can use is a setting the policy computes,
-// or one of the bootstraps, which are the same for every pod.
+// or one of the bootstraps, which are the same for every pod, or the
+// capture mode, which picks a variant.
 func TestSettingsCoverValues(t *testing.T) {
 	covered := map[uintptr]bool{}
 	var v templates.Values
@@ -21,6 +22,8 @@ func TestSettingsCoverValues(t *testing.T) {
 	}
 	covered[base.FieldByName("EnvoyBootstrap").Addr().Pointer()] = true
 	covered[base.FieldByName("GRPCBootstrap").Addr().Pointer()] = true
+	// Capture picks a variant, like NativeSidecar.
+	covered[base.FieldByName("Capture").Addr().Pointer()] = true
 	var walk func(rv reflect.Value, path string)
 	walk = func(rv reflect.Value, path string) {
 		switch rv.Kind() {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
 	"github.com/tandem-mesh/tandem/templates"
+	"github.com/tandem-mesh/tandem/webhook"
 )
 
 func mustIndent(v any) string {
@@ -30,6 +31,11 @@ func mustIndent(v any) string {
 type variant struct {
 	template string
 	native   bool
+	capture  string
+	// podSecurity: per level of Pod Security the namespace may enforce,
+	// the injector's refusal of these sidecars with markers for the pod
+	// and the namespace ("" when allowed).
+	podSecurity map[string]string
 	// The sidecars' parts, in templates.Sidecars order.
 	initFirst, initLast, containersFirst, volumes, appEnv, appMounts []*node
 }
@@ -64,6 +70,12 @@ type part struct {
 	text    string
 	setting int
 }
+
+// Markers of the pod's and the namespace's names in a refusal.
+const (
+	podMarker = "\x00pod\x00"
+	nsMarker  = "\x00namespace\x00"
+)
 
 // sentinel is setting i's marker. The sidecars hold quantities as
 // resource.Quantity, so a quantity's marker is an unlikely canonical one.
@@ -122,13 +134,32 @@ var sidecarParts = []struct {
 
 // learn builds the variant's tree. base carries the values that are the
 // same for every pod (bootstraps).
-func learn(set *templates.Set, name string, native bool, base templates.Values) (*variant, error) {
-	base.NativeSidecar = native
+func learn(set *templates.Set, name string, native bool, capture string, base templates.Values) (*variant, error) {
+	base.NativeSidecar, base.Capture = native, capture
 	full, err := renderJSON(set, name, withValues(base, sentinel))
 	if err != nil {
 		return nil, err
 	}
-	vr := &variant{template: name, native: native}
+	vr := &variant{template: name, native: native, capture: capture, podSecurity: map[string]string{}}
+	// The refusal is compiled per variant: it must not depend on settings.
+	for _, value := range []func(int) string{testValue, func(i int) string {
+		if settings[i].optional {
+			return ""
+		}
+		return testValue(i)
+	}} {
+		r, err := set.Render(name, withValues(base, value))
+		if err != nil {
+			return nil, err
+		}
+		for _, level := range webhook.PodSecurityLevels {
+			msg := webhook.PodSecurityRefusal(podMarker, nsMarker, level, &r.Sidecars)
+			if had, ok := vr.podSecurity[level]; ok && had != msg {
+				return nil, fmt.Errorf("template %q (native sidecar %t, capture %s): whether Pod Security %q allows the sidecars depends on settings, which the policy cannot express", name, native, capture, level)
+			}
+			vr.podSecurity[level] = msg
+		}
+	}
 	dst := []*[]*node{&vr.initFirst, &vr.initLast, &vr.containersFirst, &vr.volumes, &vr.appEnv, &vr.appMounts}
 	roots := make([]*node, len(sidecarParts))
 	for i, p := range sidecarParts {
@@ -166,7 +197,7 @@ func learn(set *templates.Set, name string, native bool, base templates.Values) 
 			items, _ := red[p.key].([]any)
 			var missing []*node
 			if !align(roots[i], items, empty, &missing) {
-				return nil, fmt.Errorf("template %q (native sidecar %t): %s: the structure changes without %s in a way the policy cannot express", name, native, p.key, describe(empty))
+				return nil, fmt.Errorf("template %q (native sidecar %t, capture %s): %s: the structure changes without %s in a way the policy cannot express", name, native, capture, p.key, describe(empty))
 			}
 			for _, n := range missing {
 				if k < 0 {
@@ -179,11 +210,11 @@ func learn(set *templates.Set, name string, native bool, base templates.Values) 
 	}
 	for i, r := range roots {
 		if err := presence(r, absent, absentAll, true); err != nil {
-			return nil, fmt.Errorf("template %q (native sidecar %t): %s: %w", name, native, sidecarParts[i].key, err)
+			return nil, fmt.Errorf("template %q (native sidecar %t, capture %s): %s: %w", name, native, capture, sidecarParts[i].key, err)
 		}
 		for _, it := range r.items {
 			if it.cond != nil || it.anyChild {
-				return nil, fmt.Errorf("template %q (native sidecar %t): an item of %s depends on a setting; the policy adds whole containers, volumes and app settings only unconditionally", name, native, sidecarParts[i].key)
+				return nil, fmt.Errorf("template %q (native sidecar %t, capture %s): an item of %s depends on a setting; the policy adds whole containers, volumes and app settings only unconditionally", name, native, capture, sidecarParts[i].key)
 			}
 		}
 	}
@@ -464,7 +495,7 @@ func (vr *variant) check(set *templates.Set, base templates.Values, optional []i
 			cases = append(cases, []int{optional[a], optional[b]})
 		}
 	}
-	base.NativeSidecar = vr.native
+	base.NativeSidecar, base.Capture = vr.native, vr.capture
 	var values []func(int) string
 	for _, empty := range cases {
 		values = append(values, func(i int) string {
@@ -501,8 +532,8 @@ func (vr *variant) check(set *templates.Set, base templates.Values, optional []i
 				have = []any{}
 			}
 			if !reflect.DeepEqual(normalize(want), normalize(have)) {
-				return fmt.Errorf("template %q (native sidecar %t): %s renders differently from what the policy would write with %s:\n%s",
-					vr.template, vr.native, p.key, describeValues(value), textdiff.Lines(mustIndent(want), mustIndent(have)))
+				return fmt.Errorf("template %q (native sidecar %t, capture %s): %s renders differently from what the policy would write with %s:\n%s",
+					vr.template, vr.native, vr.capture, p.key, describeValues(value), textdiff.Lines(mustIndent(want), mustIndent(have)))
 			}
 		}
 	}

@@ -55,14 +55,45 @@ func (c *compiler) firstError(validating bool) string {
 		fmt.Fprintf(&b, "%s ?\n  %s :\n", ch.cond, ch.msg)
 	}
 	for _, vr := range c.variants {
-		fmt.Fprintf(&b, "%s ? (%s) :\n", vr.selector(), vr.clashes())
+		fmt.Fprintf(&b, "%s ? (%s%s) :\n", vr.selector(), vr.podSecurityRefusal(), vr.clashes())
 	}
 	b.WriteString(`""`)
 	return b.String()
 }
 
 func (vr *variant) selector() string {
-	return fmt.Sprintf("variables.template == %s && variables.native == %t", lit(vr.template), vr.native)
+	return fmt.Sprintf("variables.template == %s && variables.native == %t && variables.capture == %s", lit(vr.template), vr.native, lit(vr.capture))
+}
+
+// podSecurityRefusal refuses the variant's sidecars in a namespace whose
+// Pod Security level forbids them, as the injector does before it looks
+// for clashes: CEL conditions, each followed by " ? message :".
+func (vr *variant) podSecurityRefusal() string {
+	l := lit(webhook.PodSecurityEnforceLabel)
+	var b strings.Builder
+	for _, level := range webhook.PodSecurityLevels {
+		msg := vr.podSecurity[level]
+		if msg == "" {
+			continue
+		}
+		var parts []string
+		for i, s := range strings.Split(msg, podMarker) {
+			if i > 0 {
+				parts = append(parts, "variables.podName")
+			}
+			for j, t := range strings.Split(s, nsMarker) {
+				if j > 0 {
+					parts = append(parts, "strings.quote(namespaceObject.metadata.name)")
+				}
+				if t != "" {
+					parts = append(parts, lit(t))
+				}
+			}
+		}
+		fmt.Fprintf(&b, "has(namespaceObject.metadata.labels) && %s in namespaceObject.metadata.labels && namespaceObject.metadata.labels[%s] == %s ?\n    %s :\n  ",
+			l, l, lit(level), strings.Join(parts, " + "))
+	}
+	return b.String()
 }
 
 func names(ns []*node) []string {

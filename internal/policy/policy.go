@@ -61,6 +61,8 @@ func Compile(in *webhook.Injector) (*Policies, error) {
 			x.key, x.kind = keyTemplate, kindTemplate
 		case a.Annotation == wellknown.AnnotationNativeSidecar:
 			x.key, x.kind = keyNative, kindBool
+		case a.Annotation == wellknown.AnnotationCapture:
+			x.key, x.kind = keyCapture, kindCapture
 		default:
 			i := slices.IndexFunc(settings, func(s setting) bool { return s.annotation == a.Annotation })
 			if i < 0 {
@@ -76,6 +78,7 @@ func Compile(in *webhook.Injector) (*Policies, error) {
 	// Params: every setting a flag sets, in canonical form.
 	c.params[keyTemplate] = tmpl
 	c.params[keyNative] = fmt.Sprint(values.NativeSidecar)
+	c.params[keyCapture] = values.Capture
 	for _, s := range settings {
 		if c.hasFlag(s) {
 			c.params[s.key] = *s.field(&values)
@@ -83,11 +86,13 @@ func Compile(in *webhook.Injector) (*Policies, error) {
 	}
 	for _, name := range c.templates {
 		for _, native := range []bool{true, false} {
-			vr, err := learn(in.Templates(), name, native, values)
-			if err != nil {
-				return nil, err
+			for _, capture := range captures {
+				vr, err := learn(in.Templates(), name, native, capture, values)
+				if err != nil {
+					return nil, err
+				}
+				c.variants = append(c.variants, vr)
 			}
-			c.variants = append(c.variants, vr)
 		}
 	}
 	return c.policies(), nil
@@ -212,6 +217,7 @@ func (c *compiler) variables() []admissionv1.Variable {
 	}
 	add("template", value(keyTemplate, wellknown.AnnotationTemplate, kindTemplate))
 	add("native", "("+value(keyNative, wellknown.AnnotationNativeSidecar, kindBool)+`) == "true"`)
+	add("capture", value(keyCapture, wellknown.AnnotationCapture, kindCapture))
 	for _, s := range settings {
 		raw := value(s.key, s.annotation, s.kind)
 		if canonical(s.kind, "x") == "x" {

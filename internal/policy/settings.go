@@ -19,6 +19,7 @@ const (
 	kindIncludeCIDRs
 	kindBool
 	kindTemplate
+	kindCapture
 )
 
 // setting is one text value of templates.Values that the policy computes
@@ -58,4 +59,5 @@ var settings = []setting{
 const (
 	keyTemplate = "template"
 	keyNative   = "native-sidecar"
+	keyCapture  = "capture"
 )

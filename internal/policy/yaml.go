@@ -35,9 +35,9 @@ var comments = map[string]string{
 	"MutatingAdmissionPolicy": `# Adds the sidecars. Skips pods on the host's network, pods already carrying
 # tandem.dev/status (so re-invocation after another mutation changes
 # nothing) and pods the validating policy refuses. One JSON patch per
-# template and layout; each is empty unless the pod renders it.`,
+# template, layout and capture mode; each is empty unless the pod renders it.`,
 	"MutatingAdmissionPolicyBinding":   `# Binds the mutating policy to its defaults; without them, pods are refused.`,
-	"ValidatingAdmissionPolicy":        `# Refuses what the webhook refuses, with its words: a bad annotation (naming the annotation, the value and what is accepted), a bad tandem.dev/inject label, a request over its limit, a name the sidecars need that the pod already uses.`,
+	"ValidatingAdmissionPolicy":        `# Refuses what the webhook refuses, with its words: a bad annotation (naming the annotation, the value and what is accepted), a bad tandem.dev/inject label, a request over its limit, sidecars the namespace's Pod Security level forbids (init mode), a name the sidecars need that the pod already uses.`,
 	"ValidatingAdmissionPolicyBinding": `# Binds the validating policy to the same defaults.`,
 }
 
