@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -251,6 +252,9 @@ func testEquivalence(t *testing.T, in *webhook.Injector, cs kubernetes.Interface
 				t.Fatalf("webhook: %v", werr)
 			case werr != nil:
 				seen["refused"] = true
+				if strings.Contains(werr.Error(), "enforces Pod Security") {
+					seen["refused by Pod Security"] = true
+				}
 				if perr == nil {
 					t.Fatalf("the webhook refuses the pod (%v), the policies create it", werr)
 				}
@@ -271,7 +275,14 @@ func testEquivalence(t *testing.T, in *webhook.Injector, cs kubernetes.Interface
 				t.Fatalf("the webhook accepts the pod, the policies refuse it: %v", perr)
 			}
 			if res.Injected {
+				capture := wellknown.CaptureInit
+				if slices.Contains(res.Status.InitContainers, wellknown.ValidateContainerName) {
+					capture = wellknown.CaptureCNI
+				}
 				seen[res.Status.Template+fmt.Sprintf("/native=%t", res.Status.NativeSidecar)] = true
+				if res.Status.Template == "envoy" {
+					seen[fmt.Sprintf("envoy/native=%t/capture=%s", res.Status.NativeSidecar, capture)] = true
+				}
 			}
 
 			// Store the webhook's result where nothing injects, then compare.
@@ -292,8 +303,11 @@ func testEquivalence(t *testing.T, in *webhook.Injector, cs kubernetes.Interface
 			}
 		})
 	}
-	// Both templates in both layouts, and refusals, are among the cases.
-	for _, want := range []string{"envoy/native=true", "envoy/native=false", "proxyless/native=true", "proxyless/native=false", "refused"} {
+	// Both templates in both layouts, the envoy template in both capture
+	// modes of each layout, and refusals, are among the cases.
+	for _, want := range []string{"envoy/native=true", "envoy/native=false", "proxyless/native=true", "proxyless/native=false",
+		"envoy/native=true/capture=init", "envoy/native=false/capture=init", "envoy/native=true/capture=cni", "envoy/native=false/capture=cni",
+		"refused", "refused by Pod Security"} {
 		if !seen[want] {
 			t.Errorf("no golden case covers %s", want)
 		}
