@@ -444,15 +444,17 @@ func testParams(t *testing.T, cs kubernetes.Interface) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := cm.Data["proxy-image"]
+	// A value and a variant: the capture mode picks other containers.
+	old, oldCapture := cm.Data["proxy-image"], cm.Data["capture"]
 	cm.Data["proxy-image"] = "registry.example/envoy:next"
+	cm.Data["capture"] = wellknown.CaptureCNI
 	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		cm, err := cms.Get(ctx, policy.ParamsName, metav1.GetOptions{})
 		if err == nil {
-			cm.Data["proxy-image"] = old
+			cm.Data["proxy-image"], cm.Data["capture"] = old, oldCapture
 			_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
 		}
 		if err != nil {
@@ -467,6 +469,13 @@ func testParams(t *testing.T, cs kubernetes.Interface) {
 		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
 			return err
+		}
+		var names []string
+		for _, c := range pod.Spec.InitContainers {
+			names = append(names, c.Name)
+		}
+		if !slices.Contains(names, wellknown.ValidateContainerName) || slices.Contains(names, wellknown.InitContainerName) {
+			return fmt.Errorf("init containers %v: want %s (capture %q in the params), not %s", names, wellknown.ValidateContainerName, wellknown.CaptureCNI, wellknown.InitContainerName)
 		}
 		for _, c := range pod.Spec.InitContainers {
 			if c.Name == "tandem-proxy" {
