@@ -2,7 +2,10 @@ module github.com/tandem-mesh/tandem
 
 go 1.26.0
 
-tool sigs.k8s.io/controller-tools/cmd/controller-gen
+tool (
+	google.golang.org/protobuf/cmd/protoc-gen-go
+	sigs.k8s.io/controller-tools/cmd/controller-gen
+)
 
 require (
 	github.com/cert-manager/cert-manager v1.21.2
