@@ -28,6 +28,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/agent"
 	"github.com/tandem-mesh/tandem/internal/agenthttp"
 	"github.com/tandem-mesh/tandem/internal/envoyadmin"
+	"github.com/tandem-mesh/tandem/internal/kubewatch"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/server"
@@ -172,7 +173,7 @@ func runAgent(ctx context.Context, c *runConfig, stderr io.Writer) int {
 	if err != nil {
 		return fail("Kubernetes API configuration", err)
 	}
-	sources, err := agent.NewSources(restCfg)
+	sources, err := kubewatch.NewSources(restCfg)
 	if err != nil {
 		return fail("Kubernetes clients", err)
 	}

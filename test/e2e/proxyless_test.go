@@ -37,6 +37,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/agent"
 	"github.com/tandem-mesh/tandem/internal/bootstrap"
 	"github.com/tandem-mesh/tandem/internal/kubeobj"
+	"github.com/tandem-mesh/tandem/internal/kubewatch"
 	"github.com/tandem-mesh/tandem/internal/netns"
 	"github.com/tandem-mesh/tandem/internal/poll"
 	"github.com/tandem-mesh/tandem/internal/testenv"
@@ -307,7 +308,7 @@ func startAgent(t *testing.T, cfg *rest.Config, socket string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := agent.NewSources(cfg)
+	src, err := kubewatch.NewSources(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
