@@ -9,8 +9,11 @@ import (
 // The webhook reads namespaces' labels and annotations.
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
+// webhookSetup names the webhook's setup, which --webhook=false skips.
+const webhookSetup = "the injection webhook"
+
 func init() {
-	addToManager("the injection webhook", func(mgr ctrl.Manager, o *serveOptions) error {
+	addToManager(webhookSetup, func(mgr ctrl.Manager, o *serveOptions) error {
 		in, err := o.injector(o.nativeResolved)
 		if err != nil {
 			return err

@@ -34,13 +34,14 @@ import (
 
 	dresource "github.com/tandem-mesh/tandem/internal/discovery/resource"
 	"github.com/tandem-mesh/tandem/internal/kubewatch"
+	"github.com/tandem-mesh/tandem/internal/wellknown"
 )
 
 // Audience is the audience of the tokens agents present.
-const Audience = "tandem-discovery"
+const Audience = wellknown.DiscoveryAudience
 
 // Port is discovery's port on the injector's pods.
-const Port = 15012
+const Port = wellknown.DiscoveryPort
 
 // Options configure a Server.
 type Options struct {
