@@ -126,6 +126,11 @@ func (d *discoverySource) setUp(up bool) {
 	was := d.up
 	d.up = up
 	d.mu.Unlock()
+	if up {
+		d.a.metrics.discoveryUp.Set(1)
+	} else {
+		d.a.metrics.discoveryUp.Set(0)
+	}
 	if was != up {
 		select {
 		case d.changed <- struct{}{}:
@@ -300,7 +305,20 @@ func (d *discoverySource) subscribe(keys []string) {
 		}
 		d.sent = maps.Clone(d.want)
 	}
+	// The protocol has the client forget what it unsubscribed from; the
+	// server sends no removal for it.
+	dropped := false
+	for name := range d.objs {
+		if !d.want[name] {
+			delete(d.objs, name)
+			delete(d.versions, name)
+			dropped = true
+		}
+	}
 	d.mu.Unlock()
+	if dropped {
+		d.a.scheduleRebuild()
+	}
 	if req == nil || len(req.ResourceNamesSubscribe)+len(req.ResourceNamesUnsubscribe) == 0 {
 		return
 	}

@@ -11,6 +11,7 @@ type metrics struct {
 	synced          prometheus.Gauge
 	fromDiscovery   prometheus.Gauge
 	fallbacks       prometheus.Counter
+	discoveryUp     prometheus.Gauge
 	discoveryBytes  prometheus.Counter
 }
 
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "tandem_agent_source_discovery",
 			Help: "1 while the configuration comes from discovery, 0 while from the API server.",
 		}),
+		discoveryUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_agent_discovery_connected",
+			Help: "1 while a discovery stream is open and answered.",
+		}),
 		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tandem_agent_discovery_fallbacks_total",
 			Help: "Times discovery was unreachable long enough for the agent to watch the API server.",
@@ -55,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildSeconds, m.endpointUpdates, m.translateErrors, m.watchErrors, m.synced, m.fromDiscovery, m.fallbacks, m.discoveryBytes} {
+		for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildSeconds, m.endpointUpdates, m.translateErrors, m.watchErrors, m.synced, m.fromDiscovery, m.fallbacks, m.discoveryUp, m.discoveryBytes} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
