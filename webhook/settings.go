@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/tandem-mesh/tandem/internal/capture"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
@@ -126,24 +125,19 @@ var options = []option{
 	{wellknown.AnnotationProxyMemoryLimit, "proxy-memory-limit", memoryForm, func(_ *Injector, s *settings, v string) error {
 		return setQuantity(&s.values.ProxyResources.MemoryLimit, v)
 	}},
-	{wellknown.AnnotationWatchNamespaces, "", "comma-separated namespace names such as shop,payments (empty for all)", func(_ *Injector, s *settings, v string) error {
-		names := splitList(v)
-		for _, n := range names {
-			if errs := validation.IsDNS1123Label(n); len(errs) > 0 {
-				return fmt.Errorf("%q is not a namespace name: %s", n, strings.Join(errs, "; "))
-			}
-		}
+	{wellknown.AnnotationWatchNamespaces, "", wellknown.WatchNamespacesForm, func(_ *Injector, s *settings, v string) error {
+		names, err := wellknown.ParseWatchNamespaces(v)
 		s.values.WatchNamespaces = strings.Join(names, ",")
-		return nil
+		return err
 	}},
 	{wellknown.AnnotationExcludeOutboundPorts, "", portsForm, func(_ *Injector, s *settings, v string) error {
 		ports, err := capture.ParsePorts(v)
-		s.values.ExcludeOutboundPorts = joinPorts(ports)
+		s.values.ExcludeOutboundPorts = capture.JoinPorts(ports)
 		return err
 	}},
 	{wellknown.AnnotationExcludeOutboundCIDRs, "", cidrsForm, func(_ *Injector, s *settings, v string) error {
 		prefixes, err := capture.ParseCIDRs(v)
-		s.values.ExcludeOutboundCIDRs = joinPrefixes(prefixes)
+		s.values.ExcludeOutboundCIDRs = capture.JoinCIDRs(prefixes)
 		return err
 	}},
 	{wellknown.AnnotationIncludeOutboundCIDRs, "", includeForm, func(_ *Injector, s *settings, v string) error {
@@ -155,7 +149,7 @@ var options = []option{
 		if err == nil && len(prefixes) == 0 {
 			err = fmt.Errorf("empty")
 		}
-		s.values.IncludeOutboundCIDRs = joinPrefixes(prefixes)
+		s.values.IncludeOutboundCIDRs = capture.JoinCIDRs(prefixes)
 		return err
 	}},
 }

@@ -14,6 +14,7 @@ func FuzzRunFlags(f *testing.F) {
 	f.Add("shop,payments", ":15021", "info", "5s")
 	f.Add("", "127.0.0.1:0", "debug", "0s")
 	f.Add("a,,b", "[::1]:15021", "WARN", "1h")
+	f.Add(" shop , payments ", ":15021", "info", "5s")
 	f.Add("Shop", "15021", "loud", "-1s")
 	f.Fuzz(func(t *testing.T, namespaces, addr, level, drain string) {
 		args := []string{"--watch-namespaces", namespaces, "--health-addr", addr, "--log-level", level,
@@ -27,12 +28,19 @@ func FuzzRunFlags(f *testing.F) {
 			}
 			return
 		}
-		if namespaces == "" {
+		// Names are taken as given, bar the spaces around them.
+		if strings.TrimSpace(namespaces) == "" {
 			if len(c.namespaces) != 0 {
 				t.Fatalf("no --watch-namespaces gave %q", c.namespaces)
 			}
-		} else if strings.Join(c.namespaces, ",") != namespaces {
-			t.Fatalf("--watch-namespaces %q parsed as %q", namespaces, c.namespaces)
+		} else {
+			items := strings.Split(namespaces, ",")
+			for i := range items {
+				items[i] = strings.TrimSpace(items[i])
+			}
+			if strings.Join(c.namespaces, ",") != strings.Join(items, ",") {
+				t.Fatalf("--watch-namespaces %q parsed as %q", namespaces, c.namespaces)
+			}
 		}
 		for _, ns := range c.namespaces {
 			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {

@@ -22,7 +22,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -119,14 +118,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	if c.envoyAdmin, err = envoyadmin.New(admin); err != nil {
 		return nil, fmt.Errorf("--envoy-admin: %w", err)
 	}
-	if namespaces != "" {
-		for _, ns := range strings.Split(namespaces, ",") {
-			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-				return nil, fmt.Errorf("--watch-namespaces %q: namespace %q is not valid (%s); want comma-separated namespace names, like shop,payments",
-					namespaces, ns, strings.Join(errs, "; "))
-			}
-			c.namespaces = append(c.namespaces, ns)
-		}
+	if c.namespaces, err = wellknown.ParseWatchNamespaces(namespaces); err != nil {
+		return nil, fmt.Errorf("--watch-namespaces %q: %v; want %s", namespaces, err, wellknown.WatchNamespacesForm)
 	}
 	if c.drain < 0 {
 		return nil, fmt.Errorf("--drain-duration %v: want zero or a positive duration, like 5s", c.drain)

@@ -94,6 +94,31 @@ func parseCIDR(item string) (netip.Prefix, error) {
 	return p, nil
 }
 
+// JoinPorts writes ports as ParsePorts reads them: "8080,9090". It takes
+// Service ports (int32) as well as capture ports (uint16).
+func JoinPorts[P ~uint16 | ~int32](ports []P) string {
+	var b strings.Builder
+	for i, p := range ports {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(int64(p), 10))
+	}
+	return b.String()
+}
+
+// JoinCIDRs writes prefixes as ParseCIDRs reads them: "10.0.0.0/8,fd00::/8".
+func JoinCIDRs(prefixes []netip.Prefix) string {
+	var b strings.Builder
+	for i, p := range prefixes {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
 // splitList splits a comma-separated list and rejects empty items, which
 // are almost always a stray comma that hides a missing value.
 func splitList(s, form string) ([]string, error) {

@@ -106,3 +106,23 @@ func TestParseCIDRsErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestJoin(t *testing.T) {
+	if got := JoinPorts([]uint16{8080, 9090}); got != "8080,9090" {
+		t.Errorf("JoinPorts(uint16) = %q, want 8080,9090", got)
+	}
+	if got := JoinPorts([]int32{50051}); got != "50051" {
+		t.Errorf("JoinPorts(int32) = %q, want 50051", got)
+	}
+	if got := JoinPorts([]uint16(nil)); got != "" {
+		t.Errorf("JoinPorts(nil) = %q, want empty", got)
+	}
+	prefixes := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	if got := JoinCIDRs(prefixes); got != "10.0.0.0/8,fd00::/8" {
+		t.Errorf("JoinCIDRs = %q, want 10.0.0.0/8,fd00::/8", got)
+	}
+	// What JoinCIDRs writes, ParseCIDRs reads back.
+	if back, err := ParseCIDRs(JoinCIDRs(prefixes)); err != nil || !slices.Equal(back, prefixes) {
+		t.Errorf("ParseCIDRs(JoinCIDRs(%v)) = %v, %v", prefixes, back, err)
+	}
+}

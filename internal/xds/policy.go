@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
+	"github.com/tandem-mesh/tandem/internal/capture"
 )
 
 // lbPolicy is a load-balancing algorithm.
@@ -295,7 +296,7 @@ func (idx policyIndex) unused(exists map[objectKey]bool, built []*service) []err
 				err = unapplied(ErrPolicyTargetMissing, "targets Service %s, which does not exist; not applied", target)
 			case tr.Port != nil && !slices.Contains(ports[target], *tr.Port):
 				err = unapplied(ErrPolicyPortMissing, "targets port %d, which Service %s does not have (TCP ports: %s); not applied",
-					*tr.Port, target, joinPorts(ports[target]))
+					*tr.Port, target, cmp.Or(capture.JoinPorts(ports[target]), "none"))
 			case len(ports[target]) == 0:
 				err = unapplied(ErrPolicyPortMissing, "targets Service %s, which has no TCP port that is translated; not applied", target)
 			default:
@@ -344,15 +345,4 @@ func winners(list []*policyCandidate, c *policyCandidate, ports []int32) string 
 		}
 	}
 	return strings.Join(out, ", ")
-}
-
-func joinPorts(ports []int32) string {
-	if len(ports) == 0 {
-		return "none"
-	}
-	s := make([]string, len(ports))
-	for i, p := range ports {
-		s[i] = fmt.Sprint(p)
-	}
-	return strings.Join(s, ", ")
 }
