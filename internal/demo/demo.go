@@ -124,6 +124,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	n.detail("serving https://%s:%d%s with a certificate made for it; the API server calls it for every new pod",
 		cluster.Env.WebhookInstallOptions.LocalServingHost, cluster.Env.WebhookInstallOptions.LocalServingPort, "/inject")
+	n.detail("serving discovery on %s: the agents get the cluster's Services from it, not from the API server", discoveryAddr)
 
 	n.step("Creating namespace %s labeled tandem.dev/inject=enabled and applying examples/greeter unchanged", Namespace)
 	objClient, err := client.New(cluster.Config, client.Options{})
@@ -139,6 +140,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res := &Result{Pods: pods}
 	printPods(n, pods)
+	if err := discoveryCredentials(ctx, cs, cluster, work); err != nil {
+		return res, err
+	}
 
 	if !o.DataPlane {
 		n.note("The data plane needs a network namespace (root or unprivileged user namespaces); skipped.")
