@@ -69,6 +69,10 @@ test: verify vet envtest ## Run all tests against a real API server.
 bench: envtest ## Run the benchmarks with memory statistics.
 	KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS))" $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./...
 
+.PHONY: scale
+scale: envtest ## Measure discovery with real agent processes (API-server cost, propagation, memory, restart); takes minutes.
+	KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS))" $(GO) run ./hack/scale $(SCALE_FLAGS)
+
 ##@ Build
 
 .PHONY: build

@@ -20,10 +20,22 @@ import (
 // (tls.crt, tls.key), and returns the CA's PEM.
 func ServingCerts(t testing.TB, dir string, hosts ...string) []byte {
 	t.Helper()
-	caKey, caPEM, ca := newCert(t, &x509.Certificate{
+	ca, err := WriteServingCerts(dir, hosts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// WriteServingCerts is ServingCerts for programs.
+func WriteServingCerts(dir string, hosts ...string) ([]byte, error) {
+	caKey, caPEM, ca, err := newCert(&x509.Certificate{
 		Subject: pkix.Name{CommonName: "tandem-test-ca"}, IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
 		Subject:     pkix.Name{CommonName: hosts[0]},
 		KeyUsage:    x509.KeyUsageDigitalSignature,
@@ -36,10 +48,13 @@ func ServingCerts(t testing.TB, dir string, hosts ...string) []byte {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	key, certPEM, _ := newCert(t, tmpl, ca, caKey)
+	key, certPEM, _, err := newCert(tmpl, ca, caKey)
+	if err != nil {
+		return nil, err
+	}
 	der, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	for name, b := range map[string][]byte{
 		"ca.crt":  caPEM,
@@ -47,24 +62,21 @@ func ServingCerts(t testing.TB, dir string, hosts ...string) []byte {
 		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
-	return caPEM
+	return caPEM, nil
 }
 
 // newCert signs tmpl with parent (itself when nil).
-func newCert(t testing.TB, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, []byte, *x509.Certificate) {
-	t.Helper()
+func newCert(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, []byte, *x509.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, nil, err
 	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
+	if tmpl.SerialNumber, err = rand.Int(rand.Reader, big.NewInt(1<<62)); err != nil {
+		return nil, nil, nil, err
 	}
-	tmpl.SerialNumber = serial
 	tmpl.NotBefore = time.Now().Add(-time.Hour)
 	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
 	if parent == nil {
@@ -72,11 +84,11 @@ func newCert(t testing.TB, tmpl, parent *x509.Certificate, parentKey *ecdsa.Priv
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, nil, err
 	}
-	return key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), cert
+	return key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), cert, nil
 }
