@@ -264,7 +264,7 @@ func newAgent(c *runConfig, log *slog.Logger, reg *prometheus.Registry) (*agent.
 	if c.proxyless && c.discovery.address != "" {
 		// The app's gRPC client asks for the listeners of the Services it
 		// dials: exactly those are subscribed to.
-		srvOpts.OnListenerNames = func(names []string) { ag.Subscribe(servicesOf(names)) }
+		srvOpts.OnListenerNames = func(names []string) { ag.SubscribeListeners(names) }
 	}
 	srv := server.New(srvOpts)
 	reg.MustRegister(srv, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -310,17 +310,6 @@ func discoveryOptions(c *runConfig) (*agent.DiscoveryOptions, error) {
 		OnDemand:      c.proxyless,
 		FallbackAfter: d.fallbackAfter,
 	}, nil
-}
-
-// servicesOf turns listener names into the Services they are ports of.
-func servicesOf(listeners []string) []string {
-	var keys []string
-	for _, l := range listeners {
-		if ns, name, ok := xds.ServiceOfHost(l); ok {
-			keys = append(keys, ns+"/"+name)
-		}
-	}
-	return keys
 }
 
 // healthChecks: live while the xDS server serves; ready once configured

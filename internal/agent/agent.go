@@ -270,6 +270,19 @@ func (a *Agent) Subscribe(keys []string) {
 	}
 }
 
+// SubscribeListeners subscribes an on-demand agent to the Services whose
+// listeners ("<service>.<namespace>.svc.cluster.local:<port>") a proxyless
+// app asks for; other names are ignored.
+func (a *Agent) SubscribeListeners(names []string) {
+	var keys []string
+	for _, n := range names {
+		if ns, name, ok := xds.ServiceOfHost(n); ok {
+			keys = append(keys, ns+"/"+name)
+		}
+	}
+	a.Subscribe(keys)
+}
+
 func (a *Agent) scheduleRebuild() {
 	select {
 	case a.kick <- struct{}{}:

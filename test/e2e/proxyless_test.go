@@ -342,15 +342,8 @@ func startAgent(t *testing.T, cfg *rest.Config, socket string, disc *discoveryte
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	e := &env{socket: socket}
-	e.srv = server.New(server.Options{Logger: log, Proxyless: true, OnListenerNames: func(names []string) {
-		var keys []string
-		for _, n := range names {
-			if ns, name, ok := xds.ServiceOfHost(n); ok {
-				keys = append(keys, ns+"/"+name)
-			}
-		}
-		e.agent.Subscribe(keys)
-	}})
+	e.srv = server.New(server.Options{Logger: log, Proxyless: true,
+		OnListenerNames: func(names []string) { e.agent.SubscribeListeners(names) }})
 	lis, err := server.Listen(e.socket)
 	if err != nil {
 		t.Fatal(err)
