@@ -66,6 +66,10 @@ type Server struct {
 	watch  *kubewatch.Watcher
 	auth   *authenticator
 	synced atomic.Bool
+	// updateMu serialises reading the caches and storing the resource:
+	// the informers call in from their own goroutines, and the later of two
+	// updates must be the one that reads the later state.
+	updateMu sync.Mutex
 	// streams counts open streams (for metrics and tests).
 	streams atomic.Int64
 	sent    atomic.Int64 // bytes of responses sent
@@ -104,6 +108,8 @@ func (s *Server) update(key string) {
 	if err != nil {
 		return
 	}
+	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
 	svc, slices, policies, ok := s.watch.Service(key)
 	if !ok {
 		s.cache.Delete(ns, name)
