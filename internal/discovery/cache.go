@@ -2,7 +2,7 @@ package discovery
 
 import (
 	"errors"
-	"maps"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -25,13 +25,31 @@ import (
 // replica and across restarts, so a client resuming with the versions it
 // holds is sent only what changed.
 type Cache struct {
-	mu        sync.Mutex
+	mu sync.Mutex
+	// seq numbers the changes; changes logs the latest ones, so that a
+	// client's ACK is answered by looking at what changed since its last
+	// response rather than at everything it follows.
+	seq     uint64
+	changes []change
 	entries   map[string]*entry            // by resource name
 	byNS      map[string]map[string]*entry // namespace -> name -> entry
 	wildcard  map[*watch]struct{}
 	nsWatches map[string]map[*watch]struct{} // by namespace
 	watches   map[string]map[*watch]struct{} // by resource name
 }
+
+type change struct {
+	seq  uint64
+	name string
+}
+
+// maxChanges bounds the change log; a client further behind is compared
+// in full.
+const maxChanges = 4096
+
+// seqKey holds, in a subscription's map of returned versions, the change
+// number its client is in step with. No resource name is empty-prefixed.
+const seqKey = "\x00seq"
 
 type entry struct {
 	name, namespace string
@@ -78,8 +96,34 @@ func (c *Cache) Set(r *pb.Service) error {
 		c.byNS[e.namespace] = map[string]*entry{}
 	}
 	c.byNS[e.namespace][name] = e
+	c.logChange(name)
 	c.notify(name, e.namespace)
 	return nil
+}
+
+// logChange numbers a change. Must hold c.mu.
+func (c *Cache) logChange(name string) {
+	c.seq++
+	c.changes = append(c.changes, change{c.seq, name})
+	if len(c.changes) > maxChanges {
+		c.changes = append(c.changes[:0:0], c.changes[maxChanges/2:]...)
+	}
+}
+
+// changedSince returns the names changed after change number seq, or ok
+// false when the log does not reach back that far. Must hold c.mu.
+func (c *Cache) changedSince(seq uint64) (names []string, ok bool) {
+	if seq > c.seq || (len(c.changes) > 0 && c.changes[0].seq > seq+1) || (len(c.changes) == 0 && seq != c.seq) {
+		return nil, false
+	}
+	seen := map[string]bool{}
+	for i := len(c.changes) - 1; i >= 0 && c.changes[i].seq > seq; i-- {
+		if n := c.changes[i].name; !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	return names, true
 }
 
 // Delete removes a Service's resource.
@@ -95,6 +139,7 @@ func (c *Cache) Delete(namespace, name string) {
 	if len(c.byNS[namespace]) == 0 {
 		delete(c.byNS, namespace)
 	}
+	c.logChange(key)
 	c.notify(key, namespace)
 }
 
@@ -162,7 +207,9 @@ func (c *Cache) respond(w *watch, names []string, evenIfEmpty bool) cachev3.Delt
 			}
 		}
 		for n := range known {
-			add(n)
+			if n != seqKey {
+				add(n)
+			}
 		}
 	}
 	resp := &discoverygrpc.DeltaDiscoveryResponse{TypeUrl: resource.TypeURL}
@@ -185,10 +232,11 @@ func (c *Cache) respond(w *watch, names []string, evenIfEmpty bool) cachev3.Delt
 	if len(next) == 0 && !evenIfEmpty {
 		return nil
 	}
-	versions := maps.Clone(known)
-	if versions == nil {
-		versions = map[string]string{}
-	}
+	// The map of returned versions is updated in place rather than copied:
+	// copying it for each response of each subscriber is most of the cost
+	// of a change. The delta server reads it only while no watch of the
+	// subscription is open, and this watch closes with this response.
+	versions := known
 	for n, v := range next {
 		if v == "" {
 			delete(versions, n)
@@ -196,6 +244,7 @@ func (c *Cache) respond(w *watch, names []string, evenIfEmpty bool) cachev3.Delt
 			versions[n] = v
 		}
 	}
+	versions[seqKey] = strconv.FormatUint(c.seq, 10)
 	return &cachev3.DeltaPassthroughResponse{DeltaRequest: w.req, NextVersionMap: versions, DeltaDiscoveryResponse: resp}
 }
 
@@ -210,9 +259,25 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 	w := &watch{req: req, sub: sub, out: out}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if resp := c.respond(w, nil, req.GetResponseNonce() == ""); resp != nil {
+	// A plain ACK of a client in step up to some change: only what changed
+	// since can be missing.
+	var names []string
+	if req.GetResponseNonce() != "" && len(req.GetResourceNamesSubscribe())+len(req.GetResourceNamesUnsubscribe()) == 0 {
+		if seq, err := strconv.ParseUint(sub.ReturnedResources()[seqKey], 10, 64); err == nil {
+			if changed, ok := c.changedSince(seq); ok {
+				names = changed
+				if names == nil {
+					names = []string{}
+				}
+			}
+		}
+	}
+	if resp := c.respond(w, names, req.GetResponseNonce() == ""); resp != nil {
 		out <- resp
 		return func() {}, nil
+	}
+	if known := sub.ReturnedResources(); known != nil {
+		known[seqKey] = strconv.FormatUint(c.seq, 10) // in step up to now
 	}
 	c.file(w)
 	return func() {

@@ -20,24 +20,43 @@ func svc(ns, name, ip string) *pb.Service {
 // client plays the delta server's part for one subscription: it opens
 // watches and records what they answer.
 type client struct {
-	t     *testing.T
-	c     *Cache
-	sub   stream.Subscription
-	out   chan cachev3.DeltaResponse
-	nonce string
+	t      testing.TB
+	c      *Cache
+	sub    stream.Subscription
+	out    chan cachev3.DeltaResponse
+	nonce  string
+	cancel func() // of the open watch
 }
 
-func newClient(t *testing.T, c *Cache, subscribe []string, initial map[string]string) *client {
+func newClient(t testing.TB, c *Cache, subscribe []string, initial map[string]string) *client {
 	return &client{t: t, c: c, sub: stream.NewDeltaSubscription(subscribe, nil, initial, false), out: make(chan cachev3.DeltaResponse, 1)}
 }
 
 // watch opens a watch and returns its immediate answer, if any.
 func (cl *client) watch() *discoverygrpc.DeltaDiscoveryResponse {
 	cl.t.Helper()
-	if _, err := cl.c.CreateDeltaWatch(&cachev3.DeltaRequest{TypeUrl: resource.TypeURL, ResponseNonce: cl.nonce}, &cl.sub, cl.out); err != nil {
+	return cl.request(&cachev3.DeltaRequest{TypeUrl: resource.TypeURL, ResponseNonce: cl.nonce})
+}
+
+// change changes the subscription as a request doing so would.
+func (cl *client) change(subscribe, unsubscribe []string) *discoverygrpc.DeltaDiscoveryResponse {
+	cl.t.Helper()
+	cl.sub.UpdateResourceSubscriptions(subscribe, unsubscribe)
+	return cl.request(&cachev3.DeltaRequest{TypeUrl: resource.TypeURL, ResponseNonce: cl.nonce,
+		ResourceNamesSubscribe: subscribe, ResourceNamesUnsubscribe: unsubscribe})
+}
+
+func (cl *client) request(req *cachev3.DeltaRequest) *discoverygrpc.DeltaDiscoveryResponse {
+	cl.t.Helper()
+	cancel, err := cl.c.CreateDeltaWatch(req, &cl.sub, cl.out)
+	if err != nil {
 		cl.t.Fatal(err)
 	}
-	return cl.take()
+	r := cl.take()
+	if r == nil {
+		cl.cancel = cancel
+	}
+	return r
 }
 
 // take returns the answer waiting for the client, if any, and ACKs it.
@@ -140,8 +159,8 @@ func TestCacheSubscriptions(t *testing.T) {
 	// Dropping a namespace subscription removes its Services; adding a
 	// Service's name sends it.
 	shop.watch()
-	shop.sub.UpdateResourceSubscriptions([]string{"web/front"}, []string{"shop/*"})
-	r := shop.watch()
+	shop.cancel() // the server cancels the open watch before changing the subscription
+	r := shop.change([]string{"web/front"}, []string{"shop/*"})
 	if got := names(r); !slices.Equal(got, []string{"web/front"}) || !slices.Equal(r.RemovedResources, []string{"shop/cart"}) {
 		t.Errorf("after changing the subscription: sent %v, removed %v; want [web/front], [shop/cart]", got, r.RemovedResources)
 	}
@@ -187,5 +206,37 @@ func TestCacheResumption(t *testing.T) {
 	r = newClient(t, c3, []string{"*"}, held).watch()
 	if got := names(r); !slices.Equal(got, []string{"shop/b", "shop/c"}) || !slices.Equal(r.RemovedResources, []string{"shop/a"}) {
 		t.Errorf("resuming after changes: sent %v, removed %v; want [shop/b shop/c], [shop/a]", got, r.RemovedResources)
+	}
+}
+
+// Changes made while a client has no watch open (between a response and
+// its ACK) are answered to the ACK, and only they.
+func TestCacheChangesBetweenResponseAndACK(t *testing.T) {
+	c := NewCache()
+	for _, n := range []string{"a", "b", "c"} {
+		if err := c.Set(svc("shop", n, "10.0.0.1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := newClient(t, c, []string{"*"}, nil)
+	if r := cl.watch(); len(r.GetResources()) != 3 {
+		t.Fatalf("initial answer %v", names(r))
+	}
+	if r := cl.watch(); r != nil {
+		t.Fatalf("in step, answered %v", names(r))
+	}
+	cl.cancel()
+	for _, n := range []string{"a", "b"} {
+		if err := c.Set(svc("shop", n, "10.0.0.2")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Delete("shop", "c")
+	r := cl.watch()
+	if got := names(r); !slices.Equal(got, []string{"shop/a", "shop/b"}) || !slices.Equal(r.RemovedResources, []string{"shop/c"}) {
+		t.Fatalf("ACK after changes: sent %v, removed %v; want [shop/a shop/b], [shop/c]", got, r.GetRemovedResources())
+	}
+	if r := cl.watch(); r != nil {
+		t.Fatalf("in step again, answered %v", names(r))
 	}
 }
