@@ -217,7 +217,10 @@ func (a *Agent) runWithDiscovery(ctx context.Context) error {
 			wg.Go(func() { k.Run(kctx) })
 			wg.Go(func() {
 				if k.WaitForSync(kctx) == nil {
-					kubeSynced <- &k
+					select {
+					case kubeSynced <- &k:
+					case <-kctx.Done():
+					}
 				}
 			})
 		case k := <-kubeSynced:

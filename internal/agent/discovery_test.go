@@ -131,7 +131,7 @@ func TestAgentWithDiscovery(t *testing.T) {
 			t.Fatal("configuration lost when discovery stopped")
 		}
 		poll.Until(t, 10*time.Second, "the fallback to the API server", func() bool { return !h.agent.FromDiscovery() })
-		if testutil.ToFloat64(h.agent.metrics.fallbacks) != 1 || !clusters(h)[cart] {
+		if testutil.ToFloat64(h.agent.metrics.fallbacks) < 1 || !clusters(h)[cart] {
 			t.Fatalf("after the fallback: %v fallbacks, clusters %v", testutil.ToFloat64(h.agent.metrics.fallbacks), clusters(h))
 		}
 		// A new agent while discovery is down starts from the API server.
