@@ -70,8 +70,8 @@ bench: envtest ## Run the benchmarks with memory statistics.
 	KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS))" $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./...
 
 .PHONY: scale
-scale: envtest ## Measure discovery with real agent processes (API-server cost, propagation, memory, restart); takes minutes.
-	KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS))" $(GO) run ./hack/scale $(SCALE_FLAGS)
+scale: ## Measure discovery with real agent processes (API-server cost, propagation, memory, restart); takes minutes.
+	KUBEBUILDER_ASSETS="$$(hack/envtest/assets.sh)" $(GO) run ./hack/scale $(SCALE_FLAGS)
 
 ##@ Build
 

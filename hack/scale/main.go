@@ -37,6 +37,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
 	"github.com/tandem-mesh/tandem/internal/controlplane"
 	"github.com/tandem-mesh/tandem/internal/discovery/resource"
 	"github.com/tandem-mesh/tandem/internal/kubeobj"
@@ -64,7 +66,7 @@ func main() {
 
 type harness struct {
 	dir, bin   string
-	cluster    *controlplane.Cluster
+	kubeconfig string
 	kube       kubernetes.Interface
 	apiPID     int
 	discAddr   string
@@ -94,14 +96,32 @@ func run() error {
 	}
 	report("agent binary, stripped", "%.1f MB", float64(fi.Size())/1e6)
 
-	if h.cluster, err = controlplane.StartCluster(controlplane.Options{}); err != nil {
+	// etcd and kube-apiserver only: nothing here needs the controllers.
+	env, err := controlplane.New(controlplane.Options{})
+	if err != nil {
 		return err
 	}
-	defer h.cluster.Stop()
-	if h.kube, err = kubernetes.NewForConfig(h.cluster.Config); err != nil {
+	cfg, err := env.Start()
+	if err != nil {
 		return err
 	}
-	if h.apiPID, err = findPID("kube-apiserver", portOf(h.cluster.Config.Host)); err != nil {
+	defer env.Stop()
+	admin, err := env.AddUser(envtest.User{Name: "scale-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		return err
+	}
+	h.kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(h.kubeconfig, kubeconfig, 0o600); err != nil {
+		return err
+	}
+	if h.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return err
+	}
+	if h.apiPID, err = findPID("kube-apiserver", portOf(cfg.Host)); err != nil {
 		return err
 	}
 	defer h.stopAll()
@@ -199,7 +219,7 @@ func (h *harness) writeToken(namespace string) (string, error) {
 
 func (h *harness) startInjector() error {
 	cmd := exec.Command(filepath.Join(h.bin, "injector"), "serve", "--webhook=false",
-		"--kubeconfig="+h.cluster.Kubeconfig, "--cert-dir="+filepath.Dir(h.caFile),
+		"--kubeconfig="+h.kubeconfig, "--cert-dir="+filepath.Dir(h.caFile),
 		"--discovery-addr="+h.discAddr, "--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--native-sidecar=true", "--injector-namespace=tandem-system", "--log-level=error")
 	cmd.Stderr = os.Stderr
@@ -236,7 +256,7 @@ func (h *harness) startAgents(n int, scope, token string) ([]*agentProc, error) 
 	var out []*agentProc
 	for i := range n {
 		a := &agentProc{metrics: freeAddr(), socket: filepath.Join(h.dir, fmt.Sprintf("a%d-%d.sock", len(h.agents), i))}
-		args := []string{"run", "--kubeconfig=" + h.cluster.Kubeconfig, "--node-id=" + filepath.Base(a.socket),
+		args := []string{"run", "--kubeconfig=" + h.kubeconfig, "--node-id=" + filepath.Base(a.socket),
 			"--xds-socket=" + a.socket, "--health-addr=" + freeAddr(), "--metrics-addr=" + a.metrics,
 			"--discovery-address=" + h.discAddr, "--discovery-ca=" + h.caFile, "--discovery-token=" + token,
 			"--envoy-admin=http://127.0.0.1:1", "--log-level=error"}
