@@ -286,6 +286,15 @@ func (a *Agent) SubscribeListeners(names []string) {
 	a.Subscribe(keys)
 }
 
+// rebuildFor schedules a rebuild for a change of src when it is the
+// current source; a source becoming current is rebuilt from in full anyway,
+// with every change it already holds.
+func (a *Agent) rebuildFor(src source) {
+	if a.current() == src {
+		a.scheduleRebuild()
+	}
+}
+
 func (a *Agent) scheduleRebuild() {
 	select {
 	case a.kick <- struct{}{}:

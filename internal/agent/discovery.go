@@ -269,7 +269,7 @@ func (d *discoverySource) apply(resp *discoverygrpc.DeltaDiscoveryResponse) erro
 		if c.endpoints {
 			d.a.updateEndpoints(d, c.key)
 		} else {
-			d.a.scheduleRebuild()
+			d.a.rebuildFor(d)
 		}
 	}
 	return nil
@@ -317,7 +317,7 @@ func (d *discoverySource) subscribe(keys []string) {
 	}
 	d.mu.Unlock()
 	if dropped {
-		d.a.scheduleRebuild()
+		d.a.rebuildFor(d)
 	}
 	if req == nil || len(req.ResourceNamesSubscribe)+len(req.ResourceNamesUnsubscribe) == 0 {
 		return
