@@ -29,8 +29,8 @@ type Cache struct {
 	// seq numbers the changes; changes logs the latest ones, so that a
 	// client's ACK is answered by looking at what changed since its last
 	// response rather than at everything it follows.
-	seq     uint64
-	changes []change
+	seq       uint64
+	changes   []change
 	entries   map[string]*entry            // by resource name
 	byNS      map[string]map[string]*entry // namespace -> name -> entry
 	wildcard  map[*watch]struct{}
