@@ -21,7 +21,10 @@ RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
       -o /out/injector ./cmd/injector && \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
       -ldflags="-s -w -X github.com/tandem-mesh/tandem/internal/version.Version=${VERSION}" \
-      -o /out/agent ./cmd/agent
+      -o /out/agent ./cmd/agent && \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
+      -ldflags="-s -w -X github.com/tandem-mesh/tandem/internal/version.Version=${VERSION}" \
+      -o /out/tandem-cni ./cmd/cni
 
 FROM gcr.io/distroless/static-debian12:nonroot AS injector
 COPY --from=build /out/injector /usr/local/bin/injector
@@ -29,8 +32,11 @@ USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/injector"]
 
 # The pod spec sets the user: 1337 for the agent sidecar, root with only
-# NET_ADMIN and NET_RAW for the capture init container.
+# NET_ADMIN and NET_RAW for the capture init container, 1338 for
+# tandem-validate. tandem-cni (the CNI plugin and its installer, run by the
+# config/cni DaemonSet) ships in the same image.
 FROM gcr.io/distroless/static-debian12:nonroot AS agent
 COPY --from=build /out/agent /usr/local/bin/agent
+COPY --from=build /out/tandem-cni /usr/local/bin/tandem-cni
 USER 1337:1337
 ENTRYPOINT ["/usr/local/bin/agent"]

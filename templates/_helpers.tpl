@@ -89,18 +89,7 @@ failureThreshold: 3
   - {{ .Const.AgentBinary }}
   - init
   args:
-  - --proxy-port={{ .Const.ProxyOutboundPort }}
-  - --proxy-uid={{ .Const.ProxyUID }}
-  - --proxy-gid={{ .Const.ProxyGID }}
-  {{- if .ExcludeOutboundPorts }}
-  - {{ toJSON (print "--exclude-outbound-ports=" .ExcludeOutboundPorts) }}
-  {{- end }}
-  {{- if .ExcludeOutboundCIDRs }}
-  - {{ toJSON (print "--exclude-outbound-cidrs=" .ExcludeOutboundCIDRs) }}
-  {{- end }}
-  {{- if .IncludeOutboundCIDRs }}
-  - {{ toJSON (print "--include-outbound-cidrs=" .IncludeOutboundCIDRs) }}
-  {{- end }}
+  {{- include "tandem.captureArgs" . | indent 2 }}
   {{- include "tandem.resources" .AgentResources | indent 2 }}
   securityContext:
     runAsUser: 0

@@ -24,6 +24,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tandem-mesh/tandem/internal/wellknown"
 )
 
 // Builtin holds the embedded templates: envoy.yaml, proxyless.yaml and their helpers.
@@ -58,7 +60,7 @@ type cacheKey struct {
 func Default() (*Set, error) { return Load(Builtin) }
 
 // Load reads the templates at the top of fsys, parses them and renders each
-// once with ExampleValues in both sidecar modes, so a broken template fails
+// once with ExampleValues in both sidecar modes and both capture modes, so a broken template fails
 // here rather than on the first pod.
 func Load(fsys fs.FS) (*Set, error) {
 	entries, err := fs.ReadDir(fsys, ".")
@@ -104,8 +106,12 @@ func Load(fsys fs.FS) (*Set, error) {
 	slices.Sort(s.names)
 	for _, name := range s.names {
 		for _, native := range []bool{true, false} {
-			if _, err := s.render(name, ExampleValues(native)); err != nil {
-				return nil, err
+			for _, capture := range []string{wellknown.CaptureInit, wellknown.CaptureCNI} {
+				v := ExampleValues(native)
+				v.Capture = capture
+				if _, err := s.render(name, v); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}

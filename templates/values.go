@@ -29,6 +29,9 @@ type Values struct {
 	ExcludeOutboundPorts string
 	ExcludeOutboundCIDRs string
 	IncludeOutboundCIDRs string
+	// Capture is who installs the capture rules: "init" (tandem-init) or
+	// "cni" (the node's tandem-cni plugin, checked by tandem-validate).
+	Capture string
 	// EnvoyBootstrap is Envoy's bootstrap JSON for --config-yaml.
 	EnvoyBootstrap string
 	// GRPCBootstrap is the JSON of GRPC_XDS_BOOTSTRAP_CONFIG for proxyless apps.
@@ -52,6 +55,8 @@ type Resources struct {
 // Constants mirror internal/wellknown for use inside templates.
 type Constants struct {
 	InitContainer, AgentContainer, ProxyContainer string
+	ValidateContainer                             string
+	ValidateUID, ValidateGID                      int
 	RunVolume, TokenVolume                        string
 	RunDir, XDSSocket                             string
 	DiscoveryAudience, DiscoveryTokenPath         string
@@ -67,6 +72,9 @@ const AgentBinary = "/usr/local/bin/agent"
 
 var constants = Constants{
 	InitContainer:      wellknown.InitContainerName,
+	ValidateContainer:  wellknown.ValidateContainerName,
+	ValidateUID:        wellknown.ValidateUID,
+	ValidateGID:        wellknown.ValidateGID,
 	AgentContainer:     wellknown.AgentContainerName,
 	ProxyContainer:     wellknown.ProxyContainerName,
 	RunVolume:          wellknown.RunVolumeName,
@@ -131,6 +139,7 @@ func ExampleValues(native bool) Values {
 		ExcludeOutboundPorts: strconv.Itoa(9090),
 		ExcludeOutboundCIDRs: "10.0.0.0/8",
 		IncludeOutboundCIDRs: "*",
+		Capture:              wellknown.CaptureInit,
 		EnvoyBootstrap:       `{"node":{"id":"$(POD_NAME).$(POD_NAMESPACE)"}}`,
 		GRPCBootstrap:        `{"xds_servers":[]}`,
 		DiscoveryAddress:     "tandem-discovery.tandem-system.svc:15012",

@@ -1,12 +1,14 @@
-// Package webhook decides whether a pod gets Tandem's sidecars and adds them.
-// One mutation serves both the admission webhook (Handler) and the offline
-// `injector inject` command (Injector.Inject on decoded pods).
+// Package webhook decides whether a pod gets Tandem's sidecars and adds them:
+// a pod in, the pod injected out, and a Result saying what was added or why
+// nothing was. One mutation serves both the admission webhook (package
+// webhook/admit, its transport) and the offline `injector inject` command.
 package webhook
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -92,17 +94,42 @@ const (
 	Reinject
 )
 
-// Result is the outcome of Inject.
+// Result is the outcome of Inject: what happened to the pod, and what the
+// user who created it should be told.
 type Result struct {
-	// Injected is true when the pod was changed.
+	// Injected is true when the pod now carries the sidecars.
 	Injected bool
-	// Skipped explains why the pod was left as it was, when it was.
+	// Uninjected is true when Reinject removed the sidecars of a pod that is
+	// no longer to be injected (Skipped and Reason say why).
+	Uninjected bool
+	// Skipped explains why the pod was not injected, when it was not; Reason
+	// is the same in one word.
 	Skipped string
+	Reason  Reason
+	// Selected is true when the namespace's label or the pod's asks for
+	// injection: a skip of a selected pod is news to its author.
+	Selected bool
 	// Status is what the pod's tandem.dev/status now records, when injected.
 	Status Status
+	// Changed names the parts of the pod the mutation replaced. Inject never
+	// writes into the lists and maps it was given, so a shallow copy of the
+	// pod taken before is the pod as it was.
+	Changed Parts
+	// Warnings are for the author of the pod: what the injection did that
+	// they should know of.
+	Warnings []string
+}
 
-	changed  changes
-	rendered *templates.Rendered
+// Parts names the parts of a pod a mutation may change.
+type Parts struct {
+	Annotations, InitContainers, Containers, Volumes bool
+}
+
+func (p *Parts) merge(o Parts) {
+	p.Annotations = p.Annotations || o.Annotations
+	p.InitContainers = p.InitContainers || o.InitContainers
+	p.Containers = p.Containers || o.Containers
+	p.Volumes = p.Volumes || o.Volumes
 }
 
 // DeniedError is a pod the injector refuses: a bad annotation or label, or
@@ -121,95 +148,105 @@ func IsDenied(err error) bool {
 }
 
 // Inject decides whether pod, in namespace ns, gets the sidecars and adds
-// them in place. An error is either a DeniedError or a failure to render.
+// them. It replaces the pod's fields rather than writing into them (see
+// Result.Changed). An error is either a DeniedError or a failure to render.
 func (in *Injector) Inject(pod *corev1.Pod, ns Namespace, mode Mode) (Result, error) {
-	return in.inject(pod, ns, mode, true, nil)
-}
-
-// inject is Inject; without copySidecars the pod shares the sidecars with
-// the render cache, for a caller that only reads the pod and drops it.
-// prepare, if set, sees the sidecars before the pod is checked against them.
-func (in *Injector) inject(pod *corev1.Pod, ns Namespace, mode Mode, copySidecars bool, prepare func(*templates.Sidecars) error) (Result, error) {
-	if reason, err := in.decide(pod, ns, mode); reason != "" || err != nil {
-		return Result{Skipped: reason}, err
-	}
-	var ch changes
-	if old, ok, err := ParseStatus(pod); err != nil {
+	sk, err := in.decide(pod, ns, mode)
+	if err != nil {
 		return Result{}, err
-	} else if ok {
-		ch = strip(pod, old)
+	}
+	// Re-injection starts from the pod as it was before the last injection.
+	var stripped Parts
+	if mode == Reinject {
+		old, ok, err := ParseStatus(pod)
+		if err != nil {
+			return Result{}, err
+		}
+		if ok {
+			stripped = strip(pod, old)
+		}
+	}
+	if sk.reason == "" {
+		sk = coexistence(pod)
+	}
+	if sk.reason != "" {
+		res := sk.result()
+		// A manifest injected before and opted out since loses its sidecars.
+		res.Uninjected, res.Changed = stripped != (Parts{}), stripped
+		return res, nil
 	}
 	s, err := in.settingsFor(pod, ns)
 	if err != nil {
 		return Result{}, err
 	}
+
 	r, err := in.templates.Render(s.template, s.values)
 	if err != nil {
 		return Result{}, fmt.Errorf("rendering the sidecars of pod %s: %w", podName(pod), err)
 	}
-	if prepare != nil {
-		if err := prepare(&r.Sidecars); err != nil {
-			return Result{}, err
-		}
-	}
-	if err := clashes(pod, &r.Sidecars); err != nil {
+	if err := podSecurityAllows(pod, ns, &r.Sidecars); err != nil {
 		return Result{}, err
 	}
-	res := apply(pod, r, s.values.NativeSidecar, copySidecars)
-	ch.merge(res.changed)
-	res.changed, res.rendered = ch, r
-	return res, nil
+	if err := clashes(pod, &r.Sidecars, stripped != (Parts{})); err != nil {
+		return Result{}, err
+	}
+	added := apply(pod, r, s.values.NativeSidecar)
+	added.Changed.merge(stripped)
+	added.Selected = true
+	return added, nil
 }
 
 // apply adds the rendered sidecars to pod and records them in its status.
-func apply(pod *corev1.Pod, r *templates.Rendered, native, copySidecars bool) Result {
+func apply(pod *corev1.Pod, r *templates.Rendered, native bool) Result {
 	sc := &r.Sidecars
 	st := Status{Template: r.Template, NativeSidecar: native, ConfigHash: r.Hash}
-	var ch changes
+	res := Result{Injected: true}
+	ch := &res.Changed
 
+	own := pod.Spec.InitContainers
+	if len(sc.AppEnv)+len(sc.AppVolumeMounts) > 0 {
+		// Every container of the pod's own gets them, init containers and
+		// native sidecars included: they may dial gRPC services too.
+		own = withApp(own, sc)
+		pod.Spec.InitContainers = own
+		ch.InitContainers = len(own) > 0
+	}
 	if len(sc.InitContainersFirst)+len(sc.InitContainersLast) > 0 {
-		own := pod.Spec.InitContainers
 		list := make([]corev1.Container, 0, len(own)+len(sc.InitContainersFirst)+len(sc.InitContainersLast))
-		list = appendSidecars(list, sc.InitContainersFirst, copySidecars)
+		list = appendSidecars(list, sc.InitContainersFirst)
 		list = append(list, own...)
-		list = appendSidecars(list, sc.InitContainersLast, copySidecars)
+		list = appendSidecars(list, sc.InitContainersLast)
 		pod.Spec.InitContainers = list
 		st.InitContainers = append(names(sc.InitContainersFirst), names(sc.InitContainersLast)...)
-		ch.initContainers = true
+		ch.InitContainers = true
 	}
 
-	own := pod.Spec.Containers
+	own = pod.Spec.Containers
 	if len(sc.AppEnv)+len(sc.AppVolumeMounts) > 0 {
-		// A new list: the pod's own stays as it was, for the patch.
-		own = slices.Clone(own)
+		own = withApp(own, sc)
 		pod.Spec.Containers = own
-		for i := range own {
-			c := &own[i]
-			for _, e := range sc.AppEnv {
-				c.Env = append(c.Env, *e.DeepCopy())
-			}
-			for _, m := range sc.AppVolumeMounts {
-				c.VolumeMounts = append(c.VolumeMounts, *m.DeepCopy())
-			}
-		}
 		for _, e := range sc.AppEnv {
 			st.Env = append(st.Env, e.Name)
 		}
 		for _, m := range sc.AppVolumeMounts {
 			st.VolumeMounts = append(st.VolumeMounts, m.Name)
 		}
-		ch.containers = len(own) > 0
+		ch.Containers = len(own) > 0
 	}
 	if len(sc.ContainersFirst) > 0 {
 		list := make([]corev1.Container, 0, len(own)+len(sc.ContainersFirst))
-		list = appendSidecars(list, sc.ContainersFirst, copySidecars)
+		list = appendSidecars(list, sc.ContainersFirst)
 		pod.Spec.Containers = append(list, own...)
 		st.Containers = names(sc.ContainersFirst)
-		ch.containers = true
+		ch.Containers = true
 		// kubectl picks the first container by default; keep it the app's.
 		if _, set := pod.Annotations[DefaultContainerAnnotation]; !set && len(own) > 0 {
 			setAnnotation(pod, DefaultContainerAnnotation, own[0].Name)
 			st.Annotations = append(st.Annotations, DefaultContainerAnnotation)
+		}
+		if p := pod.Spec.RestartPolicy; p == corev1.RestartPolicyNever || p == corev1.RestartPolicyOnFailure {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("pod %s has restartPolicy %s but gets Tandem's sidecars as regular containers, which never exit: the pod never completes (a Job never finishes); use native sidecars (annotation %s=true, Kubernetes 1.29 or newer)",
+				podName(pod), p, wellknown.AnnotationNativeSidecar))
 		}
 	}
 
@@ -217,33 +254,55 @@ func apply(pod *corev1.Pod, r *templates.Rendered, native, copySidecars bool) Re
 		vols := make([]corev1.Volume, 0, len(pod.Spec.Volumes)+len(sc.Volumes))
 		vols = append(vols, pod.Spec.Volumes...)
 		for i := range sc.Volumes {
-			if copySidecars {
-				vols = append(vols, *sc.Volumes[i].DeepCopy())
-			} else {
-				vols = append(vols, sc.Volumes[i])
-			}
+			vols = append(vols, *sc.Volumes[i].DeepCopy())
 			st.Volumes = append(st.Volumes, sc.Volumes[i].Name)
 		}
 		pod.Spec.Volumes = vols
-		ch.volumes = true
+		ch.Volumes = true
 	}
 
 	// Marshalling a struct of strings and bools cannot fail.
 	status, _ := json.Marshal(st)
 	setAnnotation(pod, wellknown.StatusAnnotation, string(status))
-	ch.annotations = true
-	return Result{Injected: true, Status: st, changed: ch}
+	ch.Annotations = true
+	res.Status = st
+	return res
 }
 
-// touchesContainers reports whether sidecars change the pod's own containers.
-func touchesContainers(sc *templates.Sidecars) bool {
-	return len(sc.ContainersFirst)+len(sc.AppEnv)+len(sc.AppVolumeMounts) > 0
-}
-
-func appendSidecars(dst, src []corev1.Container, deep bool) []corev1.Container {
-	if !deep {
-		return append(dst, src...)
+// withApp returns a copy of the pod's own containers cs, each given the
+// template's environment and mounts after its own.
+func withApp(cs []corev1.Container, sc *templates.Sidecars) []corev1.Container {
+	if len(cs) == 0 {
+		return cs
 	}
+	cs = slices.Clone(cs)
+	for i := range cs {
+		c := &cs[i]
+		if len(sc.AppEnv) > 0 {
+			c.Env = extended(c.Env, sc.AppEnv)
+		}
+		if len(sc.AppVolumeMounts) > 0 {
+			c.VolumeMounts = extended(c.VolumeMounts, sc.AppVolumeMounts)
+		}
+	}
+	return cs
+}
+
+// extended returns a new list: own, then copies of the shared items add.
+func extended[T any, PT interface {
+	*T
+	DeepCopy() *T
+}](own, add []T) []T {
+	out := make([]T, 0, len(own)+len(add))
+	out = append(out, own...)
+	for i := range add {
+		out = append(out, *PT(&add[i]).DeepCopy())
+	}
+	return out
+}
+
+// appendSidecars appends copies: the rendered sidecars are shared.
+func appendSidecars(dst, src []corev1.Container) []corev1.Container {
 	for i := range src {
 		dst = append(dst, *src[i].DeepCopy())
 	}
@@ -258,42 +317,48 @@ func names(cs []corev1.Container) []string {
 	return out
 }
 
+// setAnnotation sets an annotation on a copy of the pod's map.
 func setAnnotation(pod *corev1.Pod, k, v string) {
-	if pod.Annotations == nil {
-		pod.Annotations = map[string]string{}
-	}
-	pod.Annotations[k] = v
+	a := make(map[string]string, len(pod.Annotations)+1)
+	maps.Copy(a, pod.Annotations)
+	a[k] = v
+	pod.Annotations = a
 }
 
 // reserved are the names injection uses in any template; a pod that already
 // uses one without a status annotation is refused rather than half-injected.
-var reservedContainers = []string{wellknown.InitContainerName, wellknown.AgentContainerName, wellknown.ProxyContainerName}
+var reservedContainers = []string{wellknown.InitContainerName, wellknown.ValidateContainerName, wellknown.AgentContainerName, wellknown.ProxyContainerName}
 var reservedVolumes = []string{wellknown.RunVolumeName, wellknown.TokenVolumeName}
 
-// clashes refuses a pod that already has something the sidecars would add.
-func clashes(pod *corev1.Pod, sc *templates.Sidecars) error {
+// clashes refuses a pod that already has something the sidecars would add;
+// hadStatus says the pod had a status annotation, which did not list it.
+func clashes(pod *corev1.Pod, sc *templates.Sidecars, hadStatus bool) error {
 	containers := slices.Concat(reservedContainers, names(sc.InitContainersFirst), names(sc.InitContainersLast), names(sc.ContainersFirst))
 	volumes := slices.Clone(reservedVolumes)
 	for _, v := range sc.Volumes {
 		volumes = append(volumes, v.Name)
 	}
 	const fix = "these names are reserved for Tandem's sidecars: rename it, or opt the pod out with the label " + wellknown.InjectLabel + "=false"
+	status := "but no " + wellknown.StatusAnnotation + " annotation"
+	if hadStatus {
+		status = "that its " + wellknown.StatusAnnotation + " annotation does not list"
+	}
 	for _, list := range []struct {
 		kind string
 		cs   []corev1.Container
 	}{{"an init container", pod.Spec.InitContainers}, {"a container", pod.Spec.Containers}, {"an ephemeral container", ephemeral(pod)}} {
 		for _, c := range list.cs {
 			if slices.Contains(containers, c.Name) {
-				return denied("pod %s already has %s named %q but no %s annotation; %s", podName(pod), list.kind, c.Name, wellknown.StatusAnnotation, fix)
+				return denied("pod %s already has %s named %q %s; %s", podName(pod), list.kind, c.Name, status, fix)
 			}
 		}
 	}
 	for _, v := range pod.Spec.Volumes {
 		if slices.Contains(volumes, v.Name) {
-			return denied("pod %s already has a volume named %q but no %s annotation; %s", podName(pod), v.Name, wellknown.StatusAnnotation, fix)
+			return denied("pod %s already has a volume named %q %s; %s", podName(pod), v.Name, status, fix)
 		}
 	}
-	for _, c := range pod.Spec.Containers {
+	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
 		for _, e := range sc.AppEnv {
 			if slices.ContainsFunc(c.Env, func(x corev1.EnvVar) bool { return x.Name == e.Name }) {
 				return denied("container %q of pod %s already sets the environment variable %s, which the injection sets; remove it, or choose another template with the annotation %s",

@@ -9,25 +9,10 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/tandem-mesh/tandem/internal/textdiff"
+	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
 	"github.com/tandem-mesh/tandem/templates"
 )
-
-// pc0 is the pod of Istio's BenchmarkInjectServePC0.
-func pc0() *corev1.Pod {
-	return &corev1.Pod{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Name: "test", Namespace: "shop"},
-		Spec: corev1.PodSpec{
-			Volumes:          []corev1.Volume{{Name: "v0"}},
-			InitContainers:   []corev1.Container{{Name: "c0"}},
-			Containers:       []corev1.Container{{Name: "c1"}},
-			ImagePullSecrets: []corev1.LocalObjectReference{{Name: "p0"}},
-		},
-	}
-}
 
 func containerNames(cs []corev1.Container) []string {
 	var out []string

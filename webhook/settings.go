@@ -32,6 +32,8 @@ type Defaults struct {
 	ProxyImage    string
 	AgentImage    string
 	LogLevel      string
+	// Capture is "init" or "cni" (wellknown.CaptureInit, CaptureCNI).
+	Capture string
 
 	ProxyCPU, ProxyMemory, ProxyCPULimit, ProxyMemoryLimit string
 	AgentCPU, AgentMemory, AgentCPULimit, AgentMemoryLimit string
@@ -50,6 +52,7 @@ func RecommendedDefaults() Defaults {
 		ProxyImage:       DefaultProxyImage,
 		AgentImage:       DefaultAgentImage,
 		LogLevel:         DefaultLogLevel,
+		Capture:          wellknown.CaptureInit,
 		ProxyCPU:         "100m",
 		ProxyMemory:      "128Mi",
 		ProxyMemoryLimit: "1Gi",
@@ -76,6 +79,7 @@ type option struct {
 var (
 	logLevels   = []string{"debug", "info", "warn", "error"}
 	booleans    = []string{"true", "false"}
+	captures    = []string{wellknown.CaptureInit, wellknown.CaptureCNI}
 	cpuForm     = "a CPU quantity such as 100m, 0.5 or 2"
 	memoryForm  = "a memory quantity such as 128Mi, 1Gi or 500M"
 	portsForm   = "comma-separated port numbers from 1 to 65535, such as 8080,9090 (empty for none)"
@@ -98,6 +102,13 @@ var options = []option{
 			return fmt.Errorf("not a boolean")
 		}
 		s.values.NativeSidecar = v == "true"
+		return nil
+	}},
+	{wellknown.AnnotationCapture, "capture", quoteAll(captures), func(_ *Injector, s *settings, v string) error {
+		if !slices.Contains(captures, v) {
+			return fmt.Errorf("unknown capture mode")
+		}
+		s.values.Capture = v
 		return nil
 	}},
 	{wellknown.AnnotationProxyImage, "proxy-image", "an image reference such as " + DefaultProxyImage, func(_ *Injector, s *settings, v string) error {
@@ -229,6 +240,7 @@ func (in *Injector) fromDefaults(d Defaults) (settings, error) {
 	byFlag := map[string]string{
 		"template":           d.Template,
 		"native-sidecar":     fmt.Sprint(d.NativeSidecar),
+		"capture":            d.Capture,
 		"proxy-image":        d.ProxyImage,
 		"agent-image":        d.AgentImage,
 		"sidecar-log-level":  d.LogLevel,

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 
@@ -44,58 +45,58 @@ func ParseStatus(pod *corev1.Pod) (s Status, ok bool, err error) {
 	return s, true, nil
 }
 
-// changes says which parts of a pod a mutation touched; the admission patch
-// is computed over these parts only.
-type changes struct {
-	annotations, initContainers, containers, volumes bool
-}
-
-func (c *changes) merge(o changes) {
-	c.annotations = c.annotations || o.annotations
-	c.initContainers = c.initContainers || o.initContainers
-	c.containers = c.containers || o.containers
-	c.volumes = c.volumes || o.volumes
-}
-
-// strip removes from pod everything s lists, and the status annotation.
-// It builds new lists rather than editing the pod's in place.
-func strip(pod *corev1.Pod, s Status) changes {
-	var ch changes
+// strip removes from pod everything s lists, and the status annotation,
+// and says which parts it changed. It replaces the pod's lists and maps
+// rather than writing into them.
+func strip(pod *corev1.Pod, s Status) Parts {
+	var ch Parts
 	drop := func(list []corev1.Container, names []string) []corev1.Container {
 		return slices.DeleteFunc(slices.Clone(list), func(c corev1.Container) bool { return slices.Contains(names, c.Name) })
 	}
+	// The environment and mounts went to each of the pod's own containers.
+	dropApp := func(list []corev1.Container) ([]corev1.Container, bool) {
+		if len(s.Env)+len(s.VolumeMounts) == 0 || len(list) == 0 {
+			return list, false
+		}
+		list = slices.Clone(list)
+		changed := false
+		for i := range list {
+			c := &list[i]
+			ne, nm := len(c.Env), len(c.VolumeMounts)
+			c.Env = slices.DeleteFunc(slices.Clone(c.Env), func(e corev1.EnvVar) bool { return slices.Contains(s.Env, e.Name) })
+			c.VolumeMounts = slices.DeleteFunc(slices.Clone(c.VolumeMounts), func(m corev1.VolumeMount) bool { return slices.Contains(s.VolumeMounts, m.Name) })
+			changed = changed || len(c.Env) != ne || len(c.VolumeMounts) != nm
+			// An emptied list goes back to absent, as it was before injection.
+			if len(c.Env) == 0 {
+				c.Env = nil
+			}
+			if len(c.VolumeMounts) == 0 {
+				c.VolumeMounts = nil
+			}
+		}
+		return list, changed
+	}
 	n := len(pod.Spec.InitContainers)
 	pod.Spec.InitContainers = drop(pod.Spec.InitContainers, s.InitContainers)
-	ch.initContainers = len(pod.Spec.InitContainers) != n
+	ch.InitContainers = len(pod.Spec.InitContainers) != n
+	var app bool
+	pod.Spec.InitContainers, app = dropApp(pod.Spec.InitContainers)
+	ch.InitContainers = ch.InitContainers || app
 	n = len(pod.Spec.Containers)
 	pod.Spec.Containers = drop(pod.Spec.Containers, s.Containers)
-	ch.containers = len(pod.Spec.Containers) != n
-	for i := range pod.Spec.Containers {
-		c := &pod.Spec.Containers[i]
-		ne, nm := len(c.Env), len(c.VolumeMounts)
-		if len(s.Env) > 0 {
-			c.Env = slices.DeleteFunc(slices.Clone(c.Env), func(e corev1.EnvVar) bool { return slices.Contains(s.Env, e.Name) })
-		}
-		if len(s.VolumeMounts) > 0 {
-			c.VolumeMounts = slices.DeleteFunc(slices.Clone(c.VolumeMounts), func(m corev1.VolumeMount) bool { return slices.Contains(s.VolumeMounts, m.Name) })
-		}
-		ch.containers = ch.containers || len(c.Env) != ne || len(c.VolumeMounts) != nm
-		// An emptied list goes back to absent, as it was before injection.
-		if len(c.Env) == 0 {
-			c.Env = nil
-		}
-		if len(c.VolumeMounts) == 0 {
-			c.VolumeMounts = nil
-		}
-	}
+	ch.Containers = len(pod.Spec.Containers) != n
+	pod.Spec.Containers, app = dropApp(pod.Spec.Containers)
+	ch.Containers = ch.Containers || app
 	n = len(pod.Spec.Volumes)
 	pod.Spec.Volumes = slices.DeleteFunc(slices.Clone(pod.Spec.Volumes), func(v corev1.Volume) bool { return slices.Contains(s.Volumes, v.Name) })
-	ch.volumes = len(pod.Spec.Volumes) != n
+	ch.Volumes = len(pod.Spec.Volumes) != n
+	annotations := maps.Clone(pod.Annotations)
 	for _, a := range s.Annotations {
-		delete(pod.Annotations, a)
+		delete(annotations, a)
 	}
-	delete(pod.Annotations, wellknown.StatusAnnotation)
-	ch.annotations = true
+	delete(annotations, wellknown.StatusAnnotation)
+	pod.Annotations = annotations
+	ch.Annotations = true
 	if len(pod.Spec.InitContainers) == 0 {
 		pod.Spec.InitContainers = nil
 	}

@@ -11,14 +11,6 @@ import (
 	"github.com/tandem-mesh/tandem/internal/xds/objects"
 )
 
-func init() {
-	register(command{
-		name:    "config",
-		summary: "print the xDS resources served for the Kubernetes objects in a file",
-		run:     configCommand,
-	})
-}
-
 // configCommand prints exactly what xds.Translate returns for the Services,
 // EndpointSlices and TrafficPolicies of a file. Exit status: 0 when every
 // object was translated, 1 when some were left out or not applied (the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tandem-mesh/tandem/internal/capture"
 	"github.com/tandem-mesh/tandem/internal/netns"
+	"github.com/tandem-mesh/tandem/internal/testutil/netnstest"
 )
 
 // goldenDir holds the dry-run texts pinned by internal/capture's golden test.
@@ -97,7 +98,7 @@ func TestInitHelp(t *testing.T) {
 // input applies nothing, a good run installs the rules, running again or
 // with other flags replaces them.
 func TestInitInNamespace(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	// 7 rules by default: TCP only, proxy UID, proxy GID, two loopback,
@@ -139,7 +140,7 @@ func TestInitWithoutCapNetAdmin(t *testing.T) {
 	if !netns.CanSwitchUser() {
 		t.Skip("skipped: dropping to an unprivileged user needs root (a user namespace made without root maps only the caller)")
 	}
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	var code int

@@ -35,14 +35,6 @@ import (
 	"github.com/tandem-mesh/tandem/internal/xds/server"
 )
 
-func init() {
-	register(command{
-		name:    "run",
-		summary: "watch the cluster and serve xDS to the pod's Envoy (or proxyless gRPC)",
-		run:     runCommand,
-	})
-}
-
 type runConfig struct {
 	nodeID      string
 	socket      string

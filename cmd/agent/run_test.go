@@ -22,11 +22,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/tandem-mesh/tandem/internal/kubeobj"
-	"github.com/tandem-mesh/tandem/internal/poll"
-	"github.com/tandem-mesh/tandem/internal/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
+	"github.com/tandem-mesh/tandem/internal/testutil/poll"
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/xdstest"
 	"github.com/tandem-mesh/tandem/internal/xds"
-	"github.com/tandem-mesh/tandem/internal/xds/xdstest"
 )
 
 func TestRunFlagErrors(t *testing.T) {

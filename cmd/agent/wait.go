@@ -15,14 +15,6 @@ import (
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 )
 
-func init() {
-	register(command{
-		name:    "wait",
-		summary: "wait until the agent reports ready (postStart hook without native sidecars)",
-		run:     waitCommand,
-	})
-}
-
 func waitCommand(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("agent wait", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -29,29 +29,25 @@ import (
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=traffic.tandem.dev,resources=trafficpolicies,verbs=get;list;watch
 
-func init() {
-	addToManager("discovery", func(mgr ctrl.Manager, o *serveOptions) error {
-		if !o.discovery {
-			return nil
+// setupDiscovery adds discovery to the manager, on every replica.
+func setupDiscovery(mgr ctrl.Manager, o *serveOptions) error {
+	srv, err := newDiscovery(mgr.GetConfig(), o, mgr.GetLogger().WithName("discovery"))
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", o.discoveryAddr)
+	if err != nil {
+		return fmt.Errorf("flag --discovery-addr=%q: %w", o.discoveryAddr, err)
+	}
+	if err := mgr.AddReadyzCheck("discovery", func(*http.Request) error {
+		if !srv.Ready() {
+			return errors.New("discovery has not loaded the cluster's state yet")
 		}
-		srv, err := newDiscovery(mgr.GetConfig(), o, mgr.GetLogger().WithName("discovery"))
-		if err != nil {
-			return err
-		}
-		lis, err := net.Listen("tcp", o.discoveryAddr)
-		if err != nil {
-			return fmt.Errorf("flag --discovery-addr=%q: %w", o.discoveryAddr, err)
-		}
-		if err := mgr.AddReadyzCheck("discovery", func(*http.Request) error {
-			if !srv.Ready() {
-				return errors.New("discovery has not loaded the cluster's state yet")
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		return mgr.Add(discoveryRunnable{srv: srv, lis: lis})
-	})
+		return nil
+	}); err != nil {
+		return err
+	}
+	return mgr.Add(discoveryRunnable{srv: srv, lis: lis})
 }
 
 // newDiscovery builds discovery serving the certificate of --cert-dir,

@@ -26,6 +26,7 @@ func (f *injectionFlags) bind(fs *flag.FlagSet) {
 		name, usage string
 	}{
 		{&f.defaults.Template, "template", "template for pods without the tandem.dev/template annotation"},
+		{&f.defaults.Capture, "capture", "capture mode for pods without the tandem.dev/capture annotation: init (tandem-init with NET_ADMIN) or cni (the nodes' tandem-cni plugin; pods pass Pod Security restricted)"},
 		{&f.defaults.ProxyImage, "proxy-image", "Envoy image of tandem-proxy"},
 		{&f.defaults.AgentImage, "agent-image", "agent image of tandem-agent and tandem-init"},
 		{&f.defaults.LogLevel, "sidecar-log-level", "log level of Envoy and the agent: debug, info, warn or error"},

@@ -12,6 +12,8 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
 )
 
 func run(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -81,6 +83,26 @@ func TestInjectDeploymentServiceCronJob(t *testing.T) {
 	}
 }
 
+// TestInjectCaptureCNI: --capture=cni replaces tandem-init with
+// tandem-validate in every workload.
+func TestInjectCaptureCNI(t *testing.T) {
+	code, out, errOut := run(t, "", "inject", "-f", "testdata/greeter.yaml", "--capture=cni")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var dep appsv1.Deployment
+	if err := yaml.UnmarshalStrict([]byte(docs(out)[0]), &dep); err != nil {
+		t.Fatal(err)
+	}
+	spec := dep.Spec.Template.Spec
+	if want := []string{"tandem-validate", "tandem-agent", "tandem-proxy"}; !slices.Equal(names(spec.InitContainers), want) {
+		t.Errorf("init containers %v, want %v", names(spec.InitContainers), want)
+	}
+	if v := spec.InitContainers[0]; v.Command[1] != "validate" || v.SecurityContext.Capabilities.Add != nil || *v.SecurityContext.RunAsUser != 1338 {
+		t.Errorf("tandem-validate: command %v, security context %+v", v.Command, v.SecurityContext)
+	}
+}
+
 func TestInjectEveryWorkloadKind(t *testing.T) {
 	tmpl := `{"metadata":{"labels":{"app":"x"}},"spec":{"containers":[{"name":"app","image":"app:1"}]}}`
 	for _, m := range []string{
@@ -98,7 +120,8 @@ func TestInjectEveryWorkloadKind(t *testing.T) {
 			t.Errorf("%s: exit %d: %s", m[:60], code, errOut)
 			continue
 		}
-		if strings.Count(out, "name: tandem-proxy") != 1 || strings.Count(out, "tandem.dev/status") != 1 {
+		// JSON in, JSON out.
+		if strings.Count(out, `"name":"tandem-proxy"`) != 1 || strings.Count(out, `"tandem.dev/status"`) != 1 {
 			t.Errorf("%.60s: not injected once:\n%s", m, out)
 		}
 	}
@@ -135,7 +158,7 @@ func TestInjectJSONList(t *testing.T) {
 	if len(optedOut.Spec.Containers) != 1 || optedOut.Annotations != nil {
 		t.Errorf("opted-out pod was changed: %+v", optedOut.Spec)
 	}
-	if !strings.Contains(errOut, `document 1 (List) item 3 (Pod out): not injected: the pod is labeled tandem.dev/inject=false`) {
+	if !strings.Contains(errOut, `<stdin>:4: document 1, List item 3, Pod out (v1): not injected: the pod is labeled tandem.dev/inject=false`) {
 		t.Errorf("no note about the opted-out pod on stderr: %q", errOut)
 	}
 }
@@ -179,12 +202,13 @@ spec:
 		code int
 		want []string
 	}{
-		{[]string{"inject", "-f", bad}, 1, []string{"document 2 (Deployment shop/web)", "tandem.dev/proxy-memory", `"lots"`, "128Mi"}},
-		{[]string{"inject", "-f", unknown}, 1, []string{"document 1 (Pod typo)", "imagePullPolicey"}},
+		{[]string{"inject", "-f", bad}, 1, []string{"bad.yaml:6: document 2, Deployment shop/web (apps/v1)", "tandem.dev/proxy-memory", `"lots"`, "128Mi"}},
+		{[]string{"inject", "-f", unknown}, 1, []string{"unknown.yaml:1: document 1, Pod typo (v1)", "imagePullPolicey"}},
 		{[]string{"inject", "-f", filepath.Join(dir, "missing.yaml")}, 1, []string{"missing.yaml"}},
 		{[]string{"inject"}, 2, []string{"-f is required"}},
 		{[]string{"inject", "-f", bad, "--proxy-cpu", "x"}, 2, []string{`--proxy-cpu="x"`, "CPU quantity"}},
 		{[]string{"inject", "-f", bad, "--templates", t.TempDir()}, 2, []string{"--templates", "no templates"}},
+		{[]string{"inject", "-f", bad, "--capture", "ebpf"}, 2, []string{`--capture="ebpf"`, `"init" or "cni"`}},
 	} {
 		code, out, errOut := run(t, "", tc.args...)
 		if code != tc.code || out != "" {
@@ -212,5 +236,81 @@ func TestInjectCustomTemplates(t *testing.T) {
 	}
 	if got := names(pod.Spec.Containers); !slices.Equal(got, []string{"tandem-proxy", "app"}) || pod.Spec.Containers[0].Image != "registry.example/envoy:mine" || len(pod.Spec.InitContainers) != 0 {
 		t.Errorf("custom template not used: %+v", pod.Spec)
+	}
+}
+
+func TestInjectRefusesWhatTheTextCannotTake(t *testing.T) {
+	for _, tc := range []struct {
+		name, manifest string
+		args           []string
+		want           []string
+	}{
+		{"a shared anchor", `apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: a}
+  spec: &spec
+    containers:
+    - name: app
+      image: app:1
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: b}
+  spec: *spec
+`, nil, []string{"<stdin>:4: document 1, List item 1, Pod a (v1): line 7: spec carries the anchor &spec, which an alias uses elsewhere", "write the other use out in full"}},
+		{"a merge key", `apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+spec:
+  containers:
+  - <<: {name: app, image: app:1}
+`, []string{"--template", "proxyless"}, []string{"<stdin>:1: document 1, Pod p (v1): line 7: spec.containers[0] merges another mapping with <<", "write the keys out in full"}},
+		{"a YAML error in the second document", `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: fine
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+spec:
+  containers:
+  - name: app
+    image: [app
+`, nil, []string{"<stdin>: yaml: line 12: did not find expected ',' or ']'"}},
+		{"a scalar document", "just text\n", nil, []string{"<stdin>:1: document 1 is not a Kubernetes object"}},
+	} {
+		code, out, errOut := run(t, tc.manifest, append([]string{"inject", "-f", "-"}, tc.args...)...)
+		if code != 1 || out != "" {
+			t.Errorf("%s: exit %d, stdout %q; want exit 1 and nothing on stdout", tc.name, code, out)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(errOut, w) {
+				t.Errorf("%s: stderr %q lacks %q", tc.name, errOut, w)
+			}
+		}
+	}
+}
+
+func TestUninjectCommand(t *testing.T) {
+	injected, err := os.ReadFile("testdata/manifests/proxyless.golden.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile("testdata/manifests/proxyless.yaml")
+	code, out, errOut := run(t, string(injected), "uninject", "-f", "-")
+	if code != 0 || out != string(want) {
+		t.Errorf("exit %d (%s), output:\n%s", code, errOut, textdiff.Lines(string(want), out))
+	}
+	code, out, errOut = run(t, string(want), "uninject", "-f", "-")
+	if code != 0 || out != string(want) || !strings.Contains(errOut, "Deployment quotes (apps/v1): no tandem.dev/status annotation: nothing to remove") {
+		t.Errorf("uninject of a manifest without sidecars: exit %d, stderr %q, output changed: %v", code, errOut, out != string(want))
+	}
+	if code, _, errOut := run(t, "", "uninject"); code != 2 || !strings.Contains(errOut, "-f is required") {
+		t.Errorf("uninject without -f: exit %d, %q", code, errOut)
 	}
 }

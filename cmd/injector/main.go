@@ -1,5 +1,6 @@
 // Command injector serves Tandem's mutating admission webhook (the default,
-// `injector serve`) and injects manifests offline (`injector inject -f FILE`).
+// `injector serve`) and injects manifests offline (`injector inject -f FILE`,
+// undone by `injector uninject -f FILE`).
 package main
 
 import (
@@ -16,13 +17,20 @@ type command struct {
 	run     func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 }
 
-var commands []command
-
-func register(c command) { commands = append(commands, c) }
+// commands are the subcommands, in the order usage lists them.
+func commands() []command {
+	return []command{
+		{name: "inject", summary: "add the sidecars to the pods and pod templates of manifests (offline)", run: runInject},
+		{name: "policy", summary: "print the injection as admission policies (no webhook; Kubernetes 1.36+)", run: runPolicy},
+		{name: "serve", summary: "serve the admission webhook and the injector's controllers (default)", run: runServe},
+		{name: "uninject", summary: "remove the sidecars from manifests injected before (offline)", run: runUninject},
+		{name: "version", summary: "print the version", run: runVersion},
+	}
+}
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "Usage: injector [command] [flags]\n\nCommands:\n")
-	for _, c := range commands {
+	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nWithout a command, injector serves the webhook (flags of 'serve').\n")
@@ -45,7 +53,7 @@ func runMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return 0
 	}
-	for _, c := range commands {
+	for _, c := range commands() {
 		if c.name == name {
 			return c.run(args, stdin, stdout, stderr)
 		}

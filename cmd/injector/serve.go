@@ -28,14 +28,11 @@ import (
 	tdiscovery "github.com/tandem-mesh/tandem/internal/discovery"
 )
 
-func init() {
-	register(command{name: "serve", summary: "serve the admission webhook and the injector's controllers (default)", run: runServe})
-}
-
 // serveOptions are the flags of `injector serve`.
 type serveOptions struct {
 	injectionFlags
 	nativeSidecar  string
+	webhook        bool
 	webhookHost    string
 	webhookPort    int
 	certDir        string
@@ -45,28 +42,14 @@ type serveOptions struct {
 	kubeconfig     string
 	logLevel       string
 	nativeResolved bool // nativeSidecar with "auto" decided
-	webhook        bool
 	discovery      bool
 	discoveryAddr  string
-}
-
-// managerSetup adds one component (the webhook, a controller) to the
-// injector's manager. Each component registers its own from an init()
-// with addToManager, so adding one touches no other file.
-type managerSetup struct {
-	name  string
-	setup func(mgr ctrl.Manager, o *serveOptions) error
-}
-
-var managerSetups []managerSetup
-
-func addToManager(name string, setup func(mgr ctrl.Manager, o *serveOptions) error) {
-	managerSetups = append(managerSetups, managerSetup{name, setup})
 }
 
 func (o *serveOptions) bind(fs *flag.FlagSet) {
 	o.injectionFlags.bind(fs)
 	fs.StringVar(&o.nativeSidecar, "native-sidecar", "auto", "default sidecar layout: true (native sidecars), false (classic), auto (native when the API server is 1.29 or newer)")
+	fs.BoolVar(&o.webhook, "webhook", true, "serve the admission webhook; false where admission policies inject (config/policy): only the controllers and discovery run")
 	fs.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server listens on (empty: all)")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the webhook server")
 	fs.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the serving certificate (tls.crt, tls.key), reloaded when it changes")
@@ -75,7 +58,6 @@ func (o *serveOptions) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas for the controllers (the webhook is served by all)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration, then $KUBECONFIG)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "the injector's own log level: debug, info, warn or error")
-	fs.BoolVar(&o.webhook, "webhook", true, "serve the injection webhook")
 	fs.BoolVar(&o.discovery, "discovery", true, "serve discovery to the agents (every replica, TLS with the certificate of --cert-dir)")
 	fs.StringVar(&o.discoveryAddr, "discovery-addr", ":"+strconv.Itoa(tdiscovery.Port), "address discovery listens on")
 }
@@ -165,13 +147,8 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	for _, s := range managerSetups {
-		if s.name == webhookSetup && !o.webhook {
-			continue
-		}
-		if err := s.setup(mgr, o); err != nil {
-			return fmt.Errorf("setting up %s: %w", s.name, err)
-		}
+	if err := setupManager(mgr, o); err != nil {
+		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

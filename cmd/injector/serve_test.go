@@ -10,15 +10,17 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/tandem-mesh/tandem/internal/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 )
 
 func TestNativeSidecarsFor(t *testing.T) {
@@ -83,7 +85,11 @@ func TestServeAgainstAPIServer(t *testing.T) {
 		t.Errorf("/healthz: %d", code)
 	}
 
-	cs := kubernetes.NewForConfigOrDie(cfg)
+	// Warnings reach the client as kubectl shows them.
+	warnings := &warningRecorder{}
+	withWarnings := rest.CopyConfig(cfg)
+	withWarnings.WarningHandler = warnings
+	cs := kubernetes.NewForConfigOrDie(withWarnings)
 	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel2()
 	for name, labels := range map[string]map[string]string{
@@ -165,6 +171,37 @@ func TestServeAgainstAPIServer(t *testing.T) {
 	if p := mustCreate("plain", "opted-in", map[string]string{"tandem.dev/inject": "true"}, nil); layout(p) != native {
 		t.Errorf("opt-in: %s, want %s", layout(p), native)
 	}
+	// Pods Tandem's sidecars cannot share, in a labeled namespace: admitted
+	// as they are, and whoever created them is told why.
+	for _, c := range []struct {
+		name, warning string
+		pod           corev1.PodSpec
+		annotations   map[string]string
+	}{
+		{"meshed", `tandem: pod not injected: the pod is already in the Istio mesh (container "istio-proxy")`, corev1.PodSpec{Containers: []corev1.Container{
+			{Name: "app", Image: "registry.example/app:1"}, {Name: "istio-proxy", Image: "docker.io/istio/proxyv2:1.22.0"}}}, nil},
+		{"windows", "tandem: pod not injected: the pod runs on Windows (spec.os.name is windows)", corev1.PodSpec{OS: &corev1.PodOS{Name: corev1.Windows},
+			Containers: []corev1.Container{{Name: "iis", Image: "mcr.microsoft.com/windows/servercore/iis:ltsc2022"}}}, nil},
+	} {
+		warnings.reset()
+		p, err := cs.CoreV1().Pods("shop").Create(ctx2, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: c.name, Annotations: c.annotations}, Spec: c.pod}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("creating %s: %v", c.name, err)
+		}
+		if p.Annotations["tandem.dev/status"] != "" || slices.ContainsFunc(append(p.Spec.InitContainers, p.Spec.Containers...), func(c corev1.Container) bool { return strings.HasPrefix(c.Name, "tandem-") }) {
+			t.Errorf("%s: injected: %s", c.name, layout(p))
+		}
+		if got := warnings.all(); len(got) != 1 || !strings.HasPrefix(got[0], c.warning) {
+			t.Errorf("%s: the client got warnings %q, want one starting %q", c.name, got, c.warning)
+		}
+	}
+	// An injected pod gets no warning.
+	warnings.reset()
+	mustCreate("shop", "quiet", nil, nil)
+	if got := warnings.all(); len(got) != 0 {
+		t.Errorf("an injected pod got warnings %q", got)
+	}
+
 	// An invalid annotation: the create fails with the injector's message.
 	_, err = create("shop", "bad", nil, map[string]string{"traffic.tandem.dev/exclude-outbound-ports": "8080,99999"})
 	if err == nil || !strings.Contains(err.Error(), `annotation traffic.tandem.dev/exclude-outbound-ports="8080,99999"`) ||
@@ -185,20 +222,48 @@ func TestServeAgainstAPIServer(t *testing.T) {
 		t.Errorf("re-applied injected pod changed: %s volumes %d", layout(stored), len(stored.Spec.Volumes))
 	}
 
-	// The requests are counted by result: four injected pods, one denied,
-	// one skipped (the re-applied pod; the others never reach the webhook).
+	// The requests are counted by result: five injected pods, one denied,
+	// three skipped, by reason (the others never reach the webhook).
 	_, metrics := get(t, "http://"+metricsAddr+"/metrics")
 	for _, want := range []string{
-		`tandem_injector_requests_total{result="injected"} 4`,
-		`tandem_injector_requests_total{result="denied"} 1`,
-		`tandem_injector_requests_total{result="skipped"} 1`,
-		`tandem_injector_requests_total{result="error"} 0`,
-		`tandem_injector_request_duration_seconds_count{result="injected"} 4`,
+		`tandem_injector_requests_total{reason="",result="injected"} 5`,
+		`tandem_injector_requests_total{reason="",result="denied"} 1`,
+		`tandem_injector_requests_total{reason="already-injected",result="skipped"} 1`,
+		`tandem_injector_requests_total{reason="other-mesh",result="skipped"} 1`,
+		`tandem_injector_requests_total{reason="windows",result="skipped"} 1`,
+		`tandem_injector_requests_total{reason="",result="error"} 0`,
+		`tandem_injector_request_duration_seconds_count{result="injected"} 5`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q:\n%s", want, grepLines(metrics, "tandem_injector_requests_total"))
 		}
 	}
+
+	podSecurityAgainstAPIServer(t, cs)
+}
+
+// warningRecorder keeps the warnings the API server returns to a client.
+type warningRecorder struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seen = append(w.seen, text)
+}
+
+func (w *warningRecorder) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seen = nil
+}
+
+func (w *warningRecorder) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.seen)
 }
 
 func flagSetFor(o *serveOptions) *flagSet {

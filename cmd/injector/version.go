@@ -7,9 +7,8 @@ import (
 	"github.com/tandem-mesh/tandem/internal/version"
 )
 
-func init() {
-	register(command{name: "version", summary: "print the version", run: func(_ []string, _ io.Reader, stdout, _ io.Writer) int {
-		fmt.Fprintln(stdout, version.String())
-		return 0
-	}})
+// runVersion prints the version.
+func runVersion(_ []string, _ io.Reader, stdout, _ io.Writer) int {
+	fmt.Fprintln(stdout, version.String())
+	return 0
 }

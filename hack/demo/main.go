@@ -25,22 +25,27 @@ func main() {
 	self, _ := os.Executable()
 	binDir := flag.String("bin-dir", filepath.Dir(self), "directory holding the injector, agent and greeter-client binaries")
 	requests := flag.Int("requests", 12, "requests per run")
+	injection := flag.String("injection", demo.InjectionWebhook, "how pods are injected: webhook (the injector's admission webhook) or policy (admission policies, no webhook)")
 	flag.Parse()
+	if *injection != demo.InjectionWebhook && *injection != demo.InjectionPolicy {
+		fmt.Fprintf(os.Stderr, "demo: flag --injection=%q: accepted: webhook or policy\n", *injection)
+		os.Exit(2)
+	}
 
 	if !netns.InChild() {
 		if err := netns.Available(); err != nil {
 			fmt.Printf("Note: %v.\nRunning the control-plane part only: injection is shown, traffic is not.\n", err)
-			os.Exit(run(*binDir, *requests, false))
+			os.Exit(run(*binDir, *requests, *injection, false))
 		}
 		// The data plane gets a network namespace of its own: pod addresses,
 		// cluster-IP rules and capture never touch this machine's network,
 		// and they vanish with the namespace when the demo ends.
 		os.Exit(runInNamespace(os.Args[1:]))
 	}
-	os.Exit(run(*binDir, *requests, true))
+	os.Exit(run(*binDir, *requests, *injection, true))
 }
 
-func run(binDir string, requests int, dataPlane bool) int {
+func run(binDir string, requests int, injection string, dataPlane bool) int {
 	// The narration is the output; the control plane's library logs are not.
 	ctrllog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -53,6 +58,7 @@ func run(binDir string, requests int, dataPlane bool) int {
 		BalancedRequests: requests,
 		DataPlane:        dataPlane,
 		Envoy:            envoy,
+		Injection:        injection,
 	})
 	if ctx.Err() != nil {
 		fmt.Println("\nInterrupted: every process the demo started has been stopped and its files removed.")

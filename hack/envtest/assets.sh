@@ -86,12 +86,13 @@ kube_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$version \
  -X k8s.io/component-base/version.gitTreeState=clean"
 
 build() { # build <module dir> <package> <binary> <ldflags>
-  local dir=$1 pkg=$2 bin=$3 ldflags=$4 start=$SECONDS
+  local dir=$1 pkg=$2 bin=$3 ldflags=$4
   [ -x "$cache/$bin" ] && return 0
   log "building $bin from $pkg (first run only; kube-apiserver takes about 6 minutes on 2 cores)"
-  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$cache/$bin.partial" "$pkg")
+  # gobuild.sh prints how far the build is every 20 s, and when it is done.
+  (cd "$dir" && CGO_ENABLED=0 PROGRESS_INTERVAL=20 "$root/hack/gobuild.sh" "envtest: $bin" \
+    -trimpath -ldflags="$ldflags" -o "$cache/$bin.partial" "$pkg")
   mv "$cache/$bin.partial" "$cache/$bin"
-  log "built $bin in $((SECONDS - start)) s"
 }
 
 build "$root/hack/envtest/etcd" go.etcd.io/etcd/server/v3 etcd "-s -w"

@@ -25,8 +25,8 @@ import (
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
 	pb "github.com/tandem-mesh/tandem/internal/discovery/discoverypb"
 	"github.com/tandem-mesh/tandem/internal/discovery/resource"
-	"github.com/tandem-mesh/tandem/internal/kubeobj"
 	"github.com/tandem-mesh/tandem/internal/kubewatch"
+	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/server"
 )

@@ -107,3 +107,17 @@ func Installed() (rules int, found bool, err error) {
 	}
 	return len(got), true, nil
 }
+
+// Remove deletes the capture table from the current network namespace. A
+// namespace without one is not an error: removing twice is harmless.
+func Remove() error {
+	conn, err := nftables.New()
+	if err != nil {
+		return explain(err)
+	}
+	conn.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
+	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("deleting table inet %s: %w", TableName, err)
+	}
+	return nil
+}

@@ -14,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
 	"github.com/tandem-mesh/tandem/internal/netns"
+	"github.com/tandem-mesh/tandem/internal/testutil/netnstest"
 )
 
 // Each test below runs in a network namespace of its own (netns.RunTest),
@@ -199,7 +201,7 @@ func needOtherUsers(t *testing.T) {
 }
 
 func TestRedirectsOutboundTCPToProxy(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	newPod(t, DefaultConfig()).expect(
@@ -217,7 +219,7 @@ func TestRedirectsOutboundTCPToProxy(t *testing.T) {
 
 func TestProxyOwnTrafficIsNotRedirected(t *testing.T) {
 	needOtherUsers(t)
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	newPod(t, DefaultConfig()).expect(
@@ -232,7 +234,7 @@ func TestProxyOwnTrafficIsNotRedirected(t *testing.T) {
 
 func TestCustomProxyIdentityAndPort(t *testing.T) {
 	needOtherUsers(t)
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	newPod(t, Config{ProxyPort: proxyPort, ProxyUID: 4242, ProxyGID: 4343}).expect(
@@ -243,7 +245,7 @@ func TestCustomProxyIdentityAndPort(t *testing.T) {
 }
 
 func TestExcludedPortsAndCIDRs(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()
@@ -263,7 +265,7 @@ func TestExcludedPortsAndCIDRs(t *testing.T) {
 }
 
 func TestIncludeCIDRsLimitCapture(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()
@@ -295,7 +297,7 @@ func TestIncludeWholeFamilies(t *testing.T) {
 		{"star", "*", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if !netns.RunTest(t) {
+			if !netnstest.RunTest(t) {
 				return
 			}
 			cfg := DefaultConfig()
@@ -311,7 +313,7 @@ func TestIncludeWholeFamilies(t *testing.T) {
 // TestApplyReplacesTheTable applies three times, then another config: the
 // chain holds one copy of the rules of the last Apply.
 func TestApplyReplacesTheTable(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()
@@ -343,7 +345,7 @@ func wantRules(t *testing.T, want int) {
 }
 
 func TestInstalledWithoutTable(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	if n, found, err := Installed(); n != 0 || found || err != nil {
@@ -355,7 +357,7 @@ func TestInstalledWithoutTable(t *testing.T) {
 // its servers answer on their own ports, replies included, while the pod's
 // own outbound connections are still captured.
 func TestInboundIsUntouched(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	p := newPod(t, DefaultConfig())
@@ -389,7 +391,7 @@ func TestKernelAgreesWithDryRun(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("skipped: needs the nft tool (Debian package nftables) to read the rules back")
 	}
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	cfg := DefaultConfig()
@@ -437,7 +439,7 @@ func stripHandles(dump string) string {
 // and expects the hint that says what the init container lacks.
 func TestApplyWithoutPermission(t *testing.T) {
 	needOtherUsers(t)
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	rs, err := Build(DefaultConfig())
@@ -469,4 +471,72 @@ func mustCIDRs(t *testing.T, s string) []netip.Prefix {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestCheckFindsMissingAndChangedRules: Check accepts exactly what Apply
+// installed, and names a removed table, a removed rule and a changed one.
+func TestCheckFindsMissingAndChangedRules(t *testing.T) {
+	if !netnstest.RunTest(t) {
+		return
+	}
+	cfg := DefaultConfig()
+	cfg.ExcludePorts = mustPorts(t, "8080,9090")
+	cfg.ExcludeCIDRs = mustCIDRs(t, "10.0.0.0/8,fc00::/7")
+	cfg.IncludeCIDRs = mustCIDRs(t, "10.96.0.0/12")
+	rs, err := Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Check(); err == nil || !strings.Contains(err.Error(), "table inet tandem is missing") {
+		t.Errorf("Check before Apply: %v, want the missing table", err)
+	}
+	if err := rs.Apply(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Check(); err != nil {
+		t.Fatalf("Check right after Apply: %v", err)
+	}
+	// Other exclusions: same number of rules, one port set differs.
+	other := cfg
+	other.ExcludePorts = mustPorts(t, "8080,9091")
+	ors, err := Build(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ors.Check(); err == nil || !strings.Contains(err.Error(), `rule 7 of chain output is not "tcp dport { 8080, 9091 } return`) {
+		t.Errorf("Check of other ports: %v, want rule 7 named", err)
+	}
+	other = cfg
+	other.ExcludeCIDRs = mustCIDRs(t, "10.0.0.0/9,fc00::/7")
+	if ors, err = Build(other); err != nil {
+		t.Fatal(err)
+	}
+	if err := ors.Check(); err == nil || !strings.Contains(err.Error(), "rule 8 ") {
+		t.Errorf("Check of another CIDR: %v, want rule 8 named", err)
+	}
+	deleteRule(t, 3)
+	if err := rs.Check(); err == nil || !strings.Contains(err.Error(), "holds 9 rules, want 10") {
+		t.Errorf("Check after a rule was deleted: %v", err)
+	}
+}
+
+// deleteRule removes the n-th rule of the capture chain, as an operator's
+// `nft delete rule` would.
+func deleteRule(t *testing.T, n int) {
+	t.Helper()
+	conn, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	rules, err := conn.GetRules(tbl, &nftables.Chain{Name: ChainName, Table: tbl})
+	if err != nil || len(rules) < n {
+		t.Fatalf("reading the rules: %d rules, %v", len(rules), err)
+	}
+	if err := conn.DelRule(rules[n-1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -3,15 +3,13 @@
 package capture
 
 import (
-	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/dryrun")
+	"github.com/tandem-mesh/tandem/internal/testutil/golden"
+)
 
 // dryRunCases are flag values as `agent init` receives them.
 var dryRunCases = []struct {
@@ -38,6 +36,7 @@ var dryRunCases = []struct {
 // TestDryRunGolden pins the text of --dry-run; `go test -update` rewrites
 // the files after a deliberate change, for review in the diff.
 func TestDryRunGolden(t *testing.T) {
+	d := golden.New(t, filepath.Join("testdata", "dryrun"))
 	for _, tc := range dryRunCases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
@@ -51,20 +50,7 @@ func TestDryRunGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := rs.String()
-			path := filepath.Join("testdata", "dryrun", tc.name+".nft")
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run `go test -update` to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("dry run differs from %s (run `go test -update` after a deliberate change):\n--- got\n%s\n--- want\n%s", path, got, want)
-			}
+			d.Check(t, tc.name+".nft", []byte(rs.String()))
 		})
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tandem-mesh/tandem/internal/controlplane"
-	"github.com/tandem-mesh/tandem/internal/poll"
+	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 )
 
 // A Deployment becomes Pods, the node admits them, and the real EndpointSlice

@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/tandem-mesh/tandem/internal/netns"
+	"github.com/tandem-mesh/tandem/internal/testutil/netnstest"
 )
 
 // Each new connection to the cluster IP lands on a backend picked at random,
 // so many connections reach all backends.
 func TestClusterIPBalancesConnections(t *testing.T) {
-	if !netns.RunTest(t) {
+	if !netnstest.RunTest(t) {
 		return
 	}
 	backends := []netip.Addr{

@@ -20,7 +20,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/tandem-mesh/tandem/internal/controlplane"
 	"github.com/tandem-mesh/tandem/internal/netns"
@@ -53,6 +52,8 @@ type Options struct {
 	DataPlane bool
 	// Envoy is the path of an envoy binary; empty selects the proxyless path.
 	Envoy string
+	// Injection is InjectionWebhook (the default) or InjectionPolicy.
+	Injection string
 }
 
 // Result is what a run observed.
@@ -69,6 +70,7 @@ type Result struct {
 // its files before returning, also when ctx is cancelled.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	n := &narrator{w: o.Out, start: time.Now()}
+	fmt.Fprintf(o.Out, "Injection: %s\n", injectionDescription(o.Injection))
 	root, err := controlplane.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -86,24 +88,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	n.step("Starting a local control plane: etcd, kube-apiserver, kube-controller-manager")
-	cluster, err := controlplane.StartCluster(controlplane.Options{
-		APIServerFlags: map[string]string{
-			"service-cluster-ip-range": serviceCIDR.String(),
-			// The demo's network namespace has only loopback: advertise it,
-			// and skip the endpoints of the kubernetes Service, which the
-			// API server refuses to put on loopback and nothing here needs.
-			"advertise-address":        "127.0.0.1",
-			"endpoint-reconciler-type": "none",
-			// As in a real cluster, pods run as a ServiceAccount (envtest
-			// turns this plugin off); the agent's token volume needs one.
-			"disable-admission-plugins": "",
-			"enable-admission-plugins":  "ServiceAccount",
-		},
-		WebhookInstall: envtest.WebhookInstallOptions{
-			Paths:            []string{filepath.Join(root, "config", "webhook")},
-			LocalServingHost: "127.0.0.1",
-		},
-	})
+	cluster, err := startCluster(root, o.Injection)
 	if err != nil {
 		return nil, err
 	}
@@ -117,20 +102,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	procs := &processes{}
 	defer procs.stopAll()
-
-	n.step("Starting the injector (%s) behind the webhook of config/webhook", filepath.Join(filepath.Base(o.BinDir), "injector"))
-	if err := startInjector(ctx, procs, o.BinDir, cluster, work); err != nil {
-		return nil, err
-	}
-	n.detail("serving https://%s:%d%s with a certificate made for it; the API server calls it for every new pod",
-		cluster.Env.WebhookInstallOptions.LocalServingHost, cluster.Env.WebhookInstallOptions.LocalServingPort, "/inject")
-	n.detail("serving discovery on %s: the agents get the cluster's Services from it, not from the API server", discoveryAddr)
-
-	n.step("Creating namespace %s labeled tandem.dev/inject=enabled and applying examples/greeter unchanged", Namespace)
 	objClient, err := client.New(cluster.Config, client.Options{})
 	if err != nil {
 		return nil, err
 	}
+	if err := startInjection(ctx, n, procs, o, cluster, cs, objClient, work); err != nil {
+		return nil, err
+	}
+
+	n.step("Creating namespace %s labeled tandem.dev/inject=enabled and applying examples/greeter unchanged", Namespace)
 	if err := applyExample(ctx, cs, objClient, filepath.Join(root, "examples", "greeter", "k8s")); err != nil {
 		return nil, err
 	}
@@ -148,24 +128,57 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		n.note("The data plane needs a network namespace (root or unprivileged user namespaces); skipped.")
 		return res, nil
 	}
+	if err := runTraffic(ctx, n, procs, o, cluster, cs, pods, work, res); err != nil {
+		return res, err
+	}
+	n.summary(res)
+	return res, nil
+}
+
+// startCluster starts the demo's control plane: the API server advertises
+// loopback and serves Services from serviceCIDR, with the webhook of
+// config/webhook registered.
+func startCluster(root, injection string) (*controlplane.Cluster, error) {
+	return controlplane.StartCluster(controlplane.Options{
+		APIServerFlags: map[string]string{
+			"service-cluster-ip-range": serviceCIDR.String(),
+			// The demo's network namespace has only loopback: advertise it,
+			// and skip the endpoints of the kubernetes Service, which the
+			// API server refuses to put on loopback and nothing here needs.
+			"advertise-address":        "127.0.0.1",
+			"endpoint-reconciler-type": "none",
+			// As in a real cluster, pods run as a ServiceAccount (envtest
+			// turns this plugin off); the agent's token volume needs one.
+			"disable-admission-plugins": "",
+			"enable-admission-plugins":  "ServiceAccount",
+		},
+		WebhookInstall: webhookInstall(injection, root),
+	})
+}
+
+// runTraffic plays kubelet for the injected pods, then has the greeter
+// client call the servers through a kube-proxy-style cluster IP and through
+// Tandem, recording the answers per pod in res.
+func runTraffic(ctx context.Context, n *narrator, procs *processes, o Options, cluster *controlplane.Cluster,
+	cs kubernetes.Interface, pods []corev1.Pod, work string, res *Result) error {
 	net, err := admitPods(ctx, n, cs, pods)
 	if err != nil {
-		return res, err
+		return err
 	}
 	servers, err := startServers(net)
 	if err != nil {
-		return res, err
+		return err
 	}
 	defer servers.stop()
 
 	n.step("Without a sidecar: %d requests from greeter-client over one connection to the ClusterIP %s", o.DirectRequests, net.clusterIP)
 	removeClusterIP, err := installClusterIP(net.clusterIP.Addr(), net.clusterIP.Port(), net.serverIPs(), net.targetPort)
 	if err != nil {
-		return res, err
+		return err
 	}
 	res.Direct, err = runClient(ctx, n, o.BinDir, net.clusterIP.String(), o.DirectRequests, nil)
 	if err != nil {
-		return res, err
+		return err
 	}
 	n.counts(res.Direct)
 
@@ -174,7 +187,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		n.step("With Tandem: the same client, its connection captured into Envoy (%s), fed by the agent", o.Envoy)
 		// In a pod the cluster IP is resolved by Envoy, not by kube-proxy rules in its namespace.
 		if err := removeClusterIP(); err != nil {
-			return res, err
+			return err
 		}
 		res.Balanced, err = balancedThroughEnvoy(ctx, n, procs, o, cluster, net, work)
 	} else {
@@ -183,11 +196,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Balanced, err = balancedProxyless(ctx, n, procs, o, cluster, net, work)
 	}
 	if err != nil {
-		return res, err
+		return err
 	}
 	n.counts(res.Balanced)
-	n.summary(res)
-	return res, nil
+	return nil
 }
 
 // narrator prints the steps of the demo.

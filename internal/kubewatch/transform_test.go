@@ -10,7 +10,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
-	"github.com/tandem-mesh/tandem/internal/kubeobj"
+	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
 )
 
 func withNoise(m *metav1.ObjectMeta) {

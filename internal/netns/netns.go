@@ -1,7 +1,8 @@
 // Package netns runs the current program again inside a fresh network
 // namespace of its own, and configures that namespace's loopback. Tests and
 // the demo use it to give servers real addresses, install nftables rules and
-// capture traffic without touching the machine's network.
+// capture traffic without touching the machine's network. At enters an
+// existing namespace by path, as the CNI plugin enters a pod's.
 package netns
 
 import (

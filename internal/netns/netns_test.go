@@ -1,14 +1,17 @@
-package netns
+package netns_test
 
 import (
 	"net"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/tandem-mesh/tandem/internal/netns"
+	"github.com/tandem-mesh/tandem/internal/testutil/netnstest"
 )
 
 func TestSetupGivesLoopbackTheAddresses(t *testing.T) {
-	if !RunTest(t) {
+	if !netnstest.RunTest(t) {
 		// The parent's namespace must not have been touched.
 		addrs, err := net.InterfaceAddrs()
 		if err != nil {
@@ -21,7 +24,7 @@ func TestSetupGivesLoopbackTheAddresses(t *testing.T) {
 		}
 		return
 	}
-	if err := Setup([]netip.Addr{netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8::7")},
+	if err := netns.Setup([]netip.Addr{netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8::7")},
 		[]netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +55,7 @@ func TestSetupGivesLoopbackTheAddresses(t *testing.T) {
 		t.Fatalf("203.0.113.0/24 is not routed through loopback: %v", err)
 	}
 	// A second Setup with the same values is harmless.
-	if err := Setup([]netip.Addr{netip.MustParseAddr("198.51.100.7")}, []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}); err != nil {
+	if err := netns.Setup([]netip.Addr{netip.MustParseAddr("198.51.100.7")}, []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}); err != nil {
 		t.Fatalf("repeating Setup: %v", err)
 	}
 }

@@ -4,10 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -18,23 +14,21 @@ import (
 // Peer is a second network namespace joined to the current one by a veth
 // pair: another pod or node that connects in from outside.
 type Peer struct {
-	holder *exec.Cmd
-	ns     vnetns.NsHandle
+	held *Held
+	ns   vnetns.NsHandle
 }
 
 // NewPeer makes a network namespace linked to the current one by a veth
 // pair named after link ("<link>0" here, "<link>1" there); local and remote
 // are the addresses, with prefix lengths, of the two ends. Close removes it.
 func NewPeer(link string, local, remote []netip.Prefix) (*Peer, error) {
-	// A sleeping child holds the namespace, so it ends with the caller.
-	holder := exec.Command("sleep", "infinity")
-	holder.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-	if err := holder.Start(); err != nil {
+	held, err := Hold()
+	if err != nil {
 		return nil, fmt.Errorf("creating the peer namespace: %w", err)
 	}
-	p := &Peer{holder: holder, ns: -1}
+	p := &Peer{held: held, ns: -1}
 	fail := func(err error) (*Peer, error) { return nil, errors.Join(err, p.Close()) }
-	ns, err := vnetns.GetFromPid(holder.Process.Pid)
+	ns, err := vnetns.GetFromPath(held.Path)
 	if err != nil {
 		return fail(fmt.Errorf("opening the peer namespace: %w", err))
 	}
@@ -109,29 +103,13 @@ func configure(h netlink.Handle, dev string, addrs []netip.Prefix) error {
 }
 
 // Do runs fn on an OS thread of its own that has entered the peer's
-// namespace: sockets fn opens live there. The thread is never unlocked,
-// so the runtime discards it afterwards.
-func (p *Peer) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := vnetns.Set(p.ns); err != nil {
-			errc <- fmt.Errorf("entering the peer namespace: %w", err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// namespace: sockets fn opens live there.
+func (p *Peer) Do(fn func() error) error { return doIn(p.ns, fn) }
 
 // Close ends the peer namespace and with it the veth pair.
 func (p *Peer) Close() error {
 	if p.ns >= 0 {
 		p.ns.Close()
 	}
-	if err := p.holder.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	_ = p.holder.Wait()
-	return nil
+	return p.held.Close()
 }

@@ -12,7 +12,7 @@ import (
 // CanSwitchUser reports whether this process can act as users other than
 // root: it is root in a user namespace that maps more than one ID. A child
 // of Command started by a non-root caller maps only that caller, so tests
-// that need other UIDs check this (in the parent, before RunTest).
+// that need other UIDs check this (in the parent, before netnstest.RunTest).
 func CanSwitchUser() bool {
 	if os.Geteuid() != 0 {
 		return false
@@ -37,15 +37,24 @@ func AsUser(uid, gid uint32, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
-			errc <- fmt.Errorf("setresgid %d: %w", gid, e)
-			return
-		}
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
-			errc <- fmt.Errorf("setresuid %d: %w", uid, e)
+		if err := BecomeUser(uid, gid); err != nil {
+			errc <- err
 			return
 		}
 		errc <- fn()
 	}()
 	return <-errc
+}
+
+// BecomeUser gives the calling thread the user and group IDs uid and gid.
+// Call it only on a locked thread that is never unlocked (inside AsUser or
+// At), so that no other goroutine runs with these credentials.
+func BecomeUser(uid, gid uint32) error {
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
+		return fmt.Errorf("setresgid %d: %w", gid, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+		return fmt.Errorf("setresuid %d: %w", uid, e)
+	}
+	return nil
 }

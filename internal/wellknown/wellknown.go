@@ -91,3 +91,20 @@ const (
 	DiscoveryTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/" + DiscoveryTokenPath
 	DiscoveryCAEnv     = "TANDEM_DISCOVERY_CA"
 )
+
+// Capture modes: who installs the capture rules of a pod.
+const (
+	// AnnotationCapture on a pod or namespace chooses the mode.
+	AnnotationCapture = "tandem.dev/capture"
+	// CaptureInit: the tandem-init container, root with NET_ADMIN.
+	CaptureInit = "init"
+	// CaptureCNI: the node's tandem-cni plugin when the pod's sandbox is
+	// created; tandem-validate, unprivileged, checks the result.
+	CaptureCNI = "cni"
+
+	ValidateContainerName = "tandem-validate"
+	// ValidateUID and ValidateGID run tandem-validate: not the proxy's, so
+	// its test connection is captured like the app's.
+	ValidateUID = 1338
+	ValidateGID = 1338
+)

@@ -3,34 +3,24 @@ package xds_test
 import (
 	"bytes"
 	"cmp"
-	"flag"
-	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tandem-mesh/tandem/internal/textdiff"
+	"github.com/tandem-mesh/tandem/internal/testutil/golden"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/objects"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden from the current output")
-
 var modes = []xds.Mode{xds.Sidecar, xds.Proxyless}
 
-// readInputs reads one golden input file.
-func readInputs(t testing.TB, path string) xds.Inputs {
+// readInputs reads the golden input file name of d.
+func readInputs(t testing.TB, d *golden.Dir, name string) xds.Inputs {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	in, skipped, err := objects.Read(f, filepath.Base(path))
+	in, skipped, err := objects.Read(bytes.NewReader(d.Read(t, name)), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,30 +35,27 @@ func readInputs(t testing.TB, path string) xds.Inputs {
 // config` prints) and the reported problems <case>.<mode>.errors (absent
 // when there are none). Run with -update to rewrite them, then review the diff.
 func TestGolden(t *testing.T) {
-	inputs, err := filepath.Glob(filepath.Join("testdata", "golden", "*.yaml"))
-	if err != nil {
-		t.Fatal(err)
+	d := golden.New(t, filepath.Join("testdata", "golden"))
+	cases := d.Cases(t, ".yaml")
+	if len(cases) < 15 {
+		t.Fatalf("found %d golden cases, want at least 15", len(cases))
 	}
-	if len(inputs) < 15 {
-		t.Fatalf("found %d golden cases, want at least 15", len(inputs))
-	}
-	for _, path := range inputs {
-		name := strings.TrimSuffix(filepath.Base(path), ".yaml")
+	for _, name := range cases {
 		for _, mode := range modes {
 			t.Run(name+"/"+mode.String(), func(t *testing.T) {
-				in := readInputs(t, path)
+				in := readInputs(t, d, name+".yaml")
 				res, errs := xds.Translate(in, mode)
 				got, err := res.JSON()
 				if err != nil {
 					t.Fatal(err)
 				}
-				base := strings.TrimSuffix(path, ".yaml") + "." + mode.String()
-				compareGolden(t, base+".json", got)
+				base := name + "." + mode.String()
+				d.Check(t, base+".json", got)
 				var msgs bytes.Buffer
 				for _, e := range errs {
 					msgs.WriteString(e.Error() + "\n")
 				}
-				compareGolden(t, base+".errors", msgs.Bytes())
+				d.Check(t, base+".errors", msgs.Bytes())
 
 				for _, r := range all(res) {
 					if err := xds.Validate(r); err != nil {
@@ -122,32 +109,4 @@ func name(r types.Resource) string {
 		return n.GetClusterName()
 	}
 	return r.(types.ResourceWithName).GetName()
-}
-
-// compareGolden compares got with a golden file; an empty got means the
-// file must not exist.
-func compareGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if len(got) == 0 {
-			if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
-				t.Fatal(err)
-			}
-			return
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if os.IsNotExist(err) && len(got) == 0 {
-		return
-	}
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output (go test -update rewrites it; review the diff):\n%s", path, textdiff.Lines(string(want), string(got)))
-	}
 }

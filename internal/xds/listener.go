@@ -40,63 +40,25 @@ var sniffedProtocols = []string{"http/1.0", "http/1.1", "h2c"}
 // It also returns the ports that got an HTTP connection manager, which
 // need their route configuration.
 func outboundListener(m *model) (*listenerv3.Listener, []*servicePort, []error) {
-	var (
-		httpPorts  []*servicePort
-		errs       []error
-		chains     []*listenerv3.FilterChain
-		sniffPorts []uint32
-		ipv6       bool
-		claimed    = map[netip.AddrPort]objectKey{}
-	)
+	oc := &outboundChains{claimed: map[netip.AddrPort]objectKey{}}
 	// ClusterIP Services claim their addresses before headless ones.
 	for _, headless := range []bool{false, true} {
 		for _, s := range m.services {
-			if s.headless != headless {
-				continue
-			}
-			for _, p := range s.ports {
-				if p.dropped {
-					continue
-				}
-				for _, dst := range destinations(p) {
-					var addrs []netip.Addr
-					for _, a := range dst.addrs {
-						k := netip.AddrPortFrom(a, dst.port)
-						if owner, taken := claimed[k]; taken {
-							if !headless {
-								errs = append(errs, &ObjectError{Kind: "Service", Namespace: s.key.namespace, Name: s.key.name,
-									Err: fmt.Errorf("port %d: %s is already the address of Service %s, which gets its traffic", p.port, k, owner)})
-							}
-							continue
-						}
-						claimed[k] = s.key
-						addrs = append(addrs, a)
-						ipv6 = ipv6 || a.Is6()
-					}
-					if len(addrs) == 0 {
-						continue
-					}
-					chains = append(chains, serviceFilterChains(p, dst.port, addrs)...)
-					if p.protocol != protoTCP && !slices.Contains(httpPorts, p) {
-						httpPorts = append(httpPorts, p)
-					}
-					if p.protocol == protoSniff && !slices.Contains(sniffPorts, uint32(dst.port)) {
-						sniffPorts = append(sniffPorts, uint32(dst.port))
-					}
-				}
+			if s.headless == headless {
+				oc.addService(s)
 			}
 		}
 	}
-	slices.Sort(sniffPorts)
+	slices.Sort(oc.sniffPorts)
 
 	l := &listenerv3.Listener{
 		Name:                             tandem.OutboundListenerName,
 		Address:                          socketAddress(netip.AddrPortFrom(netip.IPv4Unspecified(), tandem.ProxyOutboundPort)),
 		TrafficDirection:                 corev3.TrafficDirection_OUTBOUND,
-		ListenerFilters:                  listenerFilters(sniffPorts),
+		ListenerFilters:                  listenerFilters(oc.sniffPorts),
 		ListenerFiltersTimeout:           duration(sniffTimeout),
 		ContinueOnListenerFiltersTimeout: true,
-		FilterChains:                     chains,
+		FilterChains:                     oc.chains,
 		DefaultFilterChain: &listenerv3.FilterChain{
 			Name:    tandem.PassthroughClusterName,
 			Filters: []*listenerv3.Filter{tcpProxyFilter(tandem.PassthroughClusterName)},
@@ -104,12 +66,71 @@ func outboundListener(m *model) (*listenerv3.Listener, []*servicePort, []error) 
 	}
 	// Redirected IPv6 connections arrive on [::]; listen there only when the
 	// cluster has IPv6 Services, as the bind fails where IPv6 is off.
-	if ipv6 {
+	if oc.ipv6 {
 		l.AdditionalAddresses = []*listenerv3.AdditionalAddress{{
 			Address: socketAddress(netip.AddrPortFrom(netip.IPv6Unspecified(), tandem.ProxyOutboundPort)),
 		}}
 	}
-	return l, httpPorts, errs
+	return l, oc.httpPorts, oc.errs
+}
+
+// outboundChains collects the capture listener's filter chains as Service
+// ports claim the destinations they are reached at.
+type outboundChains struct {
+	claimed    map[netip.AddrPort]objectKey
+	chains     []*listenerv3.FilterChain
+	httpPorts  []*servicePort // ports with an HTTP connection manager
+	sniffPorts []uint32       // destination ports whose protocol is sniffed
+	ipv6       bool           // some destination is an IPv6 address
+	errs       []error
+}
+
+func (oc *outboundChains) addService(s *service) {
+	for _, p := range s.ports {
+		if p.dropped {
+			continue
+		}
+		for _, dst := range destinations(p) {
+			oc.addDestination(s, p, dst)
+		}
+	}
+}
+
+// addDestination adds the filter chains of Service port p for dst, less the
+// addresses another Service claimed first.
+func (oc *outboundChains) addDestination(s *service, p *servicePort, dst destination) {
+	addrs := oc.claim(s, p, dst)
+	if len(addrs) == 0 {
+		return
+	}
+	oc.chains = append(oc.chains, serviceFilterChains(p, dst.port, addrs)...)
+	if p.protocol != protoTCP && !slices.Contains(oc.httpPorts, p) {
+		oc.httpPorts = append(oc.httpPorts, p)
+	}
+	if p.protocol == protoSniff && !slices.Contains(oc.sniffPorts, uint32(dst.port)) {
+		oc.sniffPorts = append(oc.sniffPorts, uint32(dst.port))
+	}
+}
+
+// claim returns the addresses of dst no Service has claimed yet, claiming
+// them for s. A ClusterIP:port claimed twice is reported; a pod behind two
+// headless Services is routine.
+func (oc *outboundChains) claim(s *service, p *servicePort, dst destination) []netip.Addr {
+	var addrs []netip.Addr
+	for _, a := range dst.addrs {
+		k := netip.AddrPortFrom(a, dst.port)
+		if owner, taken := oc.claimed[k]; taken {
+			if !s.headless {
+				oc.errs = append(oc.errs, &ObjectError{Kind: "Service", Namespace: s.key.namespace, Name: s.key.name,
+					Err: fmt.Errorf("port %d: %s is already the address of Service %s, which gets its traffic", p.port, k, owner)})
+			}
+			continue
+		}
+		oc.claimed[k] = s.key
+		addrs = append(addrs, a)
+		oc.ipv6 = oc.ipv6 || a.Is6()
+	}
+	return addrs
 }
 
 // destination is one port and the addresses that reach a Service port on it.

@@ -76,133 +76,156 @@ var (
 
 // parsePolicy checks a TrafficPolicy as the CRD's schema does (the API
 // server enforces it, but files read offline have not been through one) and
-// returns its effect.
+// returns its effect. Every problem is reported, not only the first.
 func parsePolicy(tp *v1alpha1.TrafficPolicy) (policy, error) {
 	sp := &tp.Spec
 	p := policy{source: objectKey{tp.Namespace, tp.Name}}
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	duration := func(field string, d *metav1.Duration) time.Duration {
-		if d == nil {
-			return 0
-		}
-		if d.Duration <= 0 {
-			bad("%s: %q must be a positive duration such as 500ms, 5s, 1.5m or 1h30m", field, d.Duration.String())
-			return 0
-		}
-		return d.Duration
-	}
-
+	var bad problems
 	if tp.Name == "" || tp.Namespace == "" {
-		bad("metadata.name and metadata.namespace must both be set")
+		bad.add("metadata.name and metadata.namespace must both be set")
 	}
-	if !serviceName.MatchString(sp.TargetRef.Name) || len(sp.TargetRef.Name) > 63 {
-		bad("spec.targetRef.name: %q is not a Service name (a DNS label: lowercase letters, digits, '-')", sp.TargetRef.Name)
-	}
-	if port := sp.TargetRef.Port; port != nil && (*port < 1 || *port > 65535) {
-		bad("spec.targetRef.port: %d is not in 1-65535", *port)
-	}
-
+	bad.checkTarget(sp.TargetRef)
 	if lb := sp.LoadBalancer; lb != nil {
-		switch lb.Policy {
-		case "", v1alpha1.LeastRequest:
-			p.lb = lbLeastRequest
-		case v1alpha1.RoundRobin:
-			p.lb = lbRoundRobin
-		case v1alpha1.Random:
-			p.lb = lbRandom
-		case v1alpha1.RingHash:
-			p.lb = lbRingHash
-		case v1alpha1.Maglev:
-			p.lb = lbMaglev
-		default:
-			bad("spec.loadBalancer.policy: %q is not one of RoundRobin, LeastRequest, Random, RingHash, Maglev", lb.Policy)
-		}
-		if lr := lb.LeastRequest; lr != nil && lr.ChoiceCount != nil {
-			if c := *lr.ChoiceCount; c < 2 || c > 100 {
-				bad("spec.loadBalancer.leastRequest.choiceCount: %d is not in 2-100", c)
-			} else if p.lb == lbLeastRequest {
-				p.choiceCount = uint32(c)
-			}
-		}
-		if h := lb.HashOn; h != nil {
-			switch {
-			case (h.Header != "") == h.SourceIP:
-				bad("spec.loadBalancer.hashOn: needs exactly one of header (a header name) or sourceIP: true")
-			case h.Header != "" && (!headerName.MatchString(h.Header) || len(h.Header) > 256):
-				bad("spec.loadBalancer.hashOn.header: %q is not an HTTP header name", h.Header)
-			case p.lb.hashed():
-				p.hashHeader, p.hashSourceIP = strings.ToLower(h.Header), h.SourceIP
-			}
-		} else if p.lb.hashed() {
-			bad("spec.loadBalancer: policy %s needs hashOn (header or sourceIP)", lb.Policy)
-		}
-		// Envoy ramps up only under RoundRobin and LeastRequest.
-		if d := duration("spec.loadBalancer.slowStart", lb.SlowStart); p.lb == lbLeastRequest || p.lb == lbRoundRobin {
-			p.slowStart = d
-		}
+		bad.readLoadBalancer(lb, &p)
 	}
-
 	if od := sp.OutlierDetection; od != nil {
-		o := &outlier{}
-		if c := od.Consecutive5xx; c != nil {
-			if *c < 1 {
-				bad("spec.outlierDetection.consecutive5xx: %d must be at least 1", *c)
-			} else {
-				o.consecutive5xx = uint32(*c)
-			}
-		}
-		o.interval = duration("spec.outlierDetection.interval", od.Interval)
-		o.baseEjectionTime = duration("spec.outlierDetection.baseEjectionTime", od.BaseEjectionTime)
-		if m := od.MaxEjectionPercent; m != nil {
-			if *m < 0 || *m > 100 {
-				bad("spec.outlierDetection.maxEjectionPercent: %d is not in 0-100", *m)
-			} else {
-				v := uint32(*m)
-				o.maxEjectionPercent = &v
-			}
-		}
-		p.outlier = o
+		p.outlier = bad.readOutlier(od)
 	}
-
 	if r := sp.Retries; r != nil {
-		if r.Attempts < 0 || r.Attempts > 10 {
-			bad("spec.retries.attempts: %d is not in 0-10", r.Attempts)
-		}
-		on := r.RetryOn
-		if on == "" {
-			on = defaultRetryOn
-		}
-		var unknown []string
-		for _, c := range strings.Split(on, ",") {
-			if !slices.Contains(retryConditions, c) {
-				unknown = append(unknown, fmt.Sprintf("%q", c))
-			}
-		}
-		if len(unknown) > 0 {
-			bad("spec.retries.retryOn: unknown retry condition %s; retryOn is a comma-separated list (no spaces) of %s",
-				strings.Join(unknown, ", "), strings.Join(retryConditions, ", "))
-		}
-		rt := &retry{attempts: uint32(max(r.Attempts, 0)), retryOn: on,
-			perTryTimeout: duration("spec.retries.perTryTimeout", r.PerTryTimeout)}
-		// Zero attempts is no retry at all.
-		if rt.attempts > 0 {
-			p.retry = rt
-		}
+		p.retry = bad.readRetries(r)
 	}
-	p.timeout = duration("spec.timeout", sp.Timeout)
+	p.timeout = bad.duration("spec.timeout", sp.Timeout)
 	if m := sp.MaxRequestsPerConnection; m != nil {
 		if *m < 1 {
-			bad("spec.maxRequestsPerConnection: %d must be at least 1", *m)
+			bad.add("spec.maxRequestsPerConnection: %d must be at least 1", *m)
 		} else {
 			p.maxRequests = uint32(*m)
 		}
 	}
-	if len(problems) > 0 {
+	if len(bad) > 0 {
 		return policy{}, &ObjectError{Kind: "TrafficPolicy", Namespace: tp.Namespace, Name: tp.Name,
-			Err: fmt.Errorf("invalid, not applied: %s", strings.Join(problems, "; "))}
+			Err: fmt.Errorf("invalid, not applied: %s", strings.Join(bad, "; "))}
 	}
 	return p, nil
+}
+
+// problems collects what is wrong with a TrafficPolicy; each part of the
+// spec is read by a method that reports into it.
+type problems []string
+
+func (ps *problems) add(format string, args ...any) {
+	*ps = append(*ps, fmt.Sprintf(format, args...))
+}
+
+// duration returns d, or 0 when unset; one not positive is a problem.
+func (ps *problems) duration(field string, d *metav1.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	if d.Duration <= 0 {
+		ps.add("%s: %q must be a positive duration such as 500ms, 5s, 1.5m or 1h30m", field, d.Duration.String())
+		return 0
+	}
+	return d.Duration
+}
+
+func (ps *problems) checkTarget(tr v1alpha1.TargetRef) {
+	if !serviceName.MatchString(tr.Name) || len(tr.Name) > 63 {
+		ps.add("spec.targetRef.name: %q is not a Service name (a DNS label: lowercase letters, digits, '-')", tr.Name)
+	}
+	if port := tr.Port; port != nil && (*port < 1 || *port > 65535) {
+		ps.add("spec.targetRef.port: %d is not in 1-65535", *port)
+	}
+}
+
+// readLoadBalancer sets p's algorithm and its settings from lb.
+func (ps *problems) readLoadBalancer(lb *v1alpha1.LoadBalancer, p *policy) {
+	switch lb.Policy {
+	case "", v1alpha1.LeastRequest:
+		p.lb = lbLeastRequest
+	case v1alpha1.RoundRobin:
+		p.lb = lbRoundRobin
+	case v1alpha1.Random:
+		p.lb = lbRandom
+	case v1alpha1.RingHash:
+		p.lb = lbRingHash
+	case v1alpha1.Maglev:
+		p.lb = lbMaglev
+	default:
+		ps.add("spec.loadBalancer.policy: %q is not one of RoundRobin, LeastRequest, Random, RingHash, Maglev", lb.Policy)
+	}
+	if lr := lb.LeastRequest; lr != nil && lr.ChoiceCount != nil {
+		if c := *lr.ChoiceCount; c < 2 || c > 100 {
+			ps.add("spec.loadBalancer.leastRequest.choiceCount: %d is not in 2-100", c)
+		} else if p.lb == lbLeastRequest {
+			p.choiceCount = uint32(c)
+		}
+	}
+	if h := lb.HashOn; h != nil {
+		switch {
+		case (h.Header != "") == h.SourceIP:
+			ps.add("spec.loadBalancer.hashOn: needs exactly one of header (a header name) or sourceIP: true")
+		case h.Header != "" && (!headerName.MatchString(h.Header) || len(h.Header) > 256):
+			ps.add("spec.loadBalancer.hashOn.header: %q is not an HTTP header name", h.Header)
+		case p.lb.hashed():
+			p.hashHeader, p.hashSourceIP = strings.ToLower(h.Header), h.SourceIP
+		}
+	} else if p.lb.hashed() {
+		ps.add("spec.loadBalancer: policy %s needs hashOn (header or sourceIP)", lb.Policy)
+	}
+	// Envoy ramps up only under RoundRobin and LeastRequest.
+	if d := ps.duration("spec.loadBalancer.slowStart", lb.SlowStart); p.lb == lbLeastRequest || p.lb == lbRoundRobin {
+		p.slowStart = d
+	}
+}
+
+func (ps *problems) readOutlier(od *v1alpha1.OutlierDetection) *outlier {
+	o := &outlier{}
+	if c := od.Consecutive5xx; c != nil {
+		if *c < 1 {
+			ps.add("spec.outlierDetection.consecutive5xx: %d must be at least 1", *c)
+		} else {
+			o.consecutive5xx = uint32(*c)
+		}
+	}
+	o.interval = ps.duration("spec.outlierDetection.interval", od.Interval)
+	o.baseEjectionTime = ps.duration("spec.outlierDetection.baseEjectionTime", od.BaseEjectionTime)
+	if m := od.MaxEjectionPercent; m != nil {
+		if *m < 0 || *m > 100 {
+			ps.add("spec.outlierDetection.maxEjectionPercent: %d is not in 0-100", *m)
+		} else {
+			v := uint32(*m)
+			o.maxEjectionPercent = &v
+		}
+	}
+	return o
+}
+
+// readRetries returns the retry policy of r; nil for zero attempts, no retry at all.
+func (ps *problems) readRetries(r *v1alpha1.Retries) *retry {
+	if r.Attempts < 0 || r.Attempts > 10 {
+		ps.add("spec.retries.attempts: %d is not in 0-10", r.Attempts)
+	}
+	on := r.RetryOn
+	if on == "" {
+		on = defaultRetryOn
+	}
+	var unknown []string
+	for _, c := range strings.Split(on, ",") {
+		if !slices.Contains(retryConditions, c) {
+			unknown = append(unknown, fmt.Sprintf("%q", c))
+		}
+	}
+	if len(unknown) > 0 {
+		ps.add("spec.retries.retryOn: unknown retry condition %s; retryOn is a comma-separated list (no spaces) of %s",
+			strings.Join(unknown, ", "), strings.Join(retryConditions, ", "))
+	}
+	rt := &retry{attempts: uint32(max(r.Attempts, 0)), retryOn: on,
+		perTryTimeout: ps.duration("spec.retries.perTryTimeout", r.PerTryTimeout)}
+	if rt.attempts == 0 {
+		return nil
+	}
+	return rt
 }
 
 // policyIndex holds the valid TrafficPolicies by the Service they target.

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
+	"github.com/tandem-mesh/tandem/internal/testutil/policytest"
 )
 
 func trafficPolicy(t *testing.T, name, spec string) *v1alpha1.TrafficPolicy {
@@ -98,34 +99,29 @@ maxRequestsPerConnection: 1000`,
 }
 
 // A policy read from a file has not been through the API server's
-// validation; the translation checks the same rules and names the problem.
+// validation; the translation checks the same rules (the cases the CRD test
+// also runs) and names the problem.
 func TestParsePolicyRefusesInvalid(t *testing.T) {
-	cases := []struct{ spec, want string }{
-		{`{targetRef: {name: Cart}}`, `spec.targetRef.name: "Cart" is not a Service name`},
-		{`{targetRef: {name: cart, port: 70000}}`, "spec.targetRef.port: 70000 is not in 1-65535"},
-		{`{targetRef: {name: cart}, loadBalancer: {policy: Fastest}}`, `spec.loadBalancer.policy: "Fastest" is not one of RoundRobin, LeastRequest, Random, RingHash, Maglev`},
-		{`{targetRef: {name: cart}, loadBalancer: {policy: RingHash}}`, "spec.loadBalancer: policy RingHash needs hashOn (header or sourceIP)"},
-		{`{targetRef: {name: cart}, loadBalancer: {policy: Maglev, hashOn: {}}}`, "spec.loadBalancer.hashOn: needs exactly one of header"},
-		{`{targetRef: {name: cart}, loadBalancer: {policy: Maglev, hashOn: {header: x, sourceIP: true}}}`, "needs exactly one of header"},
-		{`{targetRef: {name: cart}, loadBalancer: {policy: RingHash, hashOn: {header: "a b"}}}`, `spec.loadBalancer.hashOn.header: "a b" is not an HTTP header name`},
-		{`{targetRef: {name: cart}, loadBalancer: {leastRequest: {choiceCount: 1}}}`, "spec.loadBalancer.leastRequest.choiceCount: 1 is not in 2-100"},
-		{`{targetRef: {name: cart}, loadBalancer: {slowStart: -1s}}`, `spec.loadBalancer.slowStart: "-1s" must be a positive duration`},
-		{`{targetRef: {name: cart}, outlierDetection: {consecutive5xx: -1}}`, "spec.outlierDetection.consecutive5xx: -1 must be at least 1"},
-		{`{targetRef: {name: cart}, outlierDetection: {maxEjectionPercent: 101}}`, "spec.outlierDetection.maxEjectionPercent: 101 is not in 0-100"},
-		{`{targetRef: {name: cart}, outlierDetection: {interval: 0s}}`, `spec.outlierDetection.interval: "0s" must be a positive duration`},
-		{`{targetRef: {name: cart}, retries: {attempts: 11}}`, "spec.retries.attempts: 11 is not in 0-10"},
-		{`{targetRef: {name: cart}, retries: {attempts: 1, retryOn: "5xx,oops,reset, unavailable"}}`, `spec.retries.retryOn: unknown retry condition "oops", " unavailable"; retryOn is a comma-separated list (no spaces) of 5xx, gateway-error,`},
-		{`{targetRef: {name: cart}, timeout: 0s}`, `spec.timeout: "0s" must be a positive duration`},
-		{`{targetRef: {name: cart}, maxRequestsPerConnection: 0}`, "spec.maxRequestsPerConnection: 0 must be at least 1"},
-	}
-	for _, c := range cases {
-		_, err := parsePolicy(trafficPolicy(t, "bad", c.spec))
-		if err == nil {
-			t.Errorf("%s: accepted", c.spec)
+	for _, c := range policytest.Invalids {
+		tp := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: "ns"}}
+		decodeErr := yaml.UnmarshalStrict([]byte(c.Spec), &tp.Spec)
+		if c.Translator == "" {
+			if decodeErr == nil {
+				t.Errorf("%s: %s decodes; the case expects it not to, so give it a Translator message", c.Name, c.Spec)
+			}
 			continue
 		}
-		if msg := err.Error(); !strings.Contains(msg, c.want) || !strings.HasPrefix(msg, "TrafficPolicy ns/bad: invalid, not applied: ") {
-			t.Errorf("%s:\n error %q\n want  %q", c.spec, msg, c.want)
+		if decodeErr != nil {
+			t.Errorf("%s: %v", c.Name, decodeErr)
+			continue
+		}
+		_, err := parsePolicy(tp)
+		if err == nil {
+			t.Errorf("%s: %s accepted", c.Name, c.Spec)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, c.Translator) || !strings.HasPrefix(msg, "TrafficPolicy ns/bad: invalid, not applied: ") {
+			t.Errorf("%s:\n error %q\n want  %q", c.Name, msg, c.Translator)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/controlplane"
 	"github.com/tandem-mesh/tandem/internal/demo"
 	"github.com/tandem-mesh/tandem/internal/netns"
+	"github.com/tandem-mesh/tandem/internal/testutil/netnstest"
 )
 
 const binDirEnv = "TANDEM_E2E_BIN"
@@ -54,7 +55,7 @@ func TestSeedExperiment(t *testing.T) {
 	if !netns.InChild() {
 		binDir = buildBinaries(t)
 	}
-	if !netns.RunTest(t, binDirEnv+"="+binDir) {
+	if !netnstest.RunTest(t, binDirEnv+"="+binDir) {
 		return
 	}
 	binDir = os.Getenv(binDirEnv)

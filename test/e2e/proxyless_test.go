@@ -38,15 +38,16 @@ import (
 	"github.com/tandem-mesh/tandem/internal/bootstrap"
 	"github.com/tandem-mesh/tandem/internal/discovery"
 	"github.com/tandem-mesh/tandem/internal/discovery/discoverytest"
-	"github.com/tandem-mesh/tandem/internal/kubeobj"
 	"github.com/tandem-mesh/tandem/internal/kubewatch"
 	"github.com/tandem-mesh/tandem/internal/netns"
-	"github.com/tandem-mesh/tandem/internal/poll"
-	"github.com/tandem-mesh/tandem/internal/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
+	"github.com/tandem-mesh/tandem/internal/testutil/netnstest"
+	"github.com/tandem-mesh/tandem/internal/testutil/poll"
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/xdstest"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/server"
-	"github.com/tandem-mesh/tandem/internal/xds/xdstest"
 )
 
 // socketEnv passes the xDS socket path into the namespace.
@@ -80,7 +81,7 @@ func TestProxylessGreeter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !netns.RunTest(t, "GRPC_XDS_BOOTSTRAP_CONFIG="+boot, socketEnv+"="+socket) {
+	if !netnstest.RunTest(t, "GRPC_XDS_BOOTSTRAP_CONFIG="+boot, socketEnv+"="+socket) {
 		return
 	}
 	if os.Getenv("GRPC_XDS_BOOTSTRAP_CONFIG") != boot {

@@ -23,8 +23,8 @@ import (
 
 	"github.com/tandem-mesh/tandem/internal/discovery"
 	"github.com/tandem-mesh/tandem/internal/kubewatch"
-	"github.com/tandem-mesh/tandem/internal/poll"
-	"github.com/tandem-mesh/tandem/internal/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/poll"
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 )
 
 // Instance is a discovery server that can be stopped and started again on

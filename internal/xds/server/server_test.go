@@ -21,9 +21,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/tandem-mesh/tandem/internal/poll"
+	"github.com/tandem-mesh/tandem/internal/testutil/poll"
+	"github.com/tandem-mesh/tandem/internal/testutil/xdstest"
 	"github.com/tandem-mesh/tandem/internal/xds"
-	"github.com/tandem-mesh/tandem/internal/xds/xdstest"
 )
 
 // Fixtures built by hand so the expectations do not depend on the translator.

@@ -1,0 +1,52 @@
+// Package cmd_test checks what the project's binaries are built from.
+package cmd_test
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/tandem-mesh/tandem"
+
+// TestProductionPackagesLinkNoTestCode: no package of the project that is
+// built into a binary imports Go's testing package or the test helpers of
+// internal/testutil (the project's convention for test-only code). The
+// agent still links testing through go-control-plane's pkg/log, which is
+// not the project's to change; the other binaries link none.
+func TestProductionPackagesLinkNoTestCode(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}|{{.Name}}|{{join .Imports \" \"}}|{{join .Deps \" \"}}", module+"/...").Output()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			t.Fatalf("go list: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("go list: %v", err)
+	}
+	mains := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "|")
+		path, name, imports, deps := f[0], f[1], strings.Fields(f[2]), strings.Fields(f[3])
+		if strings.HasPrefix(path, module+"/internal/testutil/") || strings.HasPrefix(path, module+"/test/") {
+			continue
+		}
+		if slices.Contains(imports, "testing") {
+			t.Errorf("%s imports testing; move what needs it under internal/testutil", path)
+		}
+		for _, dep := range deps {
+			if strings.HasPrefix(dep, module+"/internal/testutil/") {
+				t.Errorf("%s imports %s; test helpers are for _test.go files only", path, dep)
+			}
+			if dep == "testing" && name == "main" && !strings.HasSuffix(path, "/cmd/agent") {
+				t.Errorf("binary %s links the testing package", path)
+			}
+		}
+		if name == "main" {
+			mains++
+		}
+	}
+	// cmd/injector, cmd/agent, hack/demo, the greeter's server and client.
+	if mains < 5 {
+		t.Errorf("found %d main packages, want at least 5; is go list seeing the module?\n%s", mains, out)
+	}
+}

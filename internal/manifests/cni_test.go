@@ -1,0 +1,77 @@
+package manifests_test
+
+import (
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+
+	"github.com/tandem-mesh/tandem/internal/manifests"
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
+)
+
+// `make deploy CAPTURE=cni` adds config/cni: the installer DaemonSet on the
+// agent image, allowed to get pods and nothing else, and CNI mode as the
+// injector's default.
+func TestDeployOverlayCNI(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(filepath.Join(root, "hack", "deploy-overlay.sh"), dir,
+		"registry.local:5000/tandem/injector:v9", "registry.local:5000/tandem/agent:v9", "envoyproxy/envoy:v1.40.1", "default", "cni")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("deploy-overlay.sh: %v\n%s", err, out)
+	}
+	objs, err := manifests.Build(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dep appsv1.Deployment
+	strictDecode(t, find(t, objs, "Deployment", "tandem-injector"), &dep)
+	if args := dep.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--capture=cni") {
+		t.Errorf("injector args %v lack --capture=cni", args)
+	}
+	var ds appsv1.DaemonSet
+	strictDecode(t, find(t, objs, "DaemonSet", "tandem-cni"), &ds)
+	c := ds.Spec.Template.Spec.Containers[0]
+	if c.Image != "registry.local:5000/tandem/agent:v9" || !slices.Equal(c.Command[:2], []string{"/usr/local/bin/tandem-cni", "install"}) {
+		t.Errorf("installer container: image %s, command %v", c.Image, c.Command)
+	}
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = m.Name
+	}
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.HostPath == nil {
+			t.Errorf("volume %s is not a hostPath", v.Name)
+		}
+	}
+	for _, arg := range []string{"--cni-bin-dir=/host/opt/cni/bin", "--cni-net-dir=/host/etc/cni/net.d"} {
+		if !slices.Contains(c.Command, arg) || mounts[arg[len("--cni-xxx-dir="):]] == "" {
+			t.Errorf("installer flag %s does not match a volume mount (%v)", arg, mounts)
+		}
+	}
+	var role rbacv1.ClusterRole
+	strictDecode(t, find(t, objs, "ClusterRole", "tandem-cni"), &role)
+	want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}}}
+	if !slices.EqualFunc(role.Rules, want, func(a, b rbacv1.PolicyRule) bool {
+		return slices.Equal(a.APIGroups, b.APIGroups) && slices.Equal(a.Resources, b.Resources) && slices.Equal(a.Verbs, b.Verbs) &&
+			len(a.ResourceNames)+len(a.NonResourceURLs) == 0
+	}) {
+		t.Errorf("tandem-cni may do more than get pods: %+v", role.Rules)
+	}
+	var binding rbacv1.ClusterRoleBinding
+	strictDecode(t, find(t, objs, "ClusterRoleBinding", "tandem-cni"), &binding)
+	var sa corev1.ServiceAccount
+	strictDecode(t, find(t, objs, "ServiceAccount", "tandem-cni"), &sa)
+	if s := binding.Subjects; len(s) != 1 || s[0].Name != ds.Spec.Template.Spec.ServiceAccountName || s[0].Namespace != ds.Namespace ||
+		sa.Namespace != ds.Namespace || binding.RoleRef.Name != role.Name {
+		t.Errorf("binding %+v does not grant the role to the DaemonSet's service account %s/%s", binding, ds.Namespace, ds.Spec.Template.Spec.ServiceAccountName)
+	}
+}
