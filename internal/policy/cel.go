@@ -121,6 +121,8 @@ func reason(k kind, x string, templates []string) string {
 		return fmt.Sprintf(`%s in ["true", "false"] ? "" : "not a boolean"`, x)
 	case kindTemplate:
 		return fmt.Sprintf(`%s in %s ? "" : "no such template"`, x, litList(templates))
+	case kindText:
+		return `""`
 	}
 	panic(fmt.Sprintf("unknown setting kind %d", k))
 }
