@@ -37,8 +37,12 @@ manifests: ## Generate the CRDs (config/crd) and the injector ClusterRole (confi
 	$(GO) tool controller-gen rbac:roleName=tandem-injector crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
 .PHONY: generate
-generate: ## Generate DeepCopy methods for the API types.
+generate: ## Generate DeepCopy methods for the API types and the Go code of the discovery protobuf.
 	$(GO) tool controller-gen object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+	@command -v protoc >/dev/null || { echo "protoc missing: installing Debian's protobuf-compiler"; \
+	  apt-get install -y protobuf-compiler >/dev/null || { echo "install protoc (package protobuf-compiler)"; exit 1; }; }
+	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative internal/discovery/discoverypb/*.proto
 
 .PHONY: fmt
 fmt: ## Run gofmt on the project's Go files.
@@ -56,9 +60,9 @@ policy: ## Generate the admission policies of config/policy from the templates a
 verify: manifests generate policy ## Fail when generated files or formatting are out of date.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
-	@if ! git diff --quiet -- api config; then \
+	@if ! git diff --quiet -- api config internal/discovery/discoverypb; then \
 	  echo "generated files are stale; run 'make manifests generate policy' and commit:"; \
-	  git diff --stat -- api config; exit 1; fi
+	  git diff --stat -- api config internal/discovery/discoverypb; exit 1; fi
 
 .PHONY: envtest
 envtest: ## Prepare kube-apiserver, etcd and kube-controller-manager (built from Go modules when offline).
@@ -71,6 +75,10 @@ test: verify vet envtest ## Run all tests against a real API server.
 .PHONY: bench
 bench: envtest ## Run the benchmarks with memory statistics.
 	KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS))" $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./...
+
+.PHONY: scale
+scale: ## Measure discovery with real agent processes (API-server cost, propagation, memory, restart); takes minutes.
+	KUBEBUILDER_ASSETS="$$(hack/envtest/assets.sh)" $(GO) run ./hack/scale $(SCALE_FLAGS)
 
 .PHONY: admission-latency
 admission-latency: envtest ## Pod-creation latency through the webhook and through the admission policies, side by side (500 pods each).

@@ -3,6 +3,7 @@ module github.com/tandem-mesh/tandem
 go 1.26.0
 
 tool (
+	google.golang.org/protobuf/cmd/protoc-gen-go
 	github.com/containernetworking/plugins/plugins/ipam/host-local
 	github.com/containernetworking/plugins/plugins/main/ptp
 	sigs.k8s.io/controller-tools/cmd/controller-gen

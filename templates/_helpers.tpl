@@ -127,7 +127,14 @@ failureThreshold: 3
   {{- if .Proxyless }}
   - --proxyless
   {{- end }}
+  {{- if $v.DiscoveryAddress }}
+  - {{ toJSON (print "--discovery-address=" $v.DiscoveryAddress) }}
+  {{- end }}
   {{- include "tandem.podEnv" . | indent 2 }}
+  {{- if $v.DiscoveryAddress }}
+  - name: {{ $v.Const.DiscoveryCAEnv }}
+    value: {{ toJSON $v.DiscoveryCA }}
+  {{- end }}
   ports:
   - name: tandem-health
     containerPort: {{ $v.Const.AgentHealthPort }}
@@ -197,7 +204,8 @@ failureThreshold: 3
 {{- end }}
 
 {{- /* tandem-run holds the xDS socket; tandem-token is the agent's own
-       API credential, present even when the pod turns automounting off. */ -}}
+       API credential, present even when the pod turns automounting off,
+       and with discovery its token of discovery's audience. */ -}}
 {{- define "tandem.volumes" }}
 - name: {{ .Const.RunVolume }}
   emptyDir:
@@ -208,6 +216,12 @@ failureThreshold: 3
     - serviceAccountToken:
         path: token
         expirationSeconds: 3607
+    {{- if .DiscoveryAddress }}
+    - serviceAccountToken:
+        audience: {{ .Const.DiscoveryAudience }}
+        path: {{ .Const.DiscoveryTokenPath }}
+        expirationSeconds: 3607
+    {{- end }}
     - configMap:
         name: kube-root-ca.crt
         items:

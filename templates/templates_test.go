@@ -8,6 +8,8 @@ import (
 	"testing/fstest"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tandem-mesh/tandem/internal/wellknown"
 )
 
 func TestBuiltin(t *testing.T) {
@@ -164,5 +166,46 @@ func TestHelpersAndFunctions(t *testing.T) {
 	c := r.Sidecars.ContainersFirst[0]
 	if c.Name != "x" || c.Image != "envoyproxy/envoy:example" || c.Args[0] != `a "quoted" <value> & more` {
 		t.Errorf("rendered %+v", c)
+	}
+}
+
+// With discovery, the agent gets its address, its CA and a token of
+// discovery's audience; without, none of them.
+func TestDiscoveryValues(t *testing.T) {
+	s, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range s.Names() {
+		for _, on := range []bool{true, false} {
+			v := ExampleValues(true)
+			if !on {
+				v.DiscoveryAddress, v.DiscoveryCA = "", ""
+			}
+			r, err := s.Render(name, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			agent := find(&r.Sidecars, wellknown.AgentContainerName)
+			hasArg := slices.Contains(agent.Args, "--discovery-address=tandem-discovery.tandem-system.svc:15012")
+			hasCA := slices.ContainsFunc(agent.Env, func(e corev1.EnvVar) bool {
+				return e.Name == wellknown.DiscoveryCAEnv && e.Value == ExampleValues(true).DiscoveryCA
+			})
+			hasToken := false
+			for _, vol := range r.Sidecars.Volumes {
+				if vol.Name != wellknown.TokenVolumeName || vol.Projected == nil {
+					continue
+				}
+				for _, src := range vol.Projected.Sources {
+					if t := src.ServiceAccountToken; t != nil && t.Audience == wellknown.DiscoveryAudience && t.Path == wellknown.DiscoveryTokenPath {
+						hasToken = true
+					}
+				}
+			}
+			if hasArg != on || hasCA != on || hasToken != on {
+				t.Errorf("%s, discovery %v: address argument %v, CA %v, token of audience %s %v; want all %v",
+					name, on, hasArg, hasCA, wellknown.DiscoveryAudience, hasToken, on)
+			}
+		}
 	}
 }

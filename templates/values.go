@@ -36,6 +36,10 @@ type Values struct {
 	EnvoyBootstrap string
 	// GRPCBootstrap is the JSON of GRPC_XDS_BOOTSTRAP_CONFIG for proxyless apps.
 	GRPCBootstrap string
+	// DiscoveryAddress is discovery's host:port and DiscoveryCA the PEM of
+	// the CA that signed its certificate; both empty when agents watch the
+	// API server.
+	DiscoveryAddress, DiscoveryCA string
 
 	// Const holds the names and numbers every part of Tandem agrees on; the
 	// templates read them from here rather than spelling them out. Render
@@ -55,6 +59,8 @@ type Constants struct {
 	ValidateUID, ValidateGID                      int
 	RunVolume, TokenVolume                        string
 	RunDir, XDSSocket                             string
+	DiscoveryAudience, DiscoveryTokenPath         string
+	DiscoveryCAEnv                                string
 	AgentBinary                                   string
 	ProxyOutboundPort, ProxyAdminPort             int
 	AgentHealthPort, AgentMetricsPort             int
@@ -65,23 +71,26 @@ type Constants struct {
 const AgentBinary = "/usr/local/bin/agent"
 
 var constants = Constants{
-	InitContainer:     wellknown.InitContainerName,
-	ValidateContainer: wellknown.ValidateContainerName,
-	ValidateUID:       wellknown.ValidateUID,
-	ValidateGID:       wellknown.ValidateGID,
-	AgentContainer:    wellknown.AgentContainerName,
-	ProxyContainer:    wellknown.ProxyContainerName,
-	RunVolume:         wellknown.RunVolumeName,
-	TokenVolume:       wellknown.TokenVolumeName,
-	RunDir:            wellknown.RunDir,
-	XDSSocket:         wellknown.XDSSocket,
-	AgentBinary:       AgentBinary,
-	ProxyOutboundPort: wellknown.ProxyOutboundPort,
-	ProxyAdminPort:    wellknown.ProxyAdminPort,
-	AgentHealthPort:   wellknown.AgentHealthPort,
-	AgentMetricsPort:  wellknown.AgentMetricsPort,
-	ProxyUID:          wellknown.ProxyUID,
-	ProxyGID:          wellknown.ProxyGID,
+	InitContainer:      wellknown.InitContainerName,
+	ValidateContainer:  wellknown.ValidateContainerName,
+	ValidateUID:        wellknown.ValidateUID,
+	ValidateGID:        wellknown.ValidateGID,
+	AgentContainer:     wellknown.AgentContainerName,
+	ProxyContainer:     wellknown.ProxyContainerName,
+	RunVolume:          wellknown.RunVolumeName,
+	TokenVolume:        wellknown.TokenVolumeName,
+	RunDir:             wellknown.RunDir,
+	XDSSocket:          wellknown.XDSSocket,
+	DiscoveryAudience:  wellknown.DiscoveryAudience,
+	DiscoveryTokenPath: wellknown.DiscoveryTokenPath,
+	DiscoveryCAEnv:     wellknown.DiscoveryCAEnv,
+	AgentBinary:        AgentBinary,
+	ProxyOutboundPort:  wellknown.ProxyOutboundPort,
+	ProxyAdminPort:     wellknown.ProxyAdminPort,
+	AgentHealthPort:    wellknown.AgentHealthPort,
+	AgentMetricsPort:   wellknown.AgentMetricsPort,
+	ProxyUID:           wellknown.ProxyUID,
+	ProxyGID:           wellknown.ProxyGID,
 }
 
 // Sidecars is what a template renders to: the objects to add to a pod and
@@ -133,5 +142,7 @@ func ExampleValues(native bool) Values {
 		Capture:              wellknown.CaptureInit,
 		EnvoyBootstrap:       `{"node":{"id":"$(POD_NAME).$(POD_NAMESPACE)"}}`,
 		GRPCBootstrap:        `{"xds_servers":[]}`,
+		DiscoveryAddress:     "tandem-discovery.tandem-system.svc:15012",
+		DiscoveryCA:          "-----BEGIN CERTIFICATE-----\nexample\n-----END CERTIFICATE-----\n",
 	}
 }

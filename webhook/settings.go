@@ -37,6 +37,11 @@ type Defaults struct {
 
 	ProxyCPU, ProxyMemory, ProxyCPULimit, ProxyMemoryLimit string
 	AgentCPU, AgentMemory, AgentCPULimit, AgentMemoryLimit string
+
+	// DiscoveryAddress (host:port) and DiscoveryCA (PEM) tell agents where
+	// discovery is and how to verify it; without both, agents watch the
+	// API server.
+	DiscoveryAddress, DiscoveryCA string
 }
 
 // RecommendedDefaults are the defaults of the injector's flags.
@@ -229,6 +234,9 @@ func (in *Injector) fromDefaults(d Defaults) (settings, error) {
 		EnvoyBootstrap: in.envoyBootstrap,
 		GRPCBootstrap:  in.grpcBootstrap,
 	}}
+	if d.DiscoveryAddress != "" && d.DiscoveryCA != "" {
+		s.values.DiscoveryAddress, s.values.DiscoveryCA = d.DiscoveryAddress, d.DiscoveryCA
+	}
 	byFlag := map[string]string{
 		"template":           d.Template,
 		"native-sidecar":     fmt.Sprint(d.NativeSidecar),

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +29,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/agent"
 	"github.com/tandem-mesh/tandem/internal/agenthttp"
 	"github.com/tandem-mesh/tandem/internal/envoyadmin"
+	"github.com/tandem-mesh/tandem/internal/kubewatch"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/server"
@@ -43,6 +46,15 @@ type runConfig struct {
 	drain       time.Duration
 	level       slog.Level
 	kubeconfig  string
+	discovery   discoveryFlags
+}
+
+// discoveryFlags say where discovery is and how to trust it.
+type discoveryFlags struct {
+	address       string // host:port; empty: the API server only
+	caFile        string
+	tokenFile     string
+	fallbackAfter time.Duration
 }
 
 // parseRunFlags parses and checks the flags of `agent run`.
@@ -69,6 +81,10 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.DurationVar(&c.drain, "drain-duration", 5*time.Second, "how long to keep serving after SIGTERM while Envoy drains")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (default: the in-cluster configuration)")
+	fs.StringVar(&c.discovery.address, "discovery-address", "", "discovery's host:port, like tandem-discovery.tandem-system.svc:15012 (default: watch the API server directly)")
+	fs.StringVar(&c.discovery.caFile, "discovery-ca", "", "file of the CA certificate that signed discovery's serving certificate (default: the PEM in $"+wellknown.DiscoveryCAEnv+")")
+	fs.StringVar(&c.discovery.tokenFile, "discovery-token", wellknown.DiscoveryTokenFile, "service-account token of audience "+wellknown.DiscoveryAudience)
+	fs.DurationVar(&c.discovery.fallbackAfter, "discovery-fallback-after", 5*time.Second, "how long discovery may be unreachable before the agent watches the API server itself")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -99,6 +115,14 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	}
 	if c.drain < 0 {
 		return nil, fmt.Errorf("--drain-duration %v: want zero or a positive duration, like 5s", c.drain)
+	}
+	if a := c.discovery.address; a != "" {
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+			return nil, fmt.Errorf("--discovery-address %q: want host:port, like tandem-discovery.tandem-system.svc:15012", a)
+		}
+	}
+	if c.discovery.fallbackAfter <= 0 {
+		return nil, fmt.Errorf("--discovery-fallback-after %v: want a positive duration, like 5s", c.discovery.fallbackAfter)
 	}
 	if err := c.level.UnmarshalText([]byte(level)); err != nil || !validLevel(level) {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
@@ -152,34 +176,11 @@ func runAgent(ctx context.Context, c *runConfig, stderr io.Writer) int {
 		log.Error(msg, "error", err)
 		return 1
 	}
-
-	restCfg, err := restConfig(c.kubeconfig)
-	if err != nil {
-		return fail("Kubernetes API configuration", err)
-	}
-	sources, err := agent.NewSources(restCfg)
-	if err != nil {
-		return fail("Kubernetes clients", err)
-	}
-	mode := xds.Sidecar
-	if c.proxyless {
-		mode = xds.Proxyless
-	}
-	srv := server.New(server.Options{Logger: log, Proxyless: c.proxyless})
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(srv, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ag, err := agent.New(agent.Options{
-		Sources:    sources,
-		Namespaces: c.namespaces,
-		Mode:       mode,
-		Publisher:  srv,
-		Logger:     log,
-		Registerer: reg,
-	})
+	ag, srv, err := newAgent(c, log, reg)
 	if err != nil {
 		return fail("agent", err)
 	}
-
 	// Bind everything before serving, so a taken port or a bad socket path
 	// ends the process at once with its reason.
 	xdsLis, err := server.Listen(c.socket)
@@ -188,53 +189,9 @@ func runAgent(ctx context.Context, c *runConfig, stderr io.Writer) int {
 	}
 	defer xdsLis.Close()
 	var draining, serving atomic.Bool
-	checks := agenthttp.Checks{
-		Live: func() error {
-			if !serving.Load() {
-				return errors.New("the xDS server is not serving")
-			}
-			if _, err := os.Stat(c.socket); err != nil {
-				return fmt.Errorf("xDS socket: %w", err)
-			}
-			return nil
-		},
-		Ready: func() error {
-			switch {
-			case draining.Load():
-				return errors.New("draining")
-			case !ag.Synced():
-				return errors.New("informers have not synced yet")
-			case !c.proxyless && !srv.Ready():
-				return errors.New("Envoy has not ACKed clusters and listeners yet")
-			}
-			return nil
-		},
-	}
-	var envoyStats agenthttp.StatsFunc
-	if !c.proxyless {
-		envoyStats = c.envoyAdmin.PrometheusStats
-	}
-	health := agenthttp.Health(checks)
-	metrics := agenthttp.Metrics(reg, envoyStats, log)
-	handlers := map[string]http.Handler{c.healthAddr: health, c.metricsAddr: metrics}
-	if c.healthAddr == c.metricsAddr {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics)
-		mux.Handle("/", health)
-		handlers = map[string]http.Handler{c.healthAddr: mux}
-	}
-	var httpServers []*http.Server
-	var httpLis []net.Listener
-	for addr, h := range handlers {
-		lis, err := net.Listen("tcp", addr)
-		if err != nil {
-			for _, l := range httpLis {
-				l.Close()
-			}
-			return fail("HTTP listener", err)
-		}
-		httpLis = append(httpLis, lis)
-		httpServers = append(httpServers, &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second})
+	httpServers, httpLis, err := listenHTTP(c, healthChecks(c, ag, srv, &serving, &draining), reg, log)
+	if err != nil {
+		return fail("HTTP listener", err)
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -261,7 +218,7 @@ func runAgent(ctx context.Context, c *runConfig, stderr io.Writer) int {
 		}()
 	}
 	log.Info("agent running", "xdsSocket", c.socket, "health", c.healthAddr, "metrics", c.metricsAddr,
-		"proxyless", c.proxyless, "namespaces", strings.Join(c.namespaces, ","))
+		"proxyless", c.proxyless, "namespaces", strings.Join(c.namespaces, ","), "discovery", c.discovery.address)
 
 	code := 0
 	select {
@@ -278,6 +235,132 @@ func runAgent(ctx context.Context, c *runConfig, stderr io.Writer) int {
 	}
 	log.Info("agent stopped")
 	return code
+}
+
+// newAgent builds the xDS server and the agent that publishes into it.
+func newAgent(c *runConfig, log *slog.Logger, reg *prometheus.Registry) (*agent.Agent, *server.Server, error) {
+	restCfg, err := restConfig(c.kubeconfig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("Kubernetes API configuration: %w", err)
+	}
+	sources, err := kubewatch.NewSources(restCfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("Kubernetes clients: %w", err)
+	}
+	mode := xds.Sidecar
+	if c.proxyless {
+		mode = xds.Proxyless
+	}
+	var ag *agent.Agent
+	srvOpts := server.Options{Logger: log, Proxyless: c.proxyless}
+	if c.proxyless && c.discovery.address != "" {
+		// The app's gRPC client asks for the listeners of the Services it
+		// dials: exactly those are subscribed to.
+		srvOpts.OnListenerNames = func(names []string) { ag.SubscribeListeners(names) }
+	}
+	srv := server.New(srvOpts)
+	reg.MustRegister(srv, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts := agent.Options{
+		Sources:    sources,
+		Namespaces: c.namespaces,
+		Mode:       mode,
+		Publisher:  srv,
+		Logger:     log,
+		Registerer: reg,
+	}
+	if opts.Discovery, err = discoveryOptions(c); err != nil {
+		return nil, nil, err
+	}
+	ag, err = agent.New(opts)
+	return ag, srv, err
+}
+
+// discoveryOptions reads discovery's CA; nil without --discovery-address.
+func discoveryOptions(c *runConfig) (*agent.DiscoveryOptions, error) {
+	d := c.discovery
+	if d.address == "" {
+		return nil, nil
+	}
+	pem, from := []byte(os.Getenv(wellknown.DiscoveryCAEnv)), "$"+wellknown.DiscoveryCAEnv
+	if d.caFile != "" {
+		var err error
+		if pem, err = os.ReadFile(d.caFile); err != nil {
+			return nil, fmt.Errorf("--discovery-ca: %w", err)
+		}
+		from = d.caFile
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("discovery's CA: no PEM certificate in %s; set --discovery-ca to a CA file", from)
+	}
+	host, _, _ := net.SplitHostPort(d.address)
+	return &agent.DiscoveryOptions{
+		Address:       d.address,
+		TLS:           &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12},
+		TokenFile:     d.tokenFile,
+		NodeID:        c.nodeID,
+		OnDemand:      c.proxyless,
+		FallbackAfter: d.fallbackAfter,
+	}, nil
+}
+
+// healthChecks: live while the xDS server serves; ready once configured
+// (and, with Envoy, once Envoy has ACKed it) and not draining.
+func healthChecks(c *runConfig, ag *agent.Agent, srv *server.Server, serving, draining *atomic.Bool) agenthttp.Checks {
+	return agenthttp.Checks{
+		Live: func() error {
+			if !serving.Load() {
+				return errors.New("the xDS server is not serving")
+			}
+			if _, err := os.Stat(c.socket); err != nil {
+				return fmt.Errorf("xDS socket: %w", err)
+			}
+			return nil
+		},
+		Ready: func() error {
+			switch {
+			case draining.Load():
+				return errors.New("draining")
+			case !ag.Synced():
+				return errors.New("no configuration yet: neither discovery nor the API server has answered")
+			case !c.proxyless && !srv.Ready():
+				return errors.New("Envoy has not ACKed clusters and listeners yet")
+			}
+			return nil
+		},
+	}
+}
+
+// listenHTTP binds the health and metrics servers (one when both share an
+// address).
+func listenHTTP(c *runConfig, checks agenthttp.Checks, reg *prometheus.Registry, log *slog.Logger) ([]*http.Server, []net.Listener, error) {
+	var envoyStats agenthttp.StatsFunc
+	if !c.proxyless {
+		envoyStats = c.envoyAdmin.PrometheusStats
+	}
+	health := agenthttp.Health(checks)
+	metrics := agenthttp.Metrics(reg, envoyStats, log)
+	handlers := map[string]http.Handler{c.healthAddr: health, c.metricsAddr: metrics}
+	if c.healthAddr == c.metricsAddr {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics)
+		mux.Handle("/", health)
+		handlers = map[string]http.Handler{c.healthAddr: mux}
+	}
+	var httpServers []*http.Server
+	var httpLis []net.Listener
+	for addr, h := range handlers {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range httpLis {
+				l.Close()
+			}
+			return nil, nil, err
+		}
+		httpLis = append(httpLis, lis)
+		httpServers = append(httpServers, &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second})
+	}
+	return httpServers, httpLis, nil
 }
 
 // drain reports not ready, asks Envoy to drain its listeners and keeps

@@ -44,6 +44,8 @@ func TestRunFlagErrors(t *testing.T) {
 		{[]string{"--xds-socket", "xds.sock"}, []string{"--xds-socket", "xds.sock", "absolute path"}},
 		{[]string{"--envoy-admin", "127.0.0.1:15000"}, []string{"--envoy-admin", "127.0.0.1:15000", "http://"}},
 		{[]string{"extra"}, []string{`"extra"`, "flags only"}},
+		{[]string{"--discovery-address", "tandem-discovery"}, []string{"--discovery-address", "tandem-discovery", "host:port"}},
+		{[]string{"--discovery-fallback-after", "0s"}, []string{"--discovery-fallback-after", "positive"}},
 	} {
 		var stderr bytes.Buffer
 		if code := runMain(append([]string{"run"}, tc.args...), io.Discard, &stderr); code != 2 {

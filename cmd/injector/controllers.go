@@ -14,7 +14,7 @@ import (
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // setupManager adds everything `injector serve` runs to its manager: the
-// injection webhook, then the controllers. Adding a component is a line here.
+// injection webhook, discovery, then the controllers. Adding a component is a line here.
 func setupManager(mgr ctrl.Manager, o *serveOptions) error {
 	// Without the webhook (admission policies inject), the manager starts
 	// no webhook server: it does so only when asked for it.
@@ -28,6 +28,11 @@ func setupManager(mgr ctrl.Manager, o *serveOptions) error {
 			Namespaces: admit.ClientNamespaces{Reader: mgr.GetClient(), Live: mgr.GetAPIReader()},
 			Log:        mgr.GetLogger().WithName("webhook"),
 		})
+	}
+	if o.discovery {
+		if err := setupDiscovery(mgr, o); err != nil {
+			return fmt.Errorf("setting up discovery: %w", err)
+		}
 	}
 	if err := (&agentrbac.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the agent RBAC controller: %w", err)

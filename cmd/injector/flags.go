@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/templates"
 	"github.com/tandem-mesh/tandem/webhook"
 )
@@ -45,6 +46,9 @@ func (f *injectionFlags) bind(fs *flag.FlagSet) {
 		ns = webhook.DefaultInjectorNamespace
 	}
 	fs.StringVar(&f.injectorNamespace, "injector-namespace", ns, "namespace of the injector, never injected ($POD_NAMESPACE when set)")
+	fs.StringVar(&f.defaults.DiscoveryAddress, "agent-discovery-address",
+		fmt.Sprintf("%s.%s.svc:%d", wellknown.DiscoveryService, ns, wellknown.DiscoveryPort),
+		"discovery's host:port that injected agents dial (empty: agents watch the API server); passed to agents only when serve finds discovery's CA (ca.crt in --cert-dir)")
 }
 
 // injector builds the injector; nativeSidecar is decided by the caller.

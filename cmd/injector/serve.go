@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap/zapcore"
@@ -24,6 +25,7 @@ import (
 
 	tandemv1alpha1 "github.com/tandem-mesh/tandem/api/v1alpha1"
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
+	tdiscovery "github.com/tandem-mesh/tandem/internal/discovery"
 )
 
 // serveOptions are the flags of `injector serve`.
@@ -40,6 +42,8 @@ type serveOptions struct {
 	kubeconfig     string
 	logLevel       string
 	nativeResolved bool // nativeSidecar with "auto" decided
+	discovery      bool
+	discoveryAddr  string
 }
 
 func (o *serveOptions) bind(fs *flag.FlagSet) {
@@ -54,6 +58,8 @@ func (o *serveOptions) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas for the controllers (the webhook is served by all)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration, then $KUBECONFIG)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "the injector's own log level: debug, info, warn or error")
+	fs.BoolVar(&o.discovery, "discovery", true, "serve discovery to the agents (every replica, TLS with the certificate of --cert-dir)")
+	fs.StringVar(&o.discoveryAddr, "discovery-addr", ":"+strconv.Itoa(tdiscovery.Port), "address discovery listens on")
 }
 
 func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
@@ -106,6 +112,18 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 	}
 	o.nativeResolved = native
 	log.Info("sidecar layout", "native", native, "because", why)
+	if !o.webhook && !o.discovery {
+		return errors.New("flags --webhook=false and --discovery=false: nothing to serve")
+	}
+	// Injected agents verify discovery with the CA of the certificate it serves.
+	if o.defaults.DiscoveryAddress != "" {
+		if o.defaults.DiscoveryCA, err = discoveryCA(o.certDir); err != nil {
+			return fmt.Errorf("discovery's CA in --cert-dir=%s: %w", o.certDir, err)
+		}
+		if o.defaults.DiscoveryCA == "" {
+			log.Info("no ca.crt in --cert-dir: injected agents will watch the API server, not discovery", "certDir", o.certDir)
+		}
+	}
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {

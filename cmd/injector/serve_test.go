@@ -64,6 +64,7 @@ func TestServeAgainstAPIServer(t *testing.T) {
 		"--webhook-host", wh.LocalServingHost, "--webhook-port", strconv.Itoa(wh.LocalServingPort),
 		"--cert-dir", wh.LocalServingCertDir, "--metrics-bind-address", metricsAddr,
 		"--health-probe-bind-address", probeAddr, "--injector-namespace", "tandem-system",
+		"--discovery-addr", testenv.FreeAddr(t),
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,17 +1,17 @@
-// Package agent keeps the xDS configuration in step with the cluster: it
-// watches Services, EndpointSlices and TrafficPolicies, rebuilds the whole
-// configuration (debounced) when a Service or policy changes, and updates
-// only the affected ClusterLoadAssignments when an EndpointSlice changes.
-// When the API server goes away the informers retry with backoff while the
-// last published configuration keeps being served.
+// Package agent keeps the xDS configuration in step with the cluster. Its
+// state comes from a source: discovery (delta xDS from the injector's
+// replicas) or, when discovery is not configured or cannot be reached, the
+// API server itself. Translation reads both the same way. The agent
+// rebuilds the whole configuration (debounced) when a Service or policy
+// changes, and updates only the affected ClusterLoadAssignments when a
+// Service's endpoints change. While its source is unreachable the last
+// published configuration keeps being served.
 package agent
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"reflect"
 	"sync"
 	"time"
 
@@ -19,11 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/tools/cache"
 
-	"github.com/tandem-mesh/tandem/api/v1alpha1"
+	"github.com/tandem-mesh/tandem/internal/kubewatch"
 	"github.com/tandem-mesh/tandem/internal/xds"
 )
 
@@ -40,11 +37,15 @@ type TranslateFunc func(xds.Inputs, xds.Mode) (*xds.Resources, []error)
 
 // Options configure an Agent.
 type Options struct {
-	Sources Sources
+	// Sources reach the API server: the only source without Discovery, the
+	// fallback with it.
+	Sources kubewatch.Sources
 	// Namespaces limits what is watched; all namespaces when empty.
 	Namespaces []string
-	Mode       xds.Mode
-	Publisher  Publisher
+	// Discovery, when set, is where the cluster state comes from.
+	Discovery *DiscoveryOptions
+	Mode      xds.Mode
+	Publisher Publisher
 	// Debounce groups Service and policy changes arriving together into one
 	// rebuild; 100ms when zero. A steady stream of changes still rebuilds
 	// at least every ten debounce periods.
@@ -56,45 +57,39 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
+// source is where the cluster state comes from.
+type source interface {
+	// Inputs lists everything, for a full translation.
+	Inputs() xds.Inputs
+	// Endpoints returns one Service ("namespace/name") and its slices.
+	Endpoints(key string) (*corev1.Service, []*discoveryv1.EndpointSlice, bool)
+	name() string
+}
+
+// kubeSource is the API server, watched directly.
+type kubeSource struct{ *kubewatch.Watcher }
+
+func (k kubeSource) Endpoints(key string) (*corev1.Service, []*discoveryv1.EndpointSlice, bool) {
+	svc, slices, _, ok := k.Service(key)
+	return svc, slices, ok
+}
+
+func (kubeSource) name() string { return "API server" }
+
 // Agent turns cluster state into published xDS configuration.
 type Agent struct {
 	opts    Options
 	log     *slog.Logger
-	sets    map[string]*informerSet // by namespace; "" when watching all
 	kick    chan struct{}
 	metrics *metrics
+	disc    *discoverySource // nil without Discovery
 
 	mu        sync.Mutex // serialises rebuilds and endpoint updates
-	synced    bool
-	rebuiltAt time.Time // when the last rebuild read the caches
+	cur       source     // the source published from; nil until one synced
+	rebuiltAt time.Time  // when the last rebuild read the source
 }
 
-// informerSet holds the informers of one watched namespace (or of all).
-type informerSet struct {
-	factory  informers.SharedInformerFactory
-	services cache.SharedIndexInformer
-	slices   cache.SharedIndexInformer
-	policies cache.SharedIndexInformer
-	// handlers have synced once the initial objects were delivered to them
-	handlers []cache.ResourceEventHandlerRegistration
-}
-
-const serviceIndex = "service"
-
-// sliceService indexes EndpointSlices by the "namespace/name" of their Service.
-func sliceService(obj any) ([]string, error) {
-	s, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return nil, nil
-	}
-	name, ok := s.Labels[discoveryv1.LabelServiceName]
-	if !ok {
-		return nil, nil
-	}
-	return []string{s.Namespace + "/" + name}, nil
-}
-
-// New builds the informers; Run starts them.
+// New checks the options; Run starts the agent.
 func New(o Options) (*Agent, error) {
 	if o.Sources.Kube == nil || o.Sources.Policies == nil {
 		return nil, errors.New("agent: Sources needs both a Kubernetes client and a TrafficPolicy source")
@@ -111,131 +106,193 @@ func New(o Options) (*Agent, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	a := &Agent{opts: o, log: o.Logger, sets: map[string]*informerSet{}, kick: make(chan struct{}, 1)}
+	a := &Agent{opts: o, log: o.Logger, kick: make(chan struct{}, 1)}
 	var err error
 	if a.metrics, err = newMetrics(o.Registerer); err != nil {
 		return nil, err
 	}
-	namespaces := o.Namespaces
-	if len(namespaces) == 0 {
-		namespaces = []string{metav1.NamespaceAll}
-	}
-	for _, ns := range namespaces {
-		if _, dup := a.sets[ns]; dup {
-			continue
-		}
-		set, err := a.newInformerSet(ns)
-		if err != nil {
+	if o.Discovery != nil {
+		if a.disc, err = newDiscoverySource(*o.Discovery, o.Namespaces, a); err != nil {
 			return nil, err
 		}
-		a.sets[ns] = set
 	}
 	return a, nil
 }
 
-func (a *Agent) newInformerSet(ns string) (*informerSet, error) {
-	f := informers.NewSharedInformerFactoryWithOptions(a.opts.Sources.Kube, 0,
-		informers.WithNamespace(ns), informers.WithTransform(strip))
-	set := &informerSet{
-		factory:  f,
-		services: f.Core().V1().Services().Informer(),
-		slices:   f.Discovery().V1().EndpointSlices().Informer(),
-		policies: cache.NewSharedIndexInformerWithOptions(a.opts.Sources.Policies(ns), &v1alpha1.TrafficPolicy{},
-			cache.SharedIndexInformerOptions{Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}}),
-	}
-	if err := set.policies.SetTransform(strip); err != nil {
-		return nil, err
-	}
-	if err := set.slices.AddIndexers(cache.Indexers{serviceIndex: sliceService}); err != nil {
-		return nil, err
-	}
-	for what, inf := range map[string]cache.SharedIndexInformer{"Services": set.services, "EndpointSlices": set.slices, "TrafficPolicies": set.policies} {
-		if err := inf.SetWatchErrorHandlerWithContext(a.watchError(what, ns)); err != nil {
-			return nil, err
-		}
-	}
-	rebuild := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { a.scheduleRebuild() },
-		UpdateFunc: func(old, cur any) { a.objectUpdated(old, cur) },
-		DeleteFunc: func(any) { a.scheduleRebuild() },
-	}
-	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
-		set.services: rebuild,
-		set.policies: rebuild,
-		set.slices: cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { a.sliceChanged(nil, obj) },
-			UpdateFunc: a.sliceChanged,
-			DeleteFunc: func(obj any) { a.sliceChanged(obj, nil) },
+// newKubeSource builds the informers of the watched namespaces.
+func (a *Agent) newKubeSource() (kubeSource, error) {
+	var src kubeSource
+	w, err := kubewatch.New(a.opts.Sources, a.opts.Namespaces, kubewatch.Handler{
+		ServiceChanged:   func(string) { a.scheduleRebuild() },
+		EndpointsChanged: func(key string) { a.updateEndpoints(src, key) },
+		WatchError: func(what, ns string, err error) {
+			a.metrics.watchErrors.Inc()
+			if ns == "" {
+				ns = "all namespaces"
+			}
+			a.log.Warn("watch failed; serving the last configuration and retrying with backoff",
+				"resource", what, "namespace", ns, "error", err)
 		},
-	} {
-		reg, err := inf.AddEventHandler(h)
-		if err != nil {
-			return nil, err
-		}
-		set.handlers = append(set.handlers, reg)
-	}
-	return set, nil
+	})
+	src.Watcher = w
+	return src, err
 }
 
-// watchError reports a failed list or watch; the reflector then retries
-// with backoff on its own.
-func (a *Agent) watchError(what, ns string) cache.WatchErrorHandlerWithContext {
-	return func(_ context.Context, _ *cache.Reflector, err error) {
-		a.metrics.watchErrors.Inc()
-		if ns == "" {
-			ns = "all namespaces"
-		}
-		a.log.Warn("watch failed; serving the last configuration and retrying with backoff",
-			"resource", what, "namespace", ns, "error", err)
-	}
-}
-
-// Run starts the informers, publishes the first configuration once they
-// have synced, and keeps it current until ctx ends.
+// Run keeps the configuration current until ctx ends: from discovery when
+// it is configured and reachable, else from the API server.
 func (a *Agent) Run(ctx context.Context) error {
-	var synced []cache.InformerSynced
-	var wg sync.WaitGroup
-	for _, set := range a.sets {
-		set.factory.Start(ctx.Done())
-		wg.Go(func() { set.policies.RunWithContext(ctx) })
-		for _, h := range set.handlers {
-			synced = append(synced, h.HasSynced)
-		}
-	}
-	defer func() {
-		for _, set := range a.sets {
-			set.factory.Shutdown()
-		}
-		wg.Wait()
-	}()
 	loopDone := make(chan struct{})
 	go func() { defer close(loopDone); a.loop(ctx) }()
 	defer func() { <-loopDone }()
-
-	start := time.Now()
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return fmt.Errorf("informers did not sync: %w", ctx.Err())
+	if a.disc != nil {
+		return a.runWithDiscovery(ctx)
 	}
-	// Marking synced and publishing under one lock: an EndpointSlice event
-	// handled before this point was skipped, but its object is already in
-	// the store this first rebuild lists. The handlers have seen every
-	// initial object, so the rebuilds they asked for are covered too.
-	a.mu.Lock()
-	a.synced = true
-	a.rebuildLocked()
-	a.mu.Unlock()
-	a.metrics.synced.Set(1)
-	a.log.Info("informers synced; configuration published", "after", time.Since(start).Round(time.Millisecond))
+	kube, err := a.newKubeSource()
+	if err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); kube.Run(ctx) }()
+	defer func() { <-done }()
+	start := time.Now()
+	if err := kube.WaitForSync(ctx); err != nil {
+		return err
+	}
+	a.use(kube, start)
 	<-ctx.Done()
 	return nil
 }
 
-// Synced reports whether the informers have synced and the first
-// configuration was published.
-func (a *Agent) Synced() bool {
+// runWithDiscovery follows discovery while it answers. When it has not
+// answered for FallbackAfter (at start, or after losing it), the API server
+// is watched for the same scope until discovery is back.
+func (a *Agent) runWithDiscovery(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { a.disc.run(ctx) })
+
+	start := time.Now()
+	fallback := time.NewTimer(a.disc.opts.FallbackAfter)
+	defer fallback.Stop()
+	var (
+		kube       *kubeSource
+		stopKube   context.CancelFunc
+		kubeSynced = make(chan *kubeSource, 1)
+	)
+	stopFallback := func() {
+		if stopKube != nil {
+			stopKube()
+			stopKube, kube = nil, nil
+			a.log.Info("stopped watching the API server")
+		}
+	}
+	defer stopFallback()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.disc.changed:
+			if a.disc.isUp() {
+				fallback.Stop()
+				if a.current() != source(a.disc) {
+					a.use(a.disc, start)
+				}
+				stopFallback()
+			} else if kube == nil {
+				a.log.Warn("discovery unreachable; serving the last configuration", "fallbackAfter", a.disc.opts.FallbackAfter)
+				fallback.Reset(a.disc.opts.FallbackAfter)
+			}
+		case <-fallback.C:
+			if a.disc.isUp() || kube != nil {
+				continue
+			}
+			k, err := a.newKubeSource()
+			if err != nil {
+				return err
+			}
+			a.log.Warn("discovery unreachable: watching the API server until it is back", "namespaces", a.opts.Namespaces)
+			a.metrics.fallbacks.Inc()
+			kctx, cancel := context.WithCancel(ctx)
+			kube, stopKube = &k, cancel
+			wg.Go(func() { k.Run(kctx) })
+			wg.Go(func() {
+				if k.WaitForSync(kctx) == nil {
+					select {
+					case kubeSynced <- &k:
+					case <-kctx.Done():
+					}
+				}
+			})
+		case k := <-kubeSynced:
+			if k == kube && !a.disc.isUp() {
+				a.use(*k, start)
+			}
+		}
+	}
+}
+
+// use makes src the source published from and publishes all of it.
+func (a *Agent) use(src source, start time.Time) {
+	a.mu.Lock()
+	first := a.cur == nil
+	a.cur = src
+	a.rebuildLocked()
+	a.mu.Unlock()
+	a.metrics.synced.Set(1)
+	a.metrics.fromDiscovery.Set(0)
+	if src == source(a.disc) {
+		a.metrics.fromDiscovery.Set(1)
+	}
+	if first {
+		a.log.Info("configuration published", "source", src.name(), "after", time.Since(start).Round(time.Millisecond))
+	} else {
+		a.log.Info("configuration source changed", "source", src.name())
+	}
+}
+
+func (a *Agent) current() source {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.synced
+	return a.cur
+}
+
+// Synced reports whether a first configuration was published.
+func (a *Agent) Synced() bool { return a.current() != nil }
+
+// FromDiscovery reports whether the configuration comes from discovery.
+func (a *Agent) FromDiscovery() bool {
+	c := a.current()
+	return c != nil && c == source(a.disc)
+}
+
+// Subscribe sets the Services ("namespace/name") an on-demand agent
+// follows; see DiscoveryOptions.OnDemand.
+func (a *Agent) Subscribe(keys []string) {
+	if a.disc != nil {
+		a.disc.subscribe(keys)
+	}
+}
+
+// SubscribeListeners subscribes an on-demand agent to the Services whose
+// listeners ("<service>.<namespace>.svc.cluster.local:<port>") a proxyless
+// app asks for; other names are ignored.
+func (a *Agent) SubscribeListeners(names []string) {
+	var keys []string
+	for _, n := range names {
+		if ns, name, ok := xds.ServiceOfHost(n); ok {
+			keys = append(keys, ns+"/"+name)
+		}
+	}
+	a.Subscribe(keys)
+}
+
+// rebuildFor schedules a rebuild for a change of src when it is the
+// current source; a source becoming current is rebuilt from in full anyway,
+// with every change it already holds.
+func (a *Agent) rebuildFor(src source) {
+	if a.current() == src {
+		a.scheduleRebuild()
+	}
 }
 
 func (a *Agent) scheduleRebuild() {
@@ -269,8 +326,8 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-timer.C:
 			pendingSince = time.Time{}
 			a.mu.Lock()
-			// A change seen before the last rebuild read the caches is in it.
-			if a.synced && lastKick.After(a.rebuiltAt) {
+			// A change seen before the last rebuild read the source is in it.
+			if a.cur != nil && lastKick.After(a.rebuiltAt) {
 				a.rebuildLocked()
 			}
 			a.mu.Unlock()
@@ -278,38 +335,11 @@ func (a *Agent) loop(ctx context.Context) {
 	}
 }
 
-// objectUpdated rebuilds for a Service or policy update that changed what
-// translation reads; status and metadata churn is ignored.
-func (a *Agent) objectUpdated(old, cur any) {
-	switch o := old.(type) {
-	case *corev1.Service:
-		if c, ok := cur.(*corev1.Service); ok && reflect.DeepEqual(o.Spec, c.Spec) && reflect.DeepEqual(o.Labels, c.Labels) {
-			return
-		}
-	case *v1alpha1.TrafficPolicy:
-		if c, ok := cur.(*v1alpha1.TrafficPolicy); ok && reflect.DeepEqual(o.Spec, c.Spec) {
-			return
-		}
-	}
-	a.scheduleRebuild()
-}
-
 // rebuildLocked translates everything and publishes it. Must hold a.mu.
 func (a *Agent) rebuildLocked() {
 	start := time.Now()
 	a.rebuiltAt = start
-	var in xds.Inputs
-	for _, set := range a.sets {
-		for _, o := range set.services.GetStore().List() {
-			in.Services = append(in.Services, o.(*corev1.Service))
-		}
-		for _, o := range set.slices.GetStore().List() {
-			in.EndpointSlices = append(in.EndpointSlices, o.(*discoveryv1.EndpointSlice))
-		}
-		for _, o := range set.policies.GetStore().List() {
-			in.Policies = append(in.Policies, o.(*v1alpha1.TrafficPolicy))
-		}
-	}
+	in := a.cur.Inputs()
 	res, errs := a.opts.Translate(in, a.opts.Mode)
 	for _, err := range errs {
 		a.log.Warn("object not translated", "error", err)
@@ -324,80 +354,24 @@ func (a *Agent) rebuildLocked() {
 		"policies", len(in.Policies), "took", time.Since(start))
 }
 
-// sliceChanged handles an EndpointSlice added (old nil), updated or
-// deleted (cur nil): the endpoints of its Service are recomputed.
-func (a *Agent) sliceChanged(old, cur any) {
-	o, c := asSlice(old), asSlice(cur)
-	if o != nil && c != nil && o.AddressType == c.AddressType &&
-		reflect.DeepEqual(o.Endpoints, c.Endpoints) && reflect.DeepEqual(o.Ports, c.Ports) &&
-		reflect.DeepEqual(o.Labels, c.Labels) {
-		return
-	}
-	keys := map[string]bool{}
-	for _, s := range []*discoveryv1.EndpointSlice{o, c} {
-		if s == nil {
-			continue
-		}
-		if ks, _ := sliceService(s); len(ks) == 1 {
-			keys[ks[0]] = true
-		}
-	}
-	for key := range keys {
-		a.updateEndpoints(key)
-	}
-}
-
-func asSlice(obj any) *discoveryv1.EndpointSlice {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	s, _ := obj.(*discoveryv1.EndpointSlice)
-	return s
-}
-
 // updateEndpoints publishes the ClusterLoadAssignments of one Service,
-// given as "namespace/name", from its current slices.
-func (a *Agent) updateEndpoints(key string) {
+// given as "namespace/name", from src when it is the current source.
+func (a *Agent) updateEndpoints(src source, key string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.synced {
+	if a.cur == nil || a.cur != src {
 		return
 	}
-	set := a.setFor(key)
-	if set == nil {
-		return
-	}
-	obj, ok, _ := set.services.GetIndexer().GetByKey(key)
+	svc, slices, ok := src.Endpoints(key)
 	if !ok { // no Service (yet): its rebuild will bring the endpoints
 		return
 	}
-	if xds.EndpointsChangeListeners(obj.(*corev1.Service), a.opts.Mode) {
+	if xds.EndpointsChangeListeners(svc, a.opts.Mode) {
 		// A headless Service's listener chains list its pod addresses, so
 		// its endpoints live in the listener: only a rebuild refreshes them.
 		a.scheduleRebuild()
 		return
 	}
-	objs, err := set.slices.GetIndexer().ByIndex(serviceIndex, key)
-	if err != nil {
-		a.log.Error("listing EndpointSlices", "service", key, "error", err)
-		return
-	}
-	slices := make([]*discoveryv1.EndpointSlice, len(objs))
-	for i, o := range objs {
-		slices[i] = o.(*discoveryv1.EndpointSlice)
-	}
-	a.opts.Publisher.PublishEndpoints(xds.ServiceEndpoints(obj.(*corev1.Service), slices, a.opts.Mode))
+	a.opts.Publisher.PublishEndpoints(xds.ServiceEndpoints(svc, slices, a.opts.Mode))
 	a.metrics.endpointUpdates.Inc()
-}
-
-// setFor returns the informers watching the namespace of key.
-func (a *Agent) setFor(key string) *informerSet {
-	if set, ok := a.sets[metav1.NamespaceAll]; ok {
-		return set
-	}
-	ns, _, err := cache.SplitMetaNamespaceKey(key)
-	if err != nil {
-		return nil
-	}
-	return a.sets[ns]
 }

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/tandem-mesh/tandem/internal/kubewatch"
 	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
@@ -100,7 +101,7 @@ type harness struct {
 // startAgent runs an agent against the API server at cfg until the test ends.
 func startAgent(t *testing.T, cfg *rest.Config, o Options) *harness {
 	t.Helper()
-	src, err := NewSources(cfg)
+	src, err := kubewatch.NewSources(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,9 +290,8 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 		create(t, kube.DiscoveryV1().EndpointSlices("strip").Create,
 			kubeobj.EndpointSlice("strip", "web-1", "web", "http", 80, "198.51.100.5"))
 		h := startAgent(t, cfg, Options{Namespaces: []string{"strip"}})
-		set := h.agent.sets["strip"]
-		for _, o := range set.services.GetStore().List() {
-			s := o.(*corev1.Service)
+		in := h.agent.current().Inputs()
+		for _, s := range in.Services {
 			if len(s.ManagedFields) != 0 || len(s.Annotations) != 0 {
 				t.Errorf("cached Service keeps managed fields (%d) or annotations (%v)", len(s.ManagedFields), s.Annotations)
 			}
@@ -299,10 +299,9 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 				t.Errorf("cached Service lost its ports or cluster IP: %+v", s.Spec)
 			}
 		}
-		for _, o := range set.slices.GetStore().List() {
-			s := o.(*discoveryv1.EndpointSlice)
-			if len(s.ManagedFields) != 0 || s.Endpoints[0].TargetRef != nil || s.Endpoints[0].NodeName != nil {
-				t.Errorf("cached EndpointSlice keeps managed fields, pod references or node names: %+v", s)
+		for _, s := range in.EndpointSlices {
+			if len(s.ManagedFields) != 0 || s.Endpoints[0].TargetRef.UID != "" || s.Endpoints[0].NodeName != nil {
+				t.Errorf("cached EndpointSlice keeps managed fields, pod UIDs or node names: %+v", s)
 			}
 			if s.Labels[discoveryv1.LabelServiceName] != "web" || len(s.Labels) != 1 {
 				t.Errorf("cached EndpointSlice labels = %v, want only the service name", s.Labels)

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -18,6 +23,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
+	pb "github.com/tandem-mesh/tandem/internal/discovery/discoverypb"
+	"github.com/tandem-mesh/tandem/internal/discovery/resource"
+	"github.com/tandem-mesh/tandem/internal/kubewatch"
 	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/server"
@@ -70,7 +78,7 @@ func runBenchAgent(b *testing.B, kube kubernetes.Interface) (*Agent, *server.Ser
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := server.New(server.Options{Logger: quiet})
 	a, err := New(Options{
-		Sources:   Sources{Kube: kube, Policies: func(string) cache.ListerWatcher { return noPolicies{} }},
+		Sources:   kubewatch.Sources{Kube: kube, Policies: func(string) cache.ListerWatcher { return noPolicies{} }},
 		Publisher: srv,
 		Logger:    quiet,
 	})
@@ -86,35 +94,71 @@ func runBenchAgent(b *testing.B, kube kubernetes.Interface) (*Agent, *server.Ser
 	return a, srv, func() { cancel(); <-done }
 }
 
-// BenchmarkEndpointSliceChange applies one EndpointSlice change the way
-// the informer delivers it: the store is updated, then the handler
-// recomputes and publishes that Service's assignments.
-func BenchmarkEndpointSliceChange(b *testing.B) {
-	a, srv, stop := runBenchAgent(b, fake.NewClientset(benchObjects()...))
-	defer stop()
-	store := a.sets[metav1.NamespaceAll].slices.GetIndexer()
-	obj, ok, _ := store.GetByKey("ns-7/svc-7-abcde")
-	if !ok {
-		b.Fatal("slice ns-7/svc-7-abcde not cached")
+// BenchmarkApplyResource applies one discovery resource whose endpoints
+// changed, the way a response delivers it: decode, turn into objects,
+// recompute and publish that Service's assignments.
+func BenchmarkApplyResource(b *testing.B) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := server.New(server.Options{Logger: quiet})
+	a, err := New(Options{
+		Sources:   kubewatch.Sources{Kube: fake.NewClientset(), Policies: func(string) cache.ListerWatcher { return noPolicies{} }},
+		Discovery: &DiscoveryOptions{Address: "localhost:1", TLS: &tls.Config{RootCAs: x509.NewCertPool()}},
+		Publisher: srv,
+		Logger:    quiet,
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
-	cur := obj.(*discoveryv1.EndpointSlice)
+	var in xds.Inputs
+	for _, o := range benchObjects() {
+		switch o := o.(type) {
+		case *corev1.Service:
+			in.Services = append(in.Services, o)
+		case *discoveryv1.EndpointSlice:
+			in.EndpointSlices = append(in.EndpointSlices, o)
+		}
+	}
+	rs, err := resource.FromInputs(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := a.disc.apply(response(b, rs...)); err != nil {
+		b.Fatal(err)
+	}
+	a.use(a.disc, time.Now())
+	r := rs[7]
+	eps := r.EndpointGroups[0].Endpoints
 	before := srv.Stats().Updates[server.Endpoint]
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		next := cur.DeepCopy()
 		// Alternate the last endpoint so every iteration is a real change.
-		next.Endpoints[len(next.Endpoints)-1].Addresses = []string{fmt.Sprintf("10.200.%d.%d", i>>8&255, i&255)}
-		if err := store.Update(next); err != nil {
+		eps[len(eps)-1].Address = fmt.Sprintf("10.200.%d.%d", i>>8&255, i&255)
+		if err := a.disc.apply(response(b, r)); err != nil {
 			b.Fatal(err)
 		}
-		a.sliceChanged(cur, next)
-		cur = next
 	}
 	b.StopTimer()
 	if got := srv.Stats().Updates[server.Endpoint] - before; got != uint64(b.N) {
-		b.Fatalf("%d endpoint resources published for %d slice changes", got, b.N)
+		b.Fatalf("%d endpoint resources published for %d resource changes", got, b.N)
 	}
+}
+
+// response is a discovery response carrying rs.
+func response(b *testing.B, rs ...*pb.Service) *discoverygrpc.DeltaDiscoveryResponse {
+	resp := &discoverygrpc.DeltaDiscoveryResponse{TypeUrl: resource.TypeURL}
+	for _, r := range rs {
+		v, err := resource.Version(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, err := anypb.New(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Resources = append(resp.Resources, &discoverygrpc.Resource{Name: resource.Name(r.Namespace, r.Name), Version: v, Resource: body})
+	}
+	return resp
 }
 
 // BenchmarkCacheHeap measures the heap the agent keeps for 1,000 Services

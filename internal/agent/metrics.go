@@ -9,6 +9,10 @@ type metrics struct {
 	translateErrors prometheus.Counter
 	watchErrors     prometheus.Counter
 	synced          prometheus.Gauge
+	fromDiscovery   prometheus.Gauge
+	fallbacks       prometheus.Counter
+	discoveryUp     prometheus.Gauge
+	discoveryBytes  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,11 +40,27 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		synced: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tandem_agent_informers_synced",
-			Help: "1 once the informers have synced and the first configuration is published.",
+			Help: "1 once a source has synced and the first configuration is published.",
+		}),
+		fromDiscovery: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_agent_source_discovery",
+			Help: "1 while the configuration comes from discovery, 0 while from the API server.",
+		}),
+		discoveryUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_agent_discovery_connected",
+			Help: "1 while a discovery stream is open and answered.",
+		}),
+		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tandem_agent_discovery_fallbacks_total",
+			Help: "Times discovery was unreachable long enough for the agent to watch the API server.",
+		}),
+		discoveryBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tandem_agent_discovery_received_bytes_total",
+			Help: "Encoded size of the discovery responses received.",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildSeconds, m.endpointUpdates, m.translateErrors, m.watchErrors, m.synced} {
+		for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildSeconds, m.endpointUpdates, m.translateErrors, m.watchErrors, m.synced, m.fromDiscovery, m.fallbacks, m.discoveryUp, m.discoveryBytes} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -166,10 +166,14 @@ func total(c map[string]int) int {
 }
 
 // agentArgs are the flags the injected tandem-agent container runs with,
-// pointed at the local API server and the demo's socket.
-func agentArgs(c *controlplane.Cluster, net *network, socket string) []string {
+// pointed at the local API server, discovery (with the credentials
+// discoveryCredentials wrote into work) and the demo's socket.
+func agentArgs(c *controlplane.Cluster, net *network, socket, work string) []string {
 	return []string{"run",
 		"--kubeconfig=" + c.Kubeconfig,
+		"--discovery-address=" + discoveryAddr,
+		"--discovery-ca=" + filepath.Join(work, "discovery-ca.crt"),
+		"--discovery-token=" + filepath.Join(work, "discovery-token"),
 		"--node-id=" + net.client.name + "." + Namespace,
 		"--xds-socket=" + socket,
 		"--health-addr=127.0.0.1:" + strconv.Itoa(wellknown.AgentHealthPort),
@@ -186,14 +190,14 @@ func readyURL() string {
 func balancedProxyless(ctx context.Context, n *narrator, procs *processes, o Options, c *controlplane.Cluster, net *network, work string) (map[string]int, error) {
 	socket := filepath.Join(work, "xds.sock")
 	agent, err := procs.start("agent", work, exec.CommandContext(ctx, filepath.Join(o.BinDir, "agent"),
-		append(agentArgs(c, net, socket), "--proxyless")...))
+		append(agentArgs(c, net, socket, work), "--proxyless")...))
 	if err != nil {
 		return nil, err
 	}
 	if err := httpReady(ctx, readyURL(), 30*time.Second, agent); err != nil {
 		return nil, err
 	}
-	n.detail("agent ready: watching the API server, serving xDS on its Unix socket")
+	n.detail("agent ready: the cluster's state from discovery (the injector, %s), xDS served on its Unix socket", discoveryAddr)
 	bs, err := bootstrap.GRPC(bootstrap.GRPCOptions{NodeID: net.client.name + "." + Namespace, Cluster: Namespace, XDSSocket: socket})
 	if err != nil {
 		return nil, err
@@ -225,7 +229,7 @@ func balancedThroughEnvoy(ctx context.Context, n *narrator, procs *processes, o 
 	}
 	n.detail("agent init: outbound TCP of every user but %d now goes to port %d", wellknown.ProxyUID, wellknown.ProxyOutboundPort)
 
-	agentCmd := exec.CommandContext(ctx, filepath.Join(o.BinDir, "agent"), agentArgs(c, net, socket)...)
+	agentCmd := exec.CommandContext(ctx, filepath.Join(o.BinDir, "agent"), agentArgs(c, net, socket, work)...)
 	agentCmd.SysProcAttr = asProxy
 	agent, err := procs.start("agent", work, agentCmd)
 	if err != nil {

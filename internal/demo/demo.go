@@ -120,6 +120,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res := &Result{Pods: pods}
 	printPods(n, pods)
+	if err := discoveryCredentials(ctx, cs, cluster, work); err != nil {
+		return res, err
+	}
 
 	if !o.DataPlane {
 		n.note("The data plane needs a network namespace (root or unprivileged user namespaces); skipped.")

@@ -57,6 +57,7 @@ func startInjection(ctx context.Context, n *narrator, procs *processes, o Option
 		}
 		n.detail("serving https://%s:%d%s with a certificate made for it; the API server calls it for every new pod",
 			c.Env.WebhookInstallOptions.LocalServingHost, c.Env.WebhookInstallOptions.LocalServingPort, "/inject")
+		n.detail("serving discovery on %s: the agents get the cluster's Services from it, not from the API server", discoveryAddr)
 		return nil
 	}
 	n.step("Installing the admission policies printed by `injector policy` (as in config/policy)")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,13 +34,23 @@ func versionOf(v *version.Info) string {
 	return v.GitVersion
 }
 
-// startInjector runs the injector binary on the address and certificate
-// envtest registered the webhook with, and waits until it serves TLS.
+// discoveryAddr is where the demo's injector serves discovery.
+var discoveryAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(wellknown.DiscoveryPort))
+
+// startInjector runs the injector binary, webhook and discovery, on the
+// address and certificate envtest registered the webhook with, and waits
+// until both serve TLS. The certificate's CA goes next to it as ca.crt, as
+// cert-manager writes it: discovery's agents verify it.
 func startInjector(ctx context.Context, procs *processes, binDir string, c *controlplane.Cluster, work string) error {
 	wh := c.Env.WebhookInstallOptions
+	if err := os.WriteFile(filepath.Join(wh.LocalServingCertDir, "ca.crt"), wh.LocalServingCAData, 0o600); err != nil {
+		return err
+	}
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "injector"), "serve",
 		"--kubeconfig="+c.Kubeconfig,
 		"--cert-dir="+wh.LocalServingCertDir,
+		"--discovery-addr="+discoveryAddr,
+		"--agent-discovery-address="+discoveryAddr,
 		"--webhook-host="+wh.LocalServingHost,
 		"--webhook-port="+strconv.Itoa(wh.LocalServingPort),
 		"--metrics-bind-address=0",
@@ -49,18 +61,38 @@ func startInjector(ctx context.Context, procs *processes, binDir string, c *cont
 	if err != nil {
 		return err
 	}
-	addr := net.JoinHostPort(wh.LocalServingHost, strconv.Itoa(wh.LocalServingPort))
-	return waitFor(ctx, 30*time.Second, func() error {
-		if done, err := proc.exited(); done {
-			return fmt.Errorf("the injector exited (%v):\n%s", err, proc.tail(20))
+	for _, addr := range []string{net.JoinHostPort(wh.LocalServingHost, strconv.Itoa(wh.LocalServingPort)), discoveryAddr} {
+		if err := waitFor(ctx, 30*time.Second, func() error {
+			if done, err := proc.exited(); done {
+				return fmt.Errorf("the injector exited (%v):\n%s", err, proc.tail(20))
+			}
+			conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only probing that it listens
+			if err != nil {
+				return retry(fmt.Errorf("the injector does not serve on %s yet: %w", addr, err))
+			}
+			conn.Close()
+			return nil
+		}); err != nil {
+			return err
 		}
-		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only probing that it listens
-		if err != nil {
-			return retry(fmt.Errorf("the injector does not serve on %s yet: %w", addr, err))
-		}
-		conn.Close()
-		return nil
-	})
+	}
+	return nil
+}
+
+// discoveryCredentials writes what an injected agent finds in its pod into
+// work: discovery's CA and a token of audience tandem-discovery for the
+// client pod's service account.
+func discoveryCredentials(ctx context.Context, cs kubernetes.Interface, c *controlplane.Cluster, work string) error {
+	tr, err := cs.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, "default", &authnv1.TokenRequest{
+		Spec: authnv1.TokenRequestSpec{Audiences: []string{wellknown.DiscoveryAudience}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("a token of audience %s for the demo's pods: %w", wellknown.DiscoveryAudience, err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "discovery-token"), []byte(tr.Status.Token), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(work, "discovery-ca.crt"), c.Env.WebhookInstallOptions.LocalServingCAData, 0o644)
 }
 
 // applyExample creates the labeled namespace and every object the example's

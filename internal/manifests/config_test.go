@@ -117,12 +117,19 @@ func TestDefaultConfigIsConsistent(t *testing.T) {
 	objs := buildDefault(t)
 
 	var cert cmv1.Certificate
-	strictDecode(t, find(t, objs, "Certificate", ""), &cert)
+	strictDecode(t, find(t, objs, "Certificate", "tandem-webhook-cert"), &cert)
+	var ca cmv1.Certificate
+	strictDecode(t, find(t, objs, "Certificate", "tandem-ca"), &ca)
+	if !ca.Spec.IsCA {
+		t.Errorf("Certificate tandem-ca is not a CA")
+	}
 	var mwc admissionregv1.MutatingWebhookConfiguration
 	strictDecode(t, find(t, objs, "MutatingWebhookConfiguration", ""), &mwc)
 	var dep appsv1.Deployment
 	strictDecode(t, find(t, objs, "Deployment", "tandem-injector"), &dep)
 
+	// cert-manager takes the caBundle from the serving certificate's
+	// Secret (its ca.crt), which holds the CA agents verify discovery with.
 	if got, want := mwc.Annotations["cert-manager.io/inject-ca-from"], cert.Namespace+"/"+cert.Name; got != want {
 		t.Errorf("webhook inject-ca-from = %q, want %q", got, want)
 	}
@@ -139,6 +146,9 @@ func TestDefaultConfigIsConsistent(t *testing.T) {
 		if !slices.Contains(cert.Spec.DNSNames, dns) {
 			t.Errorf("certificate dnsNames %v lack the webhook Service %s", cert.Spec.DNSNames, dns)
 		}
+	}
+	if dns := "tandem-discovery." + cert.Namespace + ".svc"; !slices.Contains(cert.Spec.DNSNames, dns) {
+		t.Errorf("certificate dnsNames %v lack the discovery Service %s", cert.Spec.DNSNames, dns)
 	}
 	secretMounted := false
 	for _, v := range dep.Spec.Template.Spec.Volumes {

@@ -20,6 +20,8 @@ const (
 	kindBool
 	kindTemplate
 	kindCapture
+	// kindText is any text: for settings only the params ConfigMap sets.
+	kindText
 )
 
 // setting is one text value of templates.Values that the policy computes
@@ -53,6 +55,10 @@ var settings = []setting{
 	{"exclude-outbound-ports", wellknown.AnnotationExcludeOutboundPorts, kindPorts, true, func(v *templates.Values) *string { return &v.ExcludeOutboundPorts }},
 	{"exclude-outbound-cidrs", wellknown.AnnotationExcludeOutboundCIDRs, kindCIDRs, true, func(v *templates.Values) *string { return &v.ExcludeOutboundCIDRs }},
 	{"include-outbound-cidrs", wellknown.AnnotationIncludeOutboundCIDRs, kindIncludeCIDRs, true, func(v *templates.Values) *string { return &v.IncludeOutboundCIDRs }},
+	// Discovery's address and CA are the cluster's, never a pod's: the
+	// params ConfigMap sets them (empty: agents watch the API server).
+	{"discovery-address", "", kindText, true, func(v *templates.Values) *string { return &v.DiscoveryAddress }},
+	{"discovery-ca", "", kindText, true, func(v *templates.Values) *string { return &v.DiscoveryCA }},
 }
 
 // The settings that pick a variant rather than a value.

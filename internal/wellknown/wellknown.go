@@ -79,6 +79,19 @@ const (
 	AgentNamespaceLabel = "tandem.dev/agent-namespace"
 )
 
+// Discovery: served by the injector's pods behind Service DiscoveryService
+// in the injector's namespace. Agents present a projected token of
+// audience DiscoveryAudience, at DiscoveryTokenFile in their tandem-token
+// volume, and trust the CA the injection passes in DiscoveryCAEnv.
+const (
+	DiscoveryService   = "tandem-discovery"
+	DiscoveryPort      = 15012
+	DiscoveryAudience  = "tandem-discovery"
+	DiscoveryTokenPath = "discovery-token"
+	DiscoveryTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/" + DiscoveryTokenPath
+	DiscoveryCAEnv     = "TANDEM_DISCOVERY_CA"
+)
+
 // Capture modes: who installs the capture rules of a pod.
 const (
 	// AnnotationCapture on a pod or namespace chooses the mode.

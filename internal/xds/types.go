@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	corev1 "k8s.io/api/core/v1"
@@ -76,6 +77,25 @@ func (e *ObjectError) Unwrap() error { return e.Err }
 // xds:///<service>.<namespace>.svc.cluster.local:<port>).
 func ServiceHost(namespace, service string, port int32) string {
 	return fmt.Sprintf("%s:%d", hostName(namespace, service), port)
+}
+
+// ServiceOfHost is the inverse of ServiceHost: the namespace and name of
+// the Service a host ("<service>.<namespace>.svc.cluster.local:<port>")
+// names; ok is false for any other form.
+func ServiceOfHost(host string) (namespace, service string, ok bool) {
+	h, port, found := strings.Cut(host, ":")
+	if !found || port == "" {
+		return "", "", false
+	}
+	rest, found := strings.CutSuffix(h, ".svc."+ClusterDomain)
+	if !found {
+		return "", "", false
+	}
+	service, namespace, found = strings.Cut(rest, ".")
+	if !found || service == "" || namespace == "" || strings.Contains(namespace, ".") {
+		return "", "", false
+	}
+	return namespace, service, true
 }
 
 // ClusterName is the cluster of one Service port,

@@ -36,12 +36,16 @@ import (
 	"github.com/tandem-mesh/tandem/examples/greeter"
 	"github.com/tandem-mesh/tandem/internal/agent"
 	"github.com/tandem-mesh/tandem/internal/bootstrap"
+	"github.com/tandem-mesh/tandem/internal/discovery"
+	"github.com/tandem-mesh/tandem/internal/discovery/discoverytest"
+	"github.com/tandem-mesh/tandem/internal/kubewatch"
 	"github.com/tandem-mesh/tandem/internal/netns"
 	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
 	"github.com/tandem-mesh/tandem/internal/testutil/netnstest"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 	"github.com/tandem-mesh/tandem/internal/testutil/xdstest"
+	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/server"
 )
@@ -101,7 +105,8 @@ func TestProxylessGreeter(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Labels: map[string]string{wellknown.InjectLabel: wellknown.InjectLabelEnabled}}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	svc, err := kube.CoreV1().Services(ns).Create(ctx, kubeobj.Service(ns, svcName, "grpc", port, ""), metav1.CreateOptions{})
@@ -114,7 +119,11 @@ func TestProxylessGreeter(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e := startAgent(t, cfg, socket)
+	// The agent gets the cluster from discovery, as injected agents do,
+	// and subscribes to the Services the client asks listeners for.
+	disc := discoverytest.New(t, cfg)
+	disc.Start()
+	e := startAgent(t, cfg, socket, disc, discoverytest.Token(t, kube, ns, "greeter-client", discovery.Audience))
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -148,9 +157,9 @@ func TestProxylessGreeter(t *testing.T) {
 		watcher.ACK(watcher.Recv(resource.ClusterType))
 
 		// The next rebuild turns the greeter cluster invalid (a negative
-		// connect timeout); a Service change triggers it.
+		// connect timeout); a change of the Service's ports triggers it.
 		e.corrupt.Store(true)
-		svc.Labels["revision"] = "2"
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "grpc-admin", Port: port + 1, Protocol: corev1.ProtocolTCP})
 		if svc, err = kube.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +221,11 @@ func TestProxylessGreeter(t *testing.T) {
 			kubeobj.EndpointSlice(ns, "greeter-v6-abc", "greeter-v6", "grpc", port, backends6...), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		conn6, err := grpc.NewClient("xds:///greeter-v6.demo.svc.cluster.local:50051", grpc.WithTransportCredentials(insecure.NewCredentials()))
+		v6 := xds.ServiceHost(ns, "greeter-v6", port)
+		if _, ok := e.srv.Resources(server.Listener)[v6]; ok {
+			t.Fatalf("listener %s served before the client dials it: the agent subscribes to what its client asks for only", v6)
+		}
+		conn6, err := grpc.NewClient("xds:///"+v6, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,6 +245,31 @@ func TestProxylessGreeter(t *testing.T) {
 		if len(seen) != 2 {
 			t.Fatalf("IPv6 Service reached %v, want only its two backends", seen)
 		}
+		if !e.agent.FromDiscovery() {
+			t.Fatal("the second Service came from the API server, not from discovery")
+		}
+	})
+
+	t.Run("DiscoveryOutage", func(t *testing.T) {
+		disc.Stop()
+		// The last configuration keeps serving.
+		if counts := call(t, conn, 100, nil); len(counts) != 4 {
+			t.Fatalf("with discovery down, requests reached %v, want the 4 backends", counts)
+		}
+		poll.Until(t, 10*time.Second, "the agent to watch the API server", func() bool { return !e.agent.FromDiscovery() })
+		// Changes still reach the client, through the API server now.
+		kubeobj.SetAddresses(slice, backends[0], backends[2], backends[3])
+		if slice, err = kube.DiscoveryV1().EndpointSlices(ns).Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll.Until(t, 10*time.Second, "backend 198.51.100.15 to get nothing", func() bool { return call(t, conn, 100, nil)[backends[4]] == 0 })
+		disc.Start()
+		poll.Until(t, 15*time.Second, "the agent back on discovery", e.agent.FromDiscovery)
+		kubeobj.SetAddresses(slice, backends[0], backends[2], backends[3], backends[4])
+		if slice, err = kube.DiscoveryV1().EndpointSlices(ns).Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		warmUp(t, conn, []string{backends[0], backends[2], backends[3], backends[4]})
 	})
 
 	t.Run("RingHashPinsHeaderValues", func(t *testing.T) {
@@ -280,6 +318,7 @@ func TestProxylessGreeter(t *testing.T) {
 }
 
 type env struct {
+	agent   *agent.Agent
 	srv     *server.Server
 	socket  string
 	corrupt atomic.Bool // the next rebuilds make the greeter cluster invalid
@@ -295,26 +334,30 @@ func (e *env) dial(t *testing.T) *grpc.ClientConn {
 	return conn
 }
 
-// startAgent runs the proxyless agent with its xDS server on a Unix socket.
-func startAgent(t *testing.T, cfg *rest.Config, socket string) *env {
+// startAgent runs the proxyless agent with its xDS server on a Unix socket,
+// following disc with token.
+func startAgent(t *testing.T, cfg *rest.Config, socket string, disc *discoverytest.Instance, token string) *env {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	e := &env{socket: socket}
-	e.srv = server.New(server.Options{Logger: log, Proxyless: true})
+	e.srv = server.New(server.Options{Logger: log, Proxyless: true,
+		OnListenerNames: func(names []string) { e.agent.SubscribeListeners(names) }})
 	lis, err := server.Listen(e.socket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := agent.NewSources(cfg)
+	src, err := kubewatch.NewSources(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	invalid := xds.ClusterName(ns, svcName, port)
 	a, err := agent.New(agent.Options{
-		Sources:   src,
+		Sources: src,
+		Discovery: &agent.DiscoveryOptions{Address: disc.Addr, TLS: disc.ClientTLS(), TokenFile: token,
+			NodeID: "greeter-client.demo", OnDemand: true, FallbackAfter: time.Second},
 		Mode:      xds.Proxyless,
 		Publisher: e.srv,
 		Logger:    log,
@@ -335,6 +378,7 @@ func startAgent(t *testing.T, cfg *rest.Config, socket string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.agent = a
 	ctx, cancel := context.WithCancel(context.Background())
 	served, ran := make(chan error, 1), make(chan error, 1)
 	go func() { served <- e.srv.Serve(ctx, lis) }()

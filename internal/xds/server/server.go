@@ -63,6 +63,9 @@ type Options struct {
 	// Proxyless serves gRPC clients only. gRPC never subscribes by wildcard,
 	// so an empty request must mean "nothing" rather than "everything".
 	Proxyless bool
+	// OnListenerNames, when set, is given the listener names all clients
+	// ask for whenever that set changes: the Services a proxyless app dials.
+	OnListenerNames func([]string)
 }
 
 // Server holds the served configuration and the state of its clients.
@@ -92,7 +95,7 @@ func New(o Options) *Server {
 		log:       o.Logger,
 		proxyless: o.Proxyless,
 		caches:    map[string]*cachev3.LinearCache{},
-		tracker:   newTracker(o.Logger),
+		tracker:   newTracker(o.Logger, o.OnListenerNames),
 		published: map[string]map[string]types.Resource{},
 		endpoints: map[string]int{},
 		rejected:  map[string]uint64{},

@@ -437,3 +437,44 @@ func TestNoAnswerBeforeFirstPublish(t *testing.T) {
 		t.Fatalf("held delta watch answered %v, want [a]", got)
 	}
 }
+
+// The listener names clients ask for (what a proxyless app dials) reach
+// OnListenerNames as one sorted union, when it changes, and leave it when
+// the client goes.
+func TestListenerNamesFollowClients(t *testing.T) {
+	got := make(chan []string, 16)
+	s := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Proxyless: true,
+		OnListenerNames: func(names []string) { got <- names }})
+	conn := start(t, s)
+	next := func() []string {
+		t.Helper()
+		select {
+		case n := <-got:
+			return n
+		case <-time.After(5 * time.Second):
+			t.Fatal("OnListenerNames not called")
+			return nil
+		}
+	}
+	a := xdstest.NewSotW(t, conn)
+	a.Subscribe(resource.ListenerType, "b.ns.svc.cluster.local:80", "a.ns.svc.cluster.local:80")
+	if n := next(); !slices.Equal(n, []string{"a.ns.svc.cluster.local:80", "b.ns.svc.cluster.local:80"}) {
+		t.Fatalf("names %v", n)
+	}
+	d := xdstest.NewDelta(t, conn)
+	d.Subscribe(resource.ListenerType, "c.ns.svc.cluster.local:80")
+	if n := next(); !slices.Equal(n, []string{"a.ns.svc.cluster.local:80", "b.ns.svc.cluster.local:80", "c.ns.svc.cluster.local:80"}) {
+		t.Fatalf("names with a delta client %v", n)
+	}
+	a.Subscribe(resource.ListenerType, "a.ns.svc.cluster.local:80")
+	if n := next(); !slices.Equal(n, []string{"a.ns.svc.cluster.local:80", "c.ns.svc.cluster.local:80"}) {
+		t.Fatalf("names after dropping b %v", n)
+	}
+	conn.Close()
+	for n := next(); len(n) != 0; n = next() {
+		// one stream may close before the other
+		if len(n) > 1 {
+			t.Fatalf("names after the clients left %v", n)
+		}
+	}
+}

@@ -3,6 +3,9 @@ package server
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -20,8 +23,9 @@ type streamKey struct {
 }
 
 type stream struct {
-	node  string
-	types map[string]*typeState
+	node      string
+	types     map[string]*typeState
+	listeners map[string]bool // listener names the client asked for
 }
 
 // typeState follows one resource type on one stream: the last response sent
@@ -37,6 +41,11 @@ type typeState struct {
 type tracker struct {
 	log *slog.Logger
 
+	// onListeners, when set, is given the listener names all clients ask
+	// for whenever that set changes.
+	onListeners func([]string)
+	lastNames   string
+
 	mu       sync.Mutex
 	streams  map[streamKey]*stream
 	pushes   map[string]uint64
@@ -47,13 +56,14 @@ type tracker struct {
 
 var _ serverv3.Callbacks = (*tracker)(nil)
 
-func newTracker(log *slog.Logger) *tracker {
+func newTracker(log *slog.Logger, onListeners func([]string)) *tracker {
 	return &tracker{
-		log:     log,
-		streams: map[streamKey]*stream{},
-		pushes:  map[string]uint64{},
-		acks:    map[string]uint64{},
-		nacks:   map[string]uint64{},
+		log:         log,
+		onListeners: onListeners,
+		streams:     map[streamKey]*stream{},
+		pushes:      map[string]uint64{},
+		acks:        map[string]uint64{},
+		nacks:       map[string]uint64{},
 	}
 }
 
@@ -66,6 +76,7 @@ func (t *tracker) open(k streamKey) {
 func (t *tracker) closed(k streamKey, node *corev3.Node) {
 	t.mu.Lock()
 	delete(t.streams, k)
+	t.listenersChanged()
 	t.mu.Unlock()
 	t.log.Info("xDS client disconnected", "node", node.GetId(), "delta", k.delta)
 }
@@ -126,6 +137,49 @@ func (t *tracker) response(k streamKey, typeURL, nonce, version string) {
 	t.mu.Unlock()
 }
 
+// listeners updates the listener names a stream asks for: set replaces
+// them (state of the world), add and remove change them (delta).
+func (t *tracker) listeners(k streamKey, set []string, replace bool, add, remove []string) {
+	if t.onListeners == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, _ := t.typeState(k, resource.ListenerType)
+	if replace || s.listeners == nil {
+		s.listeners = map[string]bool{}
+	}
+	for _, n := range set {
+		s.listeners[n] = true
+	}
+	for _, n := range add {
+		s.listeners[n] = true
+	}
+	for _, n := range remove {
+		delete(s.listeners, n)
+	}
+	t.listenersChanged()
+}
+
+// listenersChanged gives onListeners the union of every stream's listener
+// names when it changed. Must hold t.mu, which keeps the calls in order.
+func (t *tracker) listenersChanged() {
+	if t.onListeners == nil {
+		return
+	}
+	all := map[string]bool{}
+	for _, s := range t.streams {
+		for n := range s.listeners {
+			all[n] = true
+		}
+	}
+	names := slices.Sorted(maps.Keys(all))
+	if key := strings.Join(names, ","); key != t.lastNames {
+		t.lastNames = key
+		t.onListeners(names)
+	}
+}
+
 // ready reports whether one connected client has ACKed clusters and listeners.
 func (t *tracker) ready() bool {
 	t.mu.Lock()
@@ -149,6 +203,9 @@ func (t *tracker) OnStreamOpen(_ context.Context, id int64, _ string) error {
 func (t *tracker) OnStreamClosed(id int64, node *corev3.Node) { t.closed(streamKey{id: id}, node) }
 
 func (t *tracker) OnStreamRequest(id int64, r *discoveryv3.DiscoveryRequest) error {
+	if r.GetTypeUrl() == resource.ListenerType {
+		t.listeners(streamKey{id: id}, r.GetResourceNames(), true, nil, nil)
+	}
 	t.request(streamKey{id: id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetErrorDetail())
 	return nil
 }
@@ -169,6 +226,9 @@ func (t *tracker) OnDeltaStreamClosed(id int64, node *corev3.Node) {
 }
 
 func (t *tracker) OnStreamDeltaRequest(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+	if r.GetTypeUrl() == resource.ListenerType {
+		t.listeners(streamKey{delta: true, id: id}, nil, false, r.GetResourceNamesSubscribe(), r.GetResourceNamesUnsubscribe())
+	}
 	t.request(streamKey{delta: true, id: id}, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetErrorDetail())
 	return nil
 }

@@ -1,4 +1,4 @@
-package agent
+package kubewatch
 
 import (
 	"reflect"
@@ -74,8 +74,12 @@ func TestStripEndpointSlice(t *testing.T) {
 		*e.Hostname != "cart-0" || *e.Zone != "zone-a" {
 		t.Errorf("endpoint lost what translation reads: %+v", e)
 	}
-	if e.TargetRef != nil || e.NodeName != nil || e.Hints != nil {
-		t.Errorf("endpoint keeps pod reference, node or hints: %+v", e)
+	if e.NodeName != nil || e.Hints != nil {
+		t.Errorf("endpoint keeps node or hints: %+v", e)
+	}
+	// The owner pairs dual-stack addresses; its UID and versions are not read.
+	if want := (&corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: in.Endpoints[0].TargetRef.Name}); !reflect.DeepEqual(e.TargetRef, want) {
+		t.Errorf("endpoint owner = %+v, want %+v", e.TargetRef, want)
 	}
 	again, _ := strip(got)
 	if !reflect.DeepEqual(again, got) {
@@ -85,7 +89,7 @@ func TestStripEndpointSlice(t *testing.T) {
 
 func TestStripPolicyAndTombstone(t *testing.T) {
 	p := &v1alpha1.TrafficPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", Generation: 3},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", Generation: 3, CreationTimestamp: metav1.Unix(1700000000, 0)},
 		Spec:       v1alpha1.TrafficPolicySpec{TargetRef: v1alpha1.TargetRef{Name: "cart"}},
 		Status:     v1alpha1.TrafficPolicyStatus{ObservedGeneration: 3},
 	}
@@ -94,6 +98,9 @@ func TestStripPolicyAndTombstone(t *testing.T) {
 	got := out.(*v1alpha1.TrafficPolicy)
 	if got.Spec.TargetRef.Name != "cart" || got.Generation != 3 || got.Status.ObservedGeneration != 0 || got.Annotations != nil {
 		t.Errorf("strip(TrafficPolicy) = %+v", got)
+	}
+	if !got.CreationTimestamp.Equal(&p.CreationTimestamp) {
+		t.Errorf("creation time %v lost; the older of two policies wins", p.CreationTimestamp)
 	}
 	tomb := cache.DeletedFinalStateUnknown{Key: "ns/x", Obj: p}
 	if out, _ := strip(tomb); !reflect.DeepEqual(out, tomb) {

@@ -1,4 +1,4 @@
-package agent
+package kubewatch
 
 import (
 	corev1 "k8s.io/api/core/v1"
@@ -10,7 +10,7 @@ import (
 
 // strip keeps only what translation reads, before an object is cached: the
 // informers hold every Service and EndpointSlice of the cluster, and managed
-// fields, last-applied annotations, statuses and per-endpoint pod references
+// fields, last-applied annotations, statuses and per-endpoint pod details
 // are most of their bytes. Fresh objects are built rather than fields
 // cleared, so the decoded originals become garbage at once. It must be
 // idempotent: client-go may pass an already stripped object again.
@@ -35,6 +35,10 @@ func strip(obj any) (any, error) {
 				Hostname:   e.Hostname,
 				Zone:       e.Zone,
 			}
+			// The owner pairs a dual-stack pod's two addresses.
+			if r := e.TargetRef; r != nil {
+				out.Endpoints[i].TargetRef = &corev1.ObjectReference{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+			}
 		}
 		return out, nil
 	case *v1alpha1.TrafficPolicy:
@@ -51,6 +55,7 @@ func stripMeta(m metav1.ObjectMeta, labels map[string]string) metav1.ObjectMeta 
 		UID:               m.UID,
 		ResourceVersion:   m.ResourceVersion,
 		Generation:        m.Generation,
+		CreationTimestamp: m.CreationTimestamp, // the older of two policies wins
 		DeletionTimestamp: m.DeletionTimestamp,
 		Labels:            labels,
 	}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+
+	"github.com/tandem-mesh/tandem/internal/discovery"
+	"github.com/tandem-mesh/tandem/internal/kubewatch"
+)
+
+// Discovery reviews agents' tokens, reads the namespaces and pods they come
+// from, and watches what the agents used to watch themselves.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=traffic.tandem.dev,resources=trafficpolicies,verbs=get;list;watch
+
+// setupDiscovery adds discovery to the manager, on every replica.
+func setupDiscovery(mgr ctrl.Manager, o *serveOptions) error {
+	srv, err := newDiscovery(mgr.GetConfig(), o, mgr.GetLogger().WithName("discovery"))
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", o.discoveryAddr)
+	if err != nil {
+		return fmt.Errorf("flag --discovery-addr=%q: %w", o.discoveryAddr, err)
+	}
+	if err := mgr.AddReadyzCheck("discovery", func(*http.Request) error {
+		if !srv.Ready() {
+			return errors.New("discovery has not loaded the cluster's state yet")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return mgr.Add(discoveryRunnable{srv: srv, lis: lis})
+}
+
+// newDiscovery builds discovery serving the certificate of --cert-dir,
+// reloaded when cert-manager renews it.
+func newDiscovery(cfg *rest.Config, o *serveOptions, log logr.Logger) (*discoveryServer, error) {
+	watcher, err := certwatcher.New(filepath.Join(o.certDir, "tls.crt"), filepath.Join(o.certDir, "tls.key"))
+	if err != nil {
+		return nil, fmt.Errorf("discovery's certificate in --cert-dir=%s: %w", o.certDir, err)
+	}
+	sources, err := kubewatch.NewSources(cfg)
+	if err != nil {
+		return nil, err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := discovery.New(discovery.Options{
+		Sources: sources,
+		Kube:    kube,
+		TLS:     &tls.Config{GetCertificate: watcher.GetCertificate, MinVersion: tls.VersionTLS12},
+		Refused: []string{o.injectorNamespace, "kube-system", "kube-public", "kube-node-lease"},
+		Logger:  slog.New(logr.ToSlogHandler(log)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &discoveryServer{Server: srv, certs: watcher}, nil
+}
+
+type discoveryServer struct {
+	*discovery.Server
+	certs *certwatcher.CertWatcher
+}
+
+// discoveryRunnable runs discovery in the manager on every replica: it
+// needs no leader.
+type discoveryRunnable struct {
+	srv *discoveryServer
+	lis net.Listener
+}
+
+func (d discoveryRunnable) Start(ctx context.Context) error {
+	go func() {
+		if err := d.srv.certs.Start(ctx); err != nil {
+			slog.Error("watching discovery's certificate", "error", err)
+		}
+	}()
+	return d.srv.Start(ctx, d.lis)
+}
+
+func (discoveryRunnable) NeedLeaderElection() bool { return false }
+
+// discoveryCA returns the CA of --cert-dir that agents verify discovery
+// with, or nothing when the directory has none (then injected agents
+// watch the API server).
+func discoveryCA(certDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(certDir, "ca.crt"))
+	if os.IsNotExist(err) {
+		return "", nil
+	}
+	return string(b), err
+}

@@ -1,0 +1,362 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	pb "github.com/tandem-mesh/tandem/internal/discovery/discoverypb"
+	"github.com/tandem-mesh/tandem/internal/discovery/resource"
+	"github.com/tandem-mesh/tandem/internal/xds"
+)
+
+// DiscoveryOptions configure the discovery source.
+type DiscoveryOptions struct {
+	// Address is discovery's host:port.
+	Address string
+	// TLS verifies discovery's certificate; it must have RootCAs set.
+	TLS *tls.Config
+	// TokenFile holds the projected service-account token (audience
+	// tandem-discovery) sent with each stream; it is read again for every
+	// stream, as the kubelet rotates it.
+	TokenFile string
+	// NodeID names the agent in discovery's logs.
+	NodeID string
+	// OnDemand subscribes only to the Services given to Agent.Subscribe
+	// (a proxyless app's dialled Services) instead of the namespaces or
+	// everything.
+	OnDemand bool
+	// FallbackAfter is how long discovery may be unreachable before the
+	// agent watches the API server; 5s when zero.
+	FallbackAfter time.Duration
+	// Dial adds dial options (tests).
+	Dial []grpc.DialOption
+}
+
+// discoverySource follows discovery over one delta xDS stream at a time,
+// reconnecting with backoff. It holds the objects of every resource it
+// received and their versions, which a new stream sends as
+// initial_resource_versions so that nothing unchanged is sent again.
+type discoverySource struct {
+	opts  DiscoveryOptions
+	a     *Agent
+	log   *slog.Logger
+	conn  *grpc.ClientConn
+	scope []string // subscription names of a fixed scope; nil when on demand
+
+	// changed is kicked when the stream comes up or goes down.
+	changed chan struct{}
+
+	mu       sync.Mutex
+	objs     map[string]resource.Objects // by resource name, "namespace/name"
+	versions map[string]string
+	want     map[string]bool // names to subscribe to
+	sent     map[string]bool // names the current stream subscribed to
+	stream   discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
+	sendMu   sync.Mutex // one Send at a time on stream
+	up       bool
+}
+
+func newDiscoverySource(o DiscoveryOptions, namespaces []string, a *Agent) (*discoverySource, error) {
+	if o.TLS == nil || o.TLS.RootCAs == nil {
+		return nil, errors.New("discovery: a TLS configuration with the CA that signed discovery's certificate is required")
+	}
+	if o.FallbackAfter == 0 {
+		o.FallbackAfter = 5 * time.Second
+	}
+	d := &discoverySource{
+		opts: o, a: a, log: a.log.With("component", "discovery"),
+		changed: make(chan struct{}, 1),
+		objs:    map[string]resource.Objects{}, versions: map[string]string{},
+		want: map[string]bool{}, sent: map[string]bool{},
+	}
+	switch {
+	case o.OnDemand:
+	case len(namespaces) == 0:
+		d.scope = []string{"*"}
+	default:
+		for _, ns := range namespaces {
+			d.scope = append(d.scope, resource.NamespaceName(ns))
+		}
+	}
+	for _, n := range d.scope {
+		d.want[n] = true
+	}
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(credentials.NewTLS(o.TLS)),
+		grpc.WithPerRPCCredentials(tokenFile(o.TokenFile)),
+	}, o.Dial...)
+	conn, err := grpc.NewClient(o.Address, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("discovery address %q: %w", o.Address, err)
+	}
+	d.conn = conn
+	return d, nil
+}
+
+func (*discoverySource) name() string { return "discovery" }
+
+func (d *discoverySource) isUp() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.up
+}
+
+func (d *discoverySource) setUp(up bool) {
+	d.mu.Lock()
+	was := d.up
+	d.up = up
+	d.mu.Unlock()
+	if up {
+		d.a.metrics.discoveryUp.Set(1)
+	} else {
+		d.a.metrics.discoveryUp.Set(0)
+	}
+	if was != up {
+		select {
+		case d.changed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run keeps a stream open until ctx ends.
+func (d *discoverySource) run(ctx context.Context) {
+	defer d.conn.Close()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := d.follow(ctx)
+		d.setUp(false)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		d.log.Warn("discovery stream ended; reconnecting", "error", err, "retryIn", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// follow runs one stream: subscribe, then apply and ACK every response.
+func (d *discoverySource) follow(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(d.conn).DeltaAggregatedResources(sctx)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	req := &discoverygrpc.DeltaDiscoveryRequest{
+		Node:                    &corev3.Node{Id: d.opts.NodeID},
+		TypeUrl:                 resource.TypeURL,
+		ResourceNamesSubscribe:  slices.Sorted(maps.Keys(d.want)),
+		InitialResourceVersions: maps.Clone(d.versions),
+	}
+	if len(req.ResourceNamesSubscribe) == 0 {
+		// An empty first request would mean "everything" to a server in
+		// legacy wildcard mode; subscribe to a name no Service can have.
+		req.ResourceNamesSubscribe = []string{noService}
+	}
+	d.sent = maps.Clone(d.want)
+	d.stream = st
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.stream = nil
+		d.mu.Unlock()
+	}()
+	if err := d.send(st, req); err != nil {
+		return err
+	}
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		d.a.metrics.discoveryBytes.Add(float64(proto.Size(resp)))
+		if err := d.apply(resp); err != nil {
+			// Not ACKed: a NACK keeps the previous versions.
+			d.log.Error("discovery response rejected", "error", err)
+			if err := d.send(st, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.TypeURL, ResponseNonce: resp.Nonce,
+				ErrorDetail: status.New(codes.InvalidArgument, err.Error()).Proto()}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := d.send(st, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.TypeURL, ResponseNonce: resp.Nonce}); err != nil {
+			return err
+		}
+		d.setUp(true)
+	}
+}
+
+// noService is subscribed to when an on-demand agent follows nothing yet.
+const noService = "-/-"
+
+func (d *discoverySource) send(st discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesClient, req *discoverygrpc.DeltaDiscoveryRequest) error {
+	d.sendMu.Lock()
+	defer d.sendMu.Unlock()
+	return st.Send(req)
+}
+
+// apply stores a response's resources and tells the agent what changed:
+// a Service whose endpoints alone changed is an endpoint update, anything
+// else a rebuild.
+func (d *discoverySource) apply(resp *discoverygrpc.DeltaDiscoveryResponse) error {
+	type change struct {
+		key       string
+		endpoints bool
+	}
+	var changes []change
+	decoded := make(map[string]resource.Objects, len(resp.Resources))
+	for _, r := range resp.Resources {
+		var svc pb.Service
+		if err := r.GetResource().UnmarshalTo(&svc); err != nil {
+			return fmt.Errorf("resource %s: %w", r.Name, err)
+		}
+		if want := resource.Name(svc.Namespace, svc.Name); want != r.Name {
+			return fmt.Errorf("resource %s holds Service %s", r.Name, want)
+		}
+		objs, err := resource.ToObjects(&svc)
+		if err != nil {
+			return err
+		}
+		decoded[r.Name] = objs
+	}
+	d.mu.Lock()
+	for _, r := range resp.Resources {
+		objs := decoded[r.Name]
+		old, had := d.objs[r.Name]
+		d.objs[r.Name] = objs
+		d.versions[r.Name] = r.Version
+		changes = append(changes, change{r.Name, had && sameExceptEndpoints(old, objs)})
+	}
+	for _, name := range resp.RemovedResources {
+		if _, had := d.objs[name]; had {
+			changes = append(changes, change{key: name})
+		}
+		delete(d.objs, name)
+		delete(d.versions, name)
+	}
+	d.mu.Unlock()
+	for _, c := range changes {
+		if c.endpoints {
+			d.a.updateEndpoints(d, c.key)
+		} else {
+			d.a.rebuildFor(d)
+		}
+	}
+	return nil
+}
+
+func sameExceptEndpoints(a, b resource.Objects) bool {
+	return reflect.DeepEqual(a.Service, b.Service) && reflect.DeepEqual(a.Policies, b.Policies)
+}
+
+// subscribe changes an on-demand subscription to exactly keys.
+func (d *discoverySource) subscribe(keys []string) {
+	if !d.opts.OnDemand {
+		return
+	}
+	d.mu.Lock()
+	d.want = map[string]bool{}
+	for _, k := range keys {
+		d.want[k] = true
+	}
+	st := d.stream
+	var req *discoverygrpc.DeltaDiscoveryRequest
+	if st != nil {
+		req = &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.TypeURL}
+		for k := range d.want {
+			if !d.sent[k] {
+				req.ResourceNamesSubscribe = append(req.ResourceNamesSubscribe, k)
+			}
+		}
+		for k := range d.sent {
+			if !d.want[k] {
+				req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, k)
+			}
+		}
+		d.sent = maps.Clone(d.want)
+	}
+	// The protocol has the client forget what it unsubscribed from; the
+	// server sends no removal for it.
+	dropped := false
+	for name := range d.objs {
+		if !d.want[name] {
+			delete(d.objs, name)
+			delete(d.versions, name)
+			dropped = true
+		}
+	}
+	d.mu.Unlock()
+	if dropped {
+		d.a.rebuildFor(d)
+	}
+	if req == nil || len(req.ResourceNamesSubscribe)+len(req.ResourceNamesUnsubscribe) == 0 {
+		return
+	}
+	d.log.Info("subscription changed", "subscribe", req.ResourceNamesSubscribe, "unsubscribe", req.ResourceNamesUnsubscribe)
+	if err := d.send(st, req); err != nil {
+		d.log.Warn("changing the subscription; the next stream carries it", "error", err)
+	}
+}
+
+// Inputs lists every held resource's objects.
+func (d *discoverySource) Inputs() xds.Inputs {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var in xds.Inputs
+	for _, o := range d.objs {
+		in.Services = append(in.Services, o.Service)
+		in.EndpointSlices = append(in.EndpointSlices, o.EndpointSlices...)
+		in.Policies = append(in.Policies, o.Policies...)
+	}
+	return in
+}
+
+func (d *discoverySource) Endpoints(key string) (*corev1.Service, []*discoveryv1.EndpointSlice, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	o, ok := d.objs[key]
+	return o.Service, o.EndpointSlices, ok
+}
+
+// tokenFile sends the projected token as a bearer token.
+type tokenFile string
+
+func (f tokenFile) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	b, err := os.ReadFile(string(f))
+	if err != nil {
+		return nil, fmt.Errorf("discovery token: %w", err)
+	}
+	return map[string]string{"authorization": "Bearer " + strings.TrimSpace(string(b))}, nil
+}
+
+func (tokenFile) RequireTransportSecurity() bool { return true }

@@ -1,0 +1,226 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/tandem-mesh/tandem/internal/discovery"
+	"github.com/tandem-mesh/tandem/internal/discovery/discoverytest"
+	"github.com/tandem-mesh/tandem/internal/kubewatch"
+	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
+	"github.com/tandem-mesh/tandem/internal/testutil/poll"
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
+	"github.com/tandem-mesh/tandem/internal/wellknown"
+	"github.com/tandem-mesh/tandem/internal/xds"
+)
+
+// unreachable is an API server configuration that answers nothing: an
+// agent given it can only have its state from discovery.
+func unreachable(t *testing.T) *rest.Config {
+	return &rest.Config{Host: "https://" + testenv.FreeAddr(t), Timeout: time.Second}
+}
+
+func enabledNamespace(t *testing.T, kube kubernetes.Interface, name string) {
+	t.Helper()
+	create(t, kube.CoreV1().Namespaces().Create, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: name, Labels: map[string]string{wellknown.InjectLabel: wellknown.InjectLabelEnabled}}})
+}
+
+func clusters(h *harness) map[string]bool {
+	out := map[string]bool{}
+	if f := h.rec.lastFull(); f != nil {
+		for n := range names(f.Clusters) {
+			out[n] = true
+		}
+	}
+	return out
+}
+
+func TestAgentWithDiscovery(t *testing.T) {
+	_, cfg := testenv.Start(t, testenv.Options{})
+	kube := kubeClient(t, cfg)
+	ctx := context.Background()
+	enabledNamespace(t, kube, "shop")
+	namespace(t, kube, "plain") // injection not enabled
+	create(t, kube.CoreV1().Services("shop").Create, kubeobj.Service("shop", "cart", "grpc", 50051, ""))
+	slice := create(t, kube.DiscoveryV1().EndpointSlices("shop").Create,
+		kubeobj.EndpointSlice("shop", "cart-1", "cart", "grpc", 50051, "198.51.100.1", "198.51.100.2"))
+	create(t, kube.CoreV1().Services("shop").Create, kubeobj.Service("shop", "pay", "grpc", 8080, ""))
+	cart, pay := xds.ClusterName("shop", "cart", 50051), xds.ClusterName("shop", "pay", 8080)
+	token := discoverytest.Token(t, kube, "shop", "app", discovery.Audience)
+	disc := discoverytest.New(t, cfg)
+	disc.Start()
+	opts := func(o DiscoveryOptions) *DiscoveryOptions {
+		o.Address, o.TLS, o.NodeID = disc.Addr, disc.ClientTLS(), "test"
+		if o.TokenFile == "" {
+			o.TokenFile = token
+		}
+		if o.FallbackAfter == 0 {
+			o.FallbackAfter = 500 * time.Millisecond
+		}
+		return &o
+	}
+
+	t.Run("ServesFromDiscoveryAlone", func(t *testing.T) {
+		h := startAgent(t, unreachable(t), Options{Discovery: opts(DiscoveryOptions{})})
+		if !h.agent.FromDiscovery() {
+			t.Fatal("configuration not from discovery")
+		}
+		if got := clusters(h); !got[cart] || !got[pay] {
+			t.Fatalf("clusters %v, want %s and %s", got, cart, pay)
+		}
+		full0, eds0 := h.rec.counts()
+		kubeobj.SetAddresses(slice, "198.51.100.1", "198.51.100.2", "198.51.100.3")
+		var err error
+		if slice, err = kube.DiscoveryV1().EndpointSlices("shop").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll.Until(t, 5*time.Second, "an endpoint update from discovery", func() bool { _, e := h.rec.counts(); return e > eds0 })
+		if got := h.rec.lastEDS(); len(got) != 1 || got[0].ClusterName != cart || endpointCount(got[0]) != 3 {
+			t.Fatalf("endpoint update: %d assignments, want %s with 3 endpoints", len(got), cart)
+		}
+		poll.Never(t, 500*time.Millisecond, "a full rebuild after an endpoint change", func() bool { f, _ := h.rec.counts(); return f > full0 })
+	})
+
+	t.Run("NamespaceScope", func(t *testing.T) {
+		create(t, kube.CoreV1().Services("plain").Create, kubeobj.Service("plain", "other", "grpc", 9000, ""))
+		h := startAgent(t, unreachable(t), Options{Namespaces: []string{"plain"}, Discovery: opts(DiscoveryOptions{})})
+		got := clusters(h)
+		if !got[xds.ClusterName("plain", "other", 9000)] || got[cart] {
+			t.Fatalf("subscribed to namespace plain: clusters %v", got)
+		}
+	})
+
+	t.Run("OnDemand", func(t *testing.T) {
+		h := startAgent(t, unreachable(t), Options{Mode: xds.Proxyless, Discovery: opts(DiscoveryOptions{OnDemand: true})})
+		if got := clusters(h); len(got) != 0 {
+			t.Fatalf("before any subscription: clusters %v", got)
+		}
+		h.agent.Subscribe([]string{"shop/cart"})
+		poll.Until(t, 5*time.Second, "cart after subscribing to it", func() bool { return clusters(h)[cart] })
+		if clusters(h)[pay] {
+			t.Fatal("pay served without a subscription")
+		}
+		h.agent.Subscribe([]string{"shop/cart", "shop/pay"})
+		poll.Until(t, 5*time.Second, "pay after subscribing to it", func() bool { return clusters(h)[pay] })
+		h.agent.Subscribe([]string{"shop/pay"})
+		poll.Until(t, 5*time.Second, "cart gone after unsubscribing", func() bool { return !clusters(h)[cart] })
+	})
+
+	t.Run("FallbackAndReturn", func(t *testing.T) {
+		h := startAgent(t, cfg, Options{Discovery: opts(DiscoveryOptions{})})
+		if !h.agent.FromDiscovery() {
+			t.Fatal("not from discovery at start")
+		}
+		disc.Stop()
+		// Last good configuration throughout, then the API server.
+		if !h.agent.Synced() || !clusters(h)[cart] {
+			t.Fatal("configuration lost when discovery stopped")
+		}
+		poll.Until(t, 10*time.Second, "the fallback to the API server", func() bool { return !h.agent.FromDiscovery() })
+		if testutil.ToFloat64(h.agent.metrics.fallbacks) < 1 || !clusters(h)[cart] {
+			t.Fatalf("after the fallback: %v fallbacks, clusters %v", testutil.ToFloat64(h.agent.metrics.fallbacks), clusters(h))
+		}
+		// A new agent while discovery is down starts from the API server.
+		late := startAgent(t, cfg, Options{Discovery: opts(DiscoveryOptions{})})
+		if late.agent.FromDiscovery() || !clusters(late)[cart] {
+			t.Fatalf("new agent while discovery is down: from discovery %v, clusters %v", late.agent.FromDiscovery(), clusters(late))
+		}
+		disc.Start()
+		poll.Until(t, 15*time.Second, "both agents back on discovery", func() bool {
+			return h.agent.FromDiscovery() && late.agent.FromDiscovery()
+		})
+	})
+
+	t.Run("ResumesWithoutResending", func(t *testing.T) {
+		h := startAgent(t, unreachable(t), Options{Discovery: opts(DiscoveryOptions{FallbackAfter: time.Minute})})
+		before := testutil.ToFloat64(h.agent.metrics.discoveryBytes)
+		disc.Stop()
+		poll.Until(t, 5*time.Second, "the agent to see discovery gone", func() bool { return !h.agent.disc.isUp() })
+		disc.Start()
+		poll.Until(t, 15*time.Second, "the agent back on discovery", h.agent.disc.isUp)
+		if got := testutil.ToFloat64(h.agent.metrics.discoveryBytes) - before; got >= 1000 {
+			t.Errorf("resuming with nothing changed received %v bytes, want < 1 KB", got)
+		}
+	})
+
+	t.Run("Refusals", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, token, want string
+			tls               *tls.Config
+		}{
+			{"WrongAudience", discoverytest.Token(t, kube, "shop", "app", "https://kubernetes.default.svc"), "Unauthenticated", nil},
+			{"NamespaceWithoutInjection", discoverytest.Token(t, kube, "plain", "app", discovery.Audience), "PermissionDenied", nil},
+			{"RefusedNamespace", tokenIn(t, kube, "tandem-system"), "PermissionDenied", nil},
+			{"WrongCA", token, "certificate signed by unknown authority", &tls.Config{RootCAs: x509.NewCertPool(), ServerName: "127.0.0.1"}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				o := opts(DiscoveryOptions{TokenFile: tc.token, FallbackAfter: time.Hour})
+				if tc.tls != nil {
+					o.TLS = tc.tls
+				}
+				var logs lockedBuffer
+				a, err := New(Options{Sources: mustSources(t, unreachable(t)), Discovery: o, Publisher: &recorder{},
+					Logger: newTextLogger(&logs)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- a.Run(ctx) }()
+				poll.Until(t, 10*time.Second, "the refusal in the agent's log", func() bool { return strings.Contains(logs.String(), tc.want) })
+				cancel()
+				<-done
+				if a.Synced() {
+					t.Fatal("a refused agent was served")
+				}
+			})
+		}
+	})
+}
+
+func tokenIn(t *testing.T, kube kubernetes.Interface, ns string) string {
+	enabledNamespace(t, kube, ns)
+	return discoverytest.Token(t, kube, ns, "app", discovery.Audience)
+}
+
+func mustSources(t *testing.T, cfg *rest.Config) kubewatch.Sources {
+	src, err := kubewatch.NewSources(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// lockedBuffer collects log lines written from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

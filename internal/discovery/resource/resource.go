@@ -1,0 +1,258 @@
+// Package resource converts between a Kubernetes Service with its
+// EndpointSlices and TrafficPolicies and the one discovery resource
+// (discoverypb.Service) that carries them. Conversion keeps exactly what
+// translation reads, so translating the objects made back from a resource
+// gives the same xDS configuration as translating the originals.
+package resource
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tandem-mesh/tandem/api/v1alpha1"
+	pb "github.com/tandem-mesh/tandem/internal/discovery/discoverypb"
+	"github.com/tandem-mesh/tandem/internal/xds"
+)
+
+// TypeURL is the xDS type of the resource.
+const TypeURL = "type.googleapis.com/tandem.discovery.v1.Service"
+
+// Name is the resource name of a Service: "<namespace>/<name>".
+func Name(namespace, name string) string { return namespace + "/" + name }
+
+// NamespaceName is the subscription name of every Service of a namespace.
+func NamespaceName(namespace string) string { return namespace + "/*" }
+
+// FromObjects builds the resource of svc from its EndpointSlices and the
+// TrafficPolicies targeting it. Slices and policies of other Services are
+// the caller's mistake and are not checked.
+func FromObjects(svc *corev1.Service, slcs []*discoveryv1.EndpointSlice, policies []*v1alpha1.TrafficPolicy) (*pb.Service, error) {
+	out := &pb.Service{
+		Namespace:  svc.Namespace,
+		Name:       svc.Name,
+		Type:       string(svc.Spec.Type),
+		ClusterIp:  svc.Spec.ClusterIP,
+		ClusterIps: svc.Spec.ClusterIPs,
+	}
+	for _, f := range svc.Spec.IPFamilies {
+		out.IpFamilies = append(out.IpFamilies, string(f))
+	}
+	for _, p := range svc.Spec.Ports {
+		out.Ports = append(out.Ports, &pb.ServicePort{Name: p.Name, Port: p.Port, Protocol: string(p.Protocol), AppProtocol: p.AppProtocol})
+	}
+
+	// Translation takes a Service's slices in name order, and of an address
+	// listed twice the first listed wins: merging only into the last group
+	// of the same family keeps that order within each family, and addresses
+	// of two families never collide.
+	sorted := slices.Clone(slcs)
+	slices.SortFunc(sorted, func(a, b *discoveryv1.EndpointSlice) int { return cmp.Compare(a.Name, b.Name) })
+	families := map[discoveryv1.AddressType]bool{}
+	last := map[discoveryv1.AddressType]*pb.EndpointGroup{}
+	for _, sl := range sorted {
+		g := last[sl.AddressType]
+		ports := endpointPorts(sl.Ports)
+		if g == nil || !slices.EqualFunc(g.Ports, ports, func(a, b *pb.EndpointPort) bool { return proto.Equal(a, b) }) {
+			g = &pb.EndpointGroup{AddressType: string(sl.AddressType), Ports: ports}
+			last[sl.AddressType] = g
+			out.EndpointGroups = append(out.EndpointGroups, g)
+		}
+		for i := range sl.Endpoints {
+			ep := &sl.Endpoints[i]
+			c := ep.Conditions
+			if (c.Ready != nil && !*c.Ready) || (c.Terminating != nil && *c.Terminating) || len(ep.Addresses) == 0 {
+				continue
+			}
+			e := &pb.Endpoint{Address: ep.Addresses[0]}
+			if r := ep.TargetRef; r != nil && r.Name != "" {
+				e.Target = &pb.ObjectRef{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+			}
+			g.Endpoints = append(g.Endpoints, e)
+			families[sl.AddressType] = true
+		}
+	}
+	// Owners only pair the two addresses of a dual-stack pod.
+	if !families[discoveryv1.AddressTypeIPv4] || !families[discoveryv1.AddressTypeIPv6] {
+		for _, g := range out.EndpointGroups {
+			for _, e := range g.Endpoints {
+				e.Target = nil
+			}
+		}
+	}
+
+	for _, tp := range policies {
+		spec, err := json.Marshal(tp.Spec)
+		if err != nil {
+			return nil, fmt.Errorf("TrafficPolicy %s/%s: %w", tp.Namespace, tp.Name, err)
+		}
+		p := &pb.TrafficPolicy{Name: tp.Name, Spec: spec}
+		if !tp.CreationTimestamp.IsZero() {
+			p.Created = tp.CreationTimestamp.Unix()
+		}
+		out.Policies = append(out.Policies, p)
+	}
+	slices.SortFunc(out.Policies, func(a, b *pb.TrafficPolicy) int { return cmp.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func endpointPorts(ps []discoveryv1.EndpointPort) []*pb.EndpointPort {
+	out := make([]*pb.EndpointPort, len(ps))
+	for i, p := range ps {
+		out[i] = &pb.EndpointPort{Name: p.Name, Port: p.Port}
+		if p.Protocol != nil {
+			out[i].Protocol = proto.String(string(*p.Protocol))
+		}
+	}
+	return out
+}
+
+// Objects are the Kubernetes objects a resource stands for.
+type Objects struct {
+	Service        *corev1.Service
+	EndpointSlices []*discoveryv1.EndpointSlice
+	Policies       []*v1alpha1.TrafficPolicy
+}
+
+// ToObjects makes the objects translation reads back from a resource: the
+// Service, one EndpointSlice per endpoint group (named so that their order
+// is the groups' order), and the policies.
+func ToObjects(r *pb.Service) (Objects, error) {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.Name},
+		Spec: corev1.ServiceSpec{
+			Type:       corev1.ServiceType(r.Type),
+			ClusterIP:  r.ClusterIp,
+			ClusterIPs: r.ClusterIps,
+		},
+	}
+	for _, f := range r.IpFamilies {
+		svc.Spec.IPFamilies = append(svc.Spec.IPFamilies, corev1.IPFamily(f))
+	}
+	for _, p := range r.Ports {
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: p.Name, Port: p.Port, Protocol: corev1.Protocol(p.Protocol), AppProtocol: p.AppProtocol})
+	}
+	out := Objects{Service: svc}
+	for i, g := range r.EndpointGroups {
+		sl := &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{
+				Namespace: r.Namespace,
+				// Zero-padded, so that name order is group order.
+				Name:   r.Name + "-" + fmt.Sprintf("%06d", i),
+				Labels: map[string]string{discoveryv1.LabelServiceName: r.Name},
+			},
+			AddressType: discoveryv1.AddressType(g.AddressType),
+			Ports:       make([]discoveryv1.EndpointPort, len(g.Ports)),
+			Endpoints:   make([]discoveryv1.Endpoint, len(g.Endpoints)),
+		}
+		for j, p := range g.Ports {
+			sl.Ports[j] = discoveryv1.EndpointPort{Name: p.Name, Port: p.Port}
+			if p.Protocol != nil {
+				proto := corev1.Protocol(*p.Protocol)
+				sl.Ports[j].Protocol = &proto
+			}
+		}
+		for j, e := range g.Endpoints {
+			sl.Endpoints[j] = discoveryv1.Endpoint{Addresses: []string{e.Address}}
+			if t := e.Target; t != nil {
+				sl.Endpoints[j].TargetRef = &corev1.ObjectReference{Kind: t.Kind, Namespace: t.Namespace, Name: t.Name}
+			}
+		}
+		out.EndpointSlices = append(out.EndpointSlices, sl)
+	}
+	for _, p := range r.Policies {
+		tp := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: p.Name}}
+		if p.Created != 0 {
+			tp.CreationTimestamp = metav1.NewTime(time.Unix(p.Created, 0))
+		}
+		if err := json.Unmarshal(p.Spec, &tp.Spec); err != nil {
+			return Objects{}, fmt.Errorf("resource %s: TrafficPolicy %s: spec: %w", Name(r.Namespace, r.Name), p.Name, err)
+		}
+		out.Policies = append(out.Policies, tp)
+	}
+	return out, nil
+}
+
+// Version is a resource's xDS version: a hash of its deterministic
+// encoding, the same in every discovery replica and across restarts, so a
+// reconnecting agent that holds it is sent nothing.
+func Version(r *pb.Service) (string, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
+	if err != nil {
+		return "", err
+	}
+	return VersionOf(b), nil
+}
+
+// VersionOf is Version of an already encoded resource.
+func VersionOf(encoded []byte) string {
+	h := fnv.New64a()
+	h.Write(encoded)
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+// FromInputs builds the resources of every Service in `in`. Of two Services
+// with one name the first is used, as translation does; slices and policies
+// of Services not in `in` are left out.
+func FromInputs(in xds.Inputs) ([]*pb.Service, error) {
+	type key struct{ ns, name string }
+	slcs := map[key][]*discoveryv1.EndpointSlice{}
+	for _, sl := range in.EndpointSlices {
+		if sl == nil {
+			continue
+		}
+		if name, ok := sl.Labels[discoveryv1.LabelServiceName]; ok {
+			k := key{sl.Namespace, name}
+			slcs[k] = append(slcs[k], sl)
+		}
+	}
+	pols := map[key][]*v1alpha1.TrafficPolicy{}
+	for _, tp := range in.Policies {
+		if tp != nil {
+			k := key{tp.Namespace, tp.Spec.TargetRef.Name}
+			pols[k] = append(pols[k], tp)
+		}
+	}
+	var out []*pb.Service
+	seen := map[key]bool{}
+	for _, svc := range in.Services {
+		if svc == nil {
+			continue
+		}
+		k := key{svc.Namespace, svc.Name}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		r, err := FromObjects(svc, slcs[k], pols[k])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// ToInputs makes the translation inputs of a set of resources.
+func ToInputs(rs []*pb.Service) (xds.Inputs, error) {
+	var in xds.Inputs
+	for _, r := range rs {
+		o, err := ToObjects(r)
+		if err != nil {
+			return xds.Inputs{}, err
+		}
+		in.Services = append(in.Services, o.Service)
+		in.EndpointSlices = append(in.EndpointSlices, o.EndpointSlices...)
+		in.Policies = append(in.Policies, o.Policies...)
+	}
+	return in, nil
+}

@@ -1,0 +1,221 @@
+// Package discovery serves the cluster's Services, with their ready
+// endpoints and TrafficPolicies, to agents over delta xDS: one resource per
+// Service (package resource), subscriptions to everything, to namespaces or
+// to single Services. It watches the API server once for all agents, so
+// the API server's cost does not grow with the number of injected pods.
+// Streams are TLS, and each must carry a service-account token of audience
+// tandem-discovery from a namespace with injection enabled.
+package discovery
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/config"
+	deltaserver "github.com/envoyproxy/go-control-plane/pkg/server/delta/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	dresource "github.com/tandem-mesh/tandem/internal/discovery/resource"
+	"github.com/tandem-mesh/tandem/internal/kubewatch"
+	"github.com/tandem-mesh/tandem/internal/wellknown"
+)
+
+// Audience is the audience of the tokens agents present.
+const Audience = wellknown.DiscoveryAudience
+
+// Port is discovery's port on the injector's pods.
+const Port = wellknown.DiscoveryPort
+
+// Options configure a Server.
+type Options struct {
+	// Sources list-watch the cluster's Services, EndpointSlices and policies.
+	Sources kubewatch.Sources
+	// Kube reviews tokens and reads namespaces.
+	Kube kubernetes.Interface
+	// TLS serves discovery's certificate.
+	TLS *tls.Config
+	// Refused are namespaces never served, whatever their labels: the
+	// injector's own and the system namespaces, which are never injected.
+	Refused []string
+	Logger  *slog.Logger
+}
+
+// Server is discovery: a watch of the cluster, a cache of resources, and
+// the gRPC server agents stream from.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	cache  *Cache
+	watch  *kubewatch.Watcher
+	auth   *authenticator
+	synced atomic.Bool
+	// updateMu serialises reading the caches and storing the resource:
+	// the informers call in from their own goroutines, and the later of two
+	// updates must be the one that reads the later state.
+	updateMu sync.Mutex
+	// streams counts open streams (for metrics and tests).
+	streams atomic.Int64
+	sent    atomic.Int64 // bytes of responses sent
+}
+
+// New builds the server; Start runs it.
+func New(o Options) (*Server, error) {
+	if o.TLS == nil {
+		return nil, errors.New("discovery: a TLS configuration is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Server{opts: o, log: o.Logger, cache: NewCache()}
+	s.auth = &authenticator{kube: o.Kube, refused: o.Refused, log: o.Logger}
+	var err error
+	s.watch, err = kubewatch.New(o.Sources, nil, kubewatch.Handler{
+		ServiceChanged:   s.update,
+		EndpointsChanged: s.update,
+		WatchError: func(what, _ string, err error) {
+			s.log.Warn("watch failed; serving the last state and retrying with backoff", "resource", what, "error", err)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// update rebuilds one Service's resource from the caches.
+func (s *Server) update(key string) {
+	if !s.synced.Load() {
+		return // the first full build covers it
+	}
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return
+	}
+	s.updateMu.Lock()
+	defer s.updateMu.Unlock()
+	svc, slices, policies, ok := s.watch.Service(key)
+	if !ok {
+		s.cache.Delete(ns, name)
+		return
+	}
+	r, err := dresource.FromObjects(svc, slices, policies)
+	if err != nil {
+		s.log.Error("Service not served", "service", key, "error", err)
+		return
+	}
+	if err := s.cache.Set(r); err != nil {
+		s.log.Error("Service not served", "service", key, "error", err)
+	}
+}
+
+// Cache is the server's resource cache.
+func (s *Server) Cache() *Cache { return s.cache }
+
+// Ready reports whether the watch has synced and streams are answered.
+func (s *Server) Ready() bool { return s.synced.Load() }
+
+// NeedLeaderElection is false: every replica serves discovery.
+func (s *Server) NeedLeaderElection() bool { return false }
+
+// Start serves on addr until ctx ends.
+func (s *Server) Start(ctx context.Context, lis net.Listener) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() { s.watch.Run(ctx) })
+	g := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(s.opts.TLS)),
+		grpc.StreamInterceptor(s.intercept),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	delta := deltaserver.NewServer(ctx, s.cache, callbacks{s}, config.DeactivateLegacyWildcard())
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, ads{delta: delta})
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+
+	start := time.Now()
+	if err := s.watch.WaitForSync(ctx); err != nil {
+		g.Stop()
+		<-errc
+		return nil
+	}
+	s.synced.Store(true)
+	for _, key := range s.watch.ServiceKeys() {
+		s.update(key)
+	}
+	s.log.Info("discovery serving", "services", s.cache.Len(), "syncedAfter", time.Since(start).Round(time.Millisecond), "address", lis.Addr())
+	select {
+	case <-ctx.Done():
+		g.Stop()
+		<-errc
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("discovery: %w", err)
+	}
+}
+
+// intercept refuses streams before the watch synced (an agent must never
+// take an empty cache for the cluster) and streams without a valid token.
+func (s *Server) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !s.synced.Load() {
+		return status.Error(codes.Unavailable, "discovery is starting: the cluster's state is not loaded yet")
+	}
+	who, err := s.auth.check(ss.Context())
+	if err != nil {
+		return err
+	}
+	s.streams.Add(1)
+	defer s.streams.Add(-1)
+	s.log.Debug("stream opened", "agent", who)
+	return handler(srv, ss)
+}
+
+// Streams is the number of open streams.
+func (s *Server) Streams() int64 { return s.streams.Load() }
+
+// SentBytes is the encoded size of every response sent.
+func (s *Server) SentBytes() int64 { return s.sent.Load() }
+
+// ads serves delta ADS; state-of-the-world streams are refused.
+type ads struct {
+	discoverygrpc.UnimplementedAggregatedDiscoveryServiceServer
+	delta deltaserver.Server
+}
+
+func (a ads) DeltaAggregatedResources(st discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	return a.delta.DeltaStreamHandler(st, resource.AnyType)
+}
+
+type callbacks struct{ s *Server }
+
+func (callbacks) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
+func (callbacks) OnDeltaStreamClosed(int64, *corev3.Node)                {}
+func (c callbacks) OnStreamDeltaRequest(_ int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
+	if d := r.GetErrorDetail(); d != nil {
+		c.s.log.Warn("agent rejected a response", "node", r.GetNode().GetId(), "error", d.GetMessage())
+	}
+	return nil
+}
+
+func (c callbacks) OnStreamDeltaResponse(_ int64, _ *discoverygrpc.DeltaDiscoveryRequest, r *discoverygrpc.DeltaDiscoveryResponse) {
+	c.s.sent.Add(int64(proto.Size(r)))
+}
