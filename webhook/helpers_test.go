@@ -5,8 +5,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/tandem-mesh/tandem/internal/testutil/webhooktest"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
-	"github.com/tandem-mesh/tandem/webhook/internal/webhooktest"
 )
 
 func labeledNamespace(name string) Namespace {

@@ -10,7 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
+	"github.com/tandem-mesh/tandem/internal/textdiff"
 	"github.com/tandem-mesh/tandem/templates"
 )
 

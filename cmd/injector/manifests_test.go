@@ -16,7 +16,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sigsjson "sigs.k8s.io/json"
 
-	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
+	"github.com/tandem-mesh/tandem/internal/textdiff"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/webhook"
 )

@@ -18,8 +18,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/tandem-mesh/tandem/internal/discovery"
-	"github.com/tandem-mesh/tandem/internal/discovery/discoverytest"
 	"github.com/tandem-mesh/tandem/internal/kubewatch"
+	"github.com/tandem-mesh/tandem/internal/testutil/discoverytest"
 	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"

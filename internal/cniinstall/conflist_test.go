@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/tandem-mesh/tandem/internal/testutil/golden"
-	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
+	"github.com/tandem-mesh/tandem/internal/textdiff"
 )
 
 const kubeconfigPath = "/etc/cni/net.d/tandem-cni.kubeconfig"

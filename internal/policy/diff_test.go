@@ -1,5 +1,5 @@
 package policy_test
 
-import "github.com/tandem-mesh/tandem/internal/testutil/textdiff"
+import "github.com/tandem-mesh/tandem/internal/textdiff"
 
 func diff(want, got string) string { return textdiff.Lines(want, got) }

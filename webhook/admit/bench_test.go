@@ -10,7 +10,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/tandem-mesh/tandem/webhook/internal/webhooktest"
+	"github.com/tandem-mesh/tandem/internal/testutil/webhooktest"
 )
 
 // The benchmarks post a v1 AdmissionReview for creating a pod to a handler

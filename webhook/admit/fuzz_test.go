@@ -18,9 +18,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
+	"github.com/tandem-mesh/tandem/internal/testutil/webhooktest"
+	"github.com/tandem-mesh/tandem/internal/textdiff"
 	"github.com/tandem-mesh/tandem/webhook"
-	"github.com/tandem-mesh/tandem/webhook/internal/webhooktest"
 )
 
 // FuzzInject feeds arbitrary pod JSON to the webhook; see checkAdmission.

@@ -8,9 +8,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tandem-mesh/tandem/internal/testutil/golden"
-	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
+	"github.com/tandem-mesh/tandem/internal/testutil/webhooktest"
+	"github.com/tandem-mesh/tandem/internal/textdiff"
 	"github.com/tandem-mesh/tandem/webhook"
-	"github.com/tandem-mesh/tandem/webhook/internal/webhooktest"
 )
 
 // goldenDir holds the injector's golden pods. They live with the injector

@@ -13,8 +13,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/tandem-mesh/tandem/internal/testutil/webhooktest"
 	"github.com/tandem-mesh/tandem/webhook"
-	"github.com/tandem-mesh/tandem/webhook/internal/webhooktest"
 )
 
 func TestMalformedRequests(t *testing.T) {

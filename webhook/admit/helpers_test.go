@@ -15,9 +15,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/tandem-mesh/tandem/internal/testutil/webhooktest"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/webhook"
-	"github.com/tandem-mesh/tandem/webhook/internal/webhooktest"
 )
 
 // staticNamespaces serves the namespaces it holds and answers that others are labeled.

@@ -10,7 +10,7 @@ import (
 
 	pb "github.com/tandem-mesh/tandem/internal/discovery/discoverypb"
 	"github.com/tandem-mesh/tandem/internal/discovery/resource"
-	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
+	"github.com/tandem-mesh/tandem/internal/textdiff"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/objects"
 )

@@ -38,7 +38,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tandem-mesh/tandem/internal/testutil/textdiff"
+	"github.com/tandem-mesh/tandem/internal/textdiff"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata from the current output")
