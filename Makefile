@@ -40,7 +40,7 @@ manifests: ## Generate the CRDs (config/crd) and the injector ClusterRole (confi
 generate: ## Generate DeepCopy methods for the API types and the Go code of the discovery protobuf.
 	$(GO) tool controller-gen object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 	@command -v protoc >/dev/null || { echo "protoc missing: installing Debian's protobuf-compiler"; \
-	  apt-get install -y protobuf-compiler >/dev/null || { echo "install protoc (package protobuf-compiler)"; exit 1; }; }
+	  { apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null; } || { echo "install protoc (package protobuf-compiler)"; exit 1; }; }
 	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative internal/discovery/discoverypb/*.proto
 
