@@ -96,7 +96,10 @@ func run() error {
 	report("agent binary, stripped", "%.1f MB", float64(fi.Size())/1e6)
 
 	// etcd and kube-apiserver only: nothing here needs the controllers.
-	env, err := controlplane.New(controlplane.Options{})
+	// Thousands of Services need more cluster IPs than envtest's default
+	// /24. They are API data only: nothing here sends traffic to them, and
+	// 198.18.0.0/15 is reserved for benchmarks.
+	env, err := controlplane.New(controlplane.Options{APIServerFlags: map[string]string{"service-cluster-ip-range": "198.18.0.0/16"}})
 	if err != nil {
 		return err
 	}
