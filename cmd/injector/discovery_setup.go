@@ -61,7 +61,13 @@ func newDiscovery(cfg *rest.Config, o *serveOptions, log logr.Logger) (*discover
 	if err != nil {
 		return nil, err
 	}
-	kube, err := kubernetes.NewForConfig(cfg)
+	// Every agent's stream starts with a TokenReview, and after a restart
+	// of discovery all agents reconnect at once: client-side throttling at
+	// client-go's default 5 per second would hold them for tens of seconds.
+	// The API server's priority and fairness still bounds the load.
+	reviews := rest.CopyConfig(cfg)
+	reviews.QPS, reviews.Burst = 200, 400
+	kube, err := kubernetes.NewForConfig(reviews)
 	if err != nil {
 		return nil, err
 	}

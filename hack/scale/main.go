@@ -259,7 +259,7 @@ func (h *harness) startAgents(n int, scope, token string) ([]*agentProc, error) 
 	for i := range n {
 		a := &agentProc{metrics: freeAddr(), socket: filepath.Join(h.dir, fmt.Sprintf("a%d-%d.sock", len(h.agents), i))}
 		args := []string{"run", "--kubeconfig=" + h.kubeconfig, "--node-id=" + filepath.Base(a.socket),
-			"--xds-socket=" + a.socket, "--health-addr=" + freeAddr(), "--metrics-addr=" + a.metrics,
+			"--xds-socket=" + a.socket, "--health-addr=127.0.0.1:0", "--metrics-addr=" + a.metrics,
 			"--discovery-address=" + h.discAddr, "--discovery-ca=" + h.caFile, "--discovery-token=" + token,
 			"--envoy-admin=http://127.0.0.1:1", "--log-level=error"}
 		if scope != "" {
