@@ -16,7 +16,7 @@ import (
 // annotations, the pod's, requests against limits, then names the sidecars
 // would add that the pod already uses. "" means none. The validating
 // policy sees the pod after mutation: one that carries a status is past
-// all but the label check.
+// all but the label check, and so is one the injector skips.
 func (c *compiler) firstError(validating bool) string {
 	type check struct{ cond, msg string }
 	checks := []check{{"!variables.selected", `""`}}
@@ -27,7 +27,9 @@ func (c *compiler) firstError(validating bool) string {
 			lit(` is invalid; accepted: "true" (inject, even in a namespace without the label) or "false" (never inject)`)),
 	})
 	if validating {
-		checks = append(checks, check{hasAnnotation("object", wellknown.StatusAnnotation), `""`})
+		// The mutating policy's matchConditions leave a skipped pod alone;
+		// the injector skips it before it reads the annotations.
+		checks = append(checks, check{hasAnnotation("object", wellknown.StatusAnnotation), `""`}, check{"(" + skippedCEL() + ")", `""`})
 	}
 	for _, src := range []struct{ prefix, obj, on string }{
 		{"ns", "namespaceObject", `"namespace " + strings.quote(namespaceObject.metadata.name)`},
