@@ -44,3 +44,25 @@ func SystemNamespaces() []string { return slices.Clone(systemNamespaces) }
 func ReservedNames() (containers, volumes []string) {
 	return slices.Clone(reservedContainers), slices.Clone(reservedVolumes)
 }
+
+// Mesh is another service mesh, as the injector recognises the pods it
+// injected: by an annotation, a container name, or a container name prefix.
+type Mesh struct {
+	Name                              string
+	Annotations, Containers, Prefixes []string
+}
+
+// OtherMeshes are the meshes whose pods are never injected.
+func OtherMeshes() []Mesh {
+	out := make([]Mesh, len(meshes))
+	for i, m := range meshes {
+		out[i] = Mesh{Name: m.name, Annotations: slices.Clone(m.annotations), Containers: slices.Clone(m.containers), Prefixes: slices.Clone(m.prefixes)}
+	}
+	return out
+}
+
+// TandemPorts are the ports no container of an injected pod may declare.
+func TandemPorts() []int32 { return slices.Clone(tandemPorts) }
+
+// OSLabels are the node labels that name a node's operating system.
+func OSLabels() []string { return slices.Clone(osLabels) }

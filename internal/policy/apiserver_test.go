@@ -196,11 +196,7 @@ var refusalDifferences = map[string]string{}
 
 // notCompiled are golden cases of webhook rules added after the compiler
 // and not yet in the policies: their results are logged, not compared.
-var notCompiled = map[string]string{
-	"windows-os": "Windows pods are skipped by the webhook", "windows-affinity": "Windows pods", "windows-node-selector": "Windows pods",
-	"meshed-consul": "pods of another mesh", "meshed-istio": "pods of another mesh", "meshed-kuma": "pods of another mesh", "meshed-linkerd": "pods of another mesh",
-	"port-clash": "port clashes", "uid-clash": "UID clashes", "proxyless-init-containers": "proxyless app env on init containers",
-}
+var notCompiled = map[string]string{}
 
 // TestPolicies runs one API server with the policies installed and no
 // injector anywhere, and creates pods through it.

@@ -16,7 +16,7 @@ import (
 // annotations, the pod's, requests against limits, then names the sidecars
 // would add that the pod already uses. "" means none. The validating
 // policy sees the pod after mutation: one that carries a status is past
-// all but the label check.
+// all but the label check, and so is one the injector skips.
 func (c *compiler) firstError(validating bool) string {
 	type check struct{ cond, msg string }
 	checks := []check{{"!variables.selected", `""`}}
@@ -27,7 +27,9 @@ func (c *compiler) firstError(validating bool) string {
 			lit(` is invalid; accepted: "true" (inject, even in a namespace without the label) or "false" (never inject)`)),
 	})
 	if validating {
-		checks = append(checks, check{hasAnnotation("object", wellknown.StatusAnnotation), `""`})
+		// The mutating policy's matchConditions leave a skipped pod alone;
+		// the injector skips it before it reads the annotations.
+		checks = append(checks, check{hasAnnotation("object", wellknown.StatusAnnotation), `""`}, check{"(" + skippedCEL() + ")", `""`})
 	}
 	for _, src := range []struct{ prefix, obj, on string }{
 		{"ns", "namespaceObject", `"namespace " + strings.quote(namespaceObject.metadata.name)`},
@@ -139,11 +141,14 @@ func (vr *variant) clashes() string {
 		mountClash := fmt.Sprintf(`(has(c.volumeMounts) && %s.exists(m, c.volumeMounts.exists(x, x.mountPath == m[0])))`, mountList)
 		hint := lit("; remove it, or choose another template with the annotation " + wellknown.AnnotationTemplate)
 		moveHint := lit("; move it, or choose another template with the annotation " + wellknown.AnnotationTemplate)
-		checks = append(checks, fmt.Sprintf(`object.spec.containers.exists(c, %s || %s) ?
-    object.spec.containers.filter(c, %s || %s).map(c, %s ?
+		// The injector checks init containers first: they get the settings too.
+		for _, f := range []string{"initContainers", "containers"} {
+			checks = append(checks, fmt.Sprintf(`has(object.spec.%s) && object.spec.%s.exists(c, %s || %s) ?
+    object.spec.%s.filter(c, %s || %s).map(c, %s ?
       "container " + strings.quote(c.name) + " of pod " + %s + " already sets the environment variable " + %s.filter(n, c.env.exists(x, x.name == n))[0] + ", which the injection sets" + %s :
       "container " + strings.quote(c.name) + " of pod " + %s + " already mounts something at " + %s.filter(m, c.volumeMounts.exists(x, x.mountPath == m[0]))[0][0] + ", where the injection mounts the volume " + %s.filter(m, c.volumeMounts.exists(x, x.mountPath == m[0]))[0][1] + %s)[0]`,
-			envClash, mountClash, envClash, mountClash, envClash, "variables.podName", env, hint, "variables.podName", mountList, mountList, moveHint))
+				f, f, envClash, mountClash, f, envClash, mountClash, envClash, "variables.podName", env, hint, "variables.podName", mountList, mountList, moveHint))
+		}
 	}
 	return strings.Join(checks, " :\n  ") + ` : ""`
 }
@@ -204,19 +209,23 @@ func (vr *variant) patch() string {
 		groups = append(groups, fmt.Sprintf(`(%s ? [%s] : [])`, setDefault,
 			op(lit("/metadata/annotations/"+escapeKey(webhook.DefaultContainerAnnotation)), "object.spec.containers[0].name")))
 	}
-	// App settings on each of the pod's own containers.
-	for _, app := range []struct {
-		field, typ string
-		items      []*node
-	}{{"env", "Object.spec.containers.env", vr.appEnv}, {"volumeMounts", "Object.spec.containers.volumeMounts", vr.appMounts}} {
-		if len(app.items) == 0 {
-			continue
-		}
-		groups = append(groups, fmt.Sprintf(`object.spec.containers.transformList(i, c, !has(c.%s), %s)`, app.field,
-			op(fmt.Sprintf(`"/spec/containers/" + string(i) + "/%s"`, app.field), "[]")))
-		for _, it := range app.items {
-			groups = append(groups, fmt.Sprintf("object.spec.containers.transformList(i, c, %s)",
-				op(fmt.Sprintf(`"/spec/containers/" + string(i) + "/%s/-"`, app.field), expr(it, app.typ, "  "))))
+	// App settings on each of the pod's own containers, init containers
+	// and native sidecars included, before any container is inserted.
+	for _, list := range []string{"initContainers", "containers"} {
+		for _, app := range []struct {
+			field string
+			items []*node
+		}{{"env", vr.appEnv}, {"volumeMounts", vr.appMounts}} {
+			if len(app.items) == 0 {
+				continue
+			}
+			typ := "Object.spec." + list + "." + app.field
+			groups = append(groups, fmt.Sprintf(`(has(object.spec.%s) ? object.spec.%s.transformList(i, c, !has(c.%s), %s) : [])`, list, list, app.field,
+				op(fmt.Sprintf(`"/spec/%s/" + string(i) + "/%s"`, list, app.field), "[]")))
+			for _, it := range app.items {
+				groups = append(groups, fmt.Sprintf("(has(object.spec.%s) ? object.spec.%s.transformList(i, c, %s) : [])", list, list,
+					op(fmt.Sprintf(`"/spec/%s/" + string(i) + "/%s/-"`, list, app.field), expr(it, typ, "  "))))
+			}
 		}
 	}
 	var ops []string

@@ -149,7 +149,7 @@ func (c *compiler) policies() *Policies {
 			Spec: admissionv1.MutatingAdmissionPolicySpec{
 				ParamKind:          paramKind,
 				MatchConstraints:   constraints,
-				MatchConditions:    []admissionv1.MatchCondition{notHostNetwork, notInjected},
+				MatchConditions:    append([]admissionv1.MatchCondition{notHostNetwork, notInjected}, skipConditions()...),
 				Variables:          append(vars, admissionv1.Variable{Name: "firstError", Expression: c.firstError(false)}),
 				Mutations:          c.mutations(),
 				FailurePolicy:      &fail,
