@@ -1,14 +1,10 @@
 package policy_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,14 +15,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/tandem-mesh/tandem/internal/policy"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
+	"github.com/tandem-mesh/tandem/internal/testutil/webhooktest"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/webhook"
 )
@@ -134,35 +129,15 @@ func readGolden(t testing.TB) []goldenCase {
 		if strings.HasSuffix(path, ".golden.yaml") {
 			continue
 		}
-		data, err := os.ReadFile(path)
+		// The webhook suite's own reader, so both read a case alike.
+		in := webhooktest.ReadCase(t, path)
+		pod, err := webhooktest.DecodePod(in.Pod)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", path, err)
 		}
-		c := goldenCase{name: strings.TrimSuffix(filepath.Base(path), ".yaml")}
-		r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for {
-			doc, err := r.Read()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			var meta metav1.TypeMeta
-			if err := yaml.Unmarshal(doc, &meta); err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			switch meta.Kind {
-			case "Namespace":
-				c.ns = &corev1.Namespace{}
-				err = yaml.UnmarshalStrict(doc, c.ns)
-			case "Pod":
-				c.pod = &corev1.Pod{}
-				err = yaml.UnmarshalStrict(doc, c.pod)
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
+		c := goldenCase{name: strings.TrimSuffix(filepath.Base(path), ".yaml"), pod: pod}
+		if in.Namespace != nil {
+			c.ns = &corev1.Namespace{ObjectMeta: *in.Namespace}
 		}
 		// The API server validates what the webhook's unit tests need not:
 		// images, and a service account for the agent's projected token
