@@ -53,6 +53,15 @@ YAML
   newTag: "$tag"
 YAML
   fi
+  cat <<YAML
+configMapGenerator:
+- name: tandem-images
+  namespace: tandem-system
+  behavior: replace
+  literals:
+  - agent-image=$agent
+  - proxy-image=$proxy
+YAML
   [ "$capture" = cni ] || [ "$mode" = policy ] && echo "patches:"
   if [ "$capture" = cni ]; then
     cat <<YAML
@@ -65,15 +74,6 @@ YAML
       value: --capture=cni
 YAML
   fi
-  cat <<YAML
-configMapGenerator:
-- name: tandem-images
-  namespace: tandem-system
-  behavior: replace
-  literals:
-  - agent-image=$agent
-  - proxy-image=$proxy
-YAML
   if [ "$mode" = policy ]; then
     cat <<YAML
 - patch: |-
@@ -85,6 +85,7 @@ YAML
     data:
       agent-image: "$agent"
       proxy-image: "$proxy"
+      capture: "$capture"
 YAML
   fi
 } > "$dir/kustomization.yaml"

@@ -1,37 +1,20 @@
 package manifests_test
 
 import (
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-
-	"github.com/tandem-mesh/tandem/internal/manifests"
-	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // `make deploy CAPTURE=cni` adds config/cni: the installer DaemonSet on the
 // agent image, allowed to get pods and nothing else, and CNI mode as the
 // injector's default.
 func TestDeployOverlayCNI(t *testing.T) {
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cmd := exec.Command(filepath.Join(root, "hack", "deploy-overlay.sh"), dir,
-		"registry.local:5000/tandem/injector:v9", "registry.local:5000/tandem/agent:v9", "envoyproxy/envoy:v1.40.1", "default", "cni")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("deploy-overlay.sh: %v\n%s", err, out)
-	}
-	objs, err := manifests.Build(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	objs := buildDeployOverlay(t, "default", "cni")
 	var dep appsv1.Deployment
 	strictDecode(t, find(t, objs, "Deployment", "tandem-injector"), &dep)
 	if args := dep.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--capture=cni") {
@@ -73,5 +56,30 @@ func TestDeployOverlayCNI(t *testing.T) {
 	if s := binding.Subjects; len(s) != 1 || s[0].Name != ds.Spec.Template.Spec.ServiceAccountName || s[0].Namespace != ds.Namespace ||
 		sa.Namespace != ds.Namespace || binding.RoleRef.Name != role.Name {
 		t.Errorf("binding %+v does not grant the role to the DaemonSet's service account %s/%s", binding, ds.Namespace, ds.Spec.Template.Spec.ServiceAccountName)
+	}
+}
+
+// `make deploy MODE=policy CAPTURE=cni`: the admission policies and the CNI
+// installer together, no webhook, the images in the policies' defaults too.
+func TestDeployOverlayPolicyCNI(t *testing.T) {
+	objs := buildDeployOverlay(t, "policy", "cni")
+	for _, o := range objs {
+		if o.GetKind() == "MutatingWebhookConfiguration" || o.GetKind() == "Certificate" {
+			t.Errorf("policy mode installs %s %s", o.GetKind(), o.GetName())
+		}
+	}
+	find(t, objs, "DaemonSet", "")
+	find(t, objs, "MutatingAdmissionPolicy", "")
+	defaults := find(t, objs, "ConfigMap", "tandem-injection-defaults")
+	if got, _, _ := unstructured.NestedString(defaults.Object, "data", "agent-image"); got != "registry.local:5000/tandem/agent:v9" {
+		t.Errorf("policy defaults agent-image = %q", got)
+	}
+	if got, _, _ := unstructured.NestedString(defaults.Object, "data", "capture"); got != "cni" {
+		t.Errorf("policy defaults capture = %q, want cni", got)
+	}
+	var dep appsv1.Deployment
+	strictDecode(t, find(t, objs, "Deployment", "tandem-injector"), &dep)
+	if args := dep.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--capture=cni") || !slices.Contains(args, "--webhook=false") {
+		t.Errorf("injector args %v lack --capture=cni or --webhook=false", args)
 	}
 }
