@@ -28,7 +28,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/server/config"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/tandem-mesh/tandem/internal/xds"
 )
@@ -77,7 +76,7 @@ type Server struct {
 	tracker   *tracker
 
 	mu        sync.Mutex // serialises publishing
-	published map[string]map[string]types.Resource
+	published map[string]map[string]*compact
 	endpoints map[string]int // ready endpoints per published cluster
 	rejected  map[string]uint64
 	updates   map[string]uint64
@@ -96,7 +95,7 @@ func New(o Options) *Server {
 		proxyless: o.Proxyless,
 		caches:    map[string]*cachev3.LinearCache{},
 		tracker:   newTracker(o.Logger, o.OnListenerNames),
-		published: map[string]map[string]types.Resource{},
+		published: map[string]map[string]*compact{},
 		endpoints: map[string]int{},
 		rejected:  map[string]uint64{},
 		updates:   map[string]uint64{},
@@ -106,7 +105,7 @@ func New(o Options) *Server {
 		c := cachev3.NewLinearCache(typeURL, cachev3.WithVersionPrefix(prefix), cachev3.WithLogger(logAdapter{o.Logger}))
 		s.caches[typeURL] = c
 		caches[typeURL] = c
-		s.published[typeURL] = map[string]types.Resource{}
+		s.published[typeURL] = map[string]*compact{}
 	}
 	s.gate = &gate{inner: &cachev3.MuxCache{
 		Classify:      func(r *cachev3.Request) string { return r.GetTypeUrl() },
@@ -239,23 +238,31 @@ func (s *Server) PublishEndpoints(clas []*endpointv3.ClusterLoadAssignment) {
 	s.apply(resource.EndpointType, s.changed(resource.EndpointType, rs), nil)
 }
 
-// changed returns the valid resources of rs that differ from the served
-// ones. Must be called with s.mu held.
+// changed returns, in wire form, the valid resources of rs that differ from
+// the served ones, with the endpoint count of each ClusterLoadAssignment.
+// Must be called with s.mu held.
 func (s *Server) changed(typeURL string, rs []types.Resource) map[string]types.Resource {
 	out := map[string]types.Resource{}
 	served := s.published[typeURL]
 	for _, res := range rs {
 		name := cachev3.GetResourceName(res)
-		if old, ok := served[name]; ok && proto.Equal(old, res) {
-			continue
+		c, err := newCompact(name, res)
+		if err == nil {
+			if old, ok := served[name]; ok && old.equal(c) {
+				continue
+			}
+			err = xds.Validate(res)
 		}
-		if err := xds.Validate(res); err != nil {
+		if err != nil {
 			s.rejected[typeURL]++
 			s.log.Error("xDS resource failed validation and is not published; the last good version stays",
 				"type", typeNames[typeURL], "name", name, "error", err)
 			continue
 		}
-		out[name] = res
+		if cla, ok := res.(*endpointv3.ClusterLoadAssignment); ok {
+			s.endpoints[name] = countEndpoints(cla)
+		}
+		out[name] = c
 	}
 	return out
 }
@@ -267,10 +274,7 @@ func (s *Server) apply(typeURL string, update map[string]types.Resource, remove 
 	}
 	served := s.published[typeURL]
 	for name, res := range update {
-		served[name] = res
-		if cla, ok := res.(*endpointv3.ClusterLoadAssignment); ok {
-			s.endpoints[name] = countEndpoints(cla)
-		}
+		served[name] = res.(*compact)
 	}
 	for _, name := range remove {
 		delete(served, name)
@@ -299,7 +303,12 @@ func (s *Server) Resources(typeName string) map[string]types.Resource {
 		if n == typeName {
 			out := make(map[string]types.Resource, len(s.published[typeURL]))
 			for k, v := range s.published[typeURL] {
-				out[k] = v
+				res, err := v.decode(typeURL)
+				if err != nil {
+					s.log.Error("reading a served resource", "type", typeName, "error", err)
+					continue
+				}
+				out[k] = res
 			}
 			return out
 		}
