@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -238,6 +239,7 @@ func (a *Agent) use(src source, start time.Time) {
 	a.cur = src
 	a.rebuildLocked()
 	a.mu.Unlock()
+	releaseMemory()
 	a.metrics.synced.Set(1)
 	a.metrics.fromDiscovery.Set(0)
 	if src == source(a.disc) {
@@ -327,10 +329,14 @@ func (a *Agent) loop(ctx context.Context) {
 			pendingSince = time.Time{}
 			a.mu.Lock()
 			// A change seen before the last rebuild read the source is in it.
-			if a.cur != nil && lastKick.After(a.rebuiltAt) {
+			rebuilt := a.cur != nil && lastKick.After(a.rebuiltAt)
+			if rebuilt {
 				a.rebuildLocked()
 			}
 			a.mu.Unlock()
+			if rebuilt {
+				releaseMemory()
+			}
 		}
 	}
 }
@@ -353,6 +359,14 @@ func (a *Agent) rebuildLocked() {
 	a.log.Debug("configuration rebuilt", "services", len(in.Services), "endpointSlices", len(in.EndpointSlices),
 		"policies", len(in.Policies), "took", time.Since(start))
 }
+
+// releaseMemory hands the heap a full rebuild left behind back to the
+// system. A rebuild needs several times the memory of what it publishes
+// (the objects, the translated resources, their wire form), and the Go
+// runtime would otherwise keep most of it for minutes. An agent runs in
+// every pod, and full rebuilds are rare (a Service or policy changing), so
+// the one extra collection is worth it.
+func releaseMemory() { debug.FreeOSMemory() }
 
 // updateEndpoints publishes the ClusterLoadAssignments of one Service,
 // given as "namespace/name", from src when it is the current source.
