@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tandem-mesh/tandem/internal/discovery"
 	"github.com/tandem-mesh/tandem/internal/kubewatch"
@@ -31,7 +33,7 @@ import (
 
 // setupDiscovery adds discovery to the manager, on every replica.
 func setupDiscovery(mgr ctrl.Manager, o *serveOptions) error {
-	srv, err := newDiscovery(mgr.GetConfig(), o, mgr.GetLogger().WithName("discovery"))
+	srv, err := newDiscovery(mgr.GetConfig(), o, mgr.GetLogger().WithName("discovery"), cachedNamespace(mgr.GetClient()))
 	if err != nil {
 		return err
 	}
@@ -52,7 +54,7 @@ func setupDiscovery(mgr ctrl.Manager, o *serveOptions) error {
 
 // newDiscovery builds discovery serving the certificate of --cert-dir,
 // reloaded when cert-manager renews it.
-func newDiscovery(cfg *rest.Config, o *serveOptions, log logr.Logger) (*discoveryServer, error) {
+func newDiscovery(cfg *rest.Config, o *serveOptions, log logr.Logger, namespace func(context.Context, string) (*corev1.Namespace, error)) (*discoveryServer, error) {
 	watcher, err := certwatcher.New(filepath.Join(o.certDir, "tls.crt"), filepath.Join(o.certDir, "tls.key"))
 	if err != nil {
 		return nil, fmt.Errorf("discovery's certificate in --cert-dir=%s: %w", o.certDir, err)
@@ -72,16 +74,29 @@ func newDiscovery(cfg *rest.Config, o *serveOptions, log logr.Logger) (*discover
 		return nil, err
 	}
 	srv, err := discovery.New(discovery.Options{
-		Sources: sources,
-		Kube:    kube,
-		TLS:     &tls.Config{GetCertificate: watcher.GetCertificate, MinVersion: tls.VersionTLS12},
-		Refused: []string{o.injectorNamespace, "kube-system", "kube-public", "kube-node-lease"},
-		Logger:  slog.New(logr.ToSlogHandler(log)),
+		Sources:   sources,
+		Kube:      kube,
+		Namespace: namespace,
+		TLS:       &tls.Config{GetCertificate: watcher.GetCertificate, MinVersion: tls.VersionTLS12},
+		Refused:   []string{o.injectorNamespace, "kube-system", "kube-public", "kube-node-lease"},
+		Logger:    slog.New(logr.ToSlogHandler(log)),
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &discoveryServer{Server: srv, certs: watcher}, nil
+}
+
+// cachedNamespace reads namespaces from the manager's cache, which the
+// webhook shares.
+func cachedNamespace(c client.Reader) func(context.Context, string) (*corev1.Namespace, error) {
+	return func(ctx context.Context, name string) (*corev1.Namespace, error) {
+		var ns corev1.Namespace
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, &ns); err != nil {
+			return nil, err
+		}
+		return &ns, nil
+	}
 }
 
 type discoveryServer struct {

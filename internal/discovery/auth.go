@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -23,9 +24,20 @@ import (
 // for the audience tandem-discovery, issued to a service account of a
 // namespace with injection enabled (or to a pod that opted in).
 type authenticator struct {
-	kube    kubernetes.Interface
-	refused []string
-	log     *slog.Logger
+	kube      kubernetes.Interface
+	namespace func(ctx context.Context, name string) (*corev1.Namespace, error)
+	refused   []string
+	log       *slog.Logger
+}
+
+func newAuthenticator(o Options) *authenticator {
+	a := &authenticator{kube: o.Kube, namespace: o.Namespace, refused: o.Refused, log: o.Logger}
+	if a.namespace == nil {
+		a.namespace = func(ctx context.Context, name string) (*corev1.Namespace, error) {
+			return o.Kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		}
+	}
+	return a
 }
 
 // podNameKey is the extra field of a TokenReview naming the pod a token is
@@ -84,7 +96,7 @@ func (a *authenticator) check(ctx context.Context) (string, error) {
 	if slices.Contains(a.refused, ns) {
 		return "", refuse(codes.PermissionDenied, "%s: namespace %s is never injected, so its pods are not served", who, ns)
 	}
-	n, err := a.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	n, err := a.namespace(ctx, ns)
 	switch {
 	case apierrors.IsNotFound(err):
 		return "", refuse(codes.PermissionDenied, "%s: namespace %s does not exist", who, ns)

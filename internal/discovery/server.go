@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -47,8 +48,12 @@ const Port = wellknown.DiscoveryPort
 type Options struct {
 	// Sources list-watch the cluster's Services, EndpointSlices and policies.
 	Sources kubewatch.Sources
-	// Kube reviews tokens and reads namespaces.
+	// Kube reviews tokens, and reads namespaces and pods when Namespace is nil.
 	Kube kubernetes.Interface
+	// Namespace reads a namespace, from a cache in the injector: every
+	// agent's stream is checked against its namespace, and reading it from
+	// the API server would cost a request per connecting agent.
+	Namespace func(ctx context.Context, name string) (*corev1.Namespace, error)
 	// TLS serves discovery's certificate.
 	TLS *tls.Config
 	// Refused are namespaces never served, whatever their labels: the
@@ -84,7 +89,7 @@ func New(o Options) (*Server, error) {
 		o.Logger = slog.Default()
 	}
 	s := &Server{opts: o, log: o.Logger, cache: NewCache()}
-	s.auth = &authenticator{kube: o.Kube, refused: o.Refused, log: o.Logger}
+	s.auth = newAuthenticator(o)
 	var err error
 	s.watch, err = kubewatch.New(o.Sources, nil, kubewatch.Handler{
 		ServiceChanged:   s.update,
