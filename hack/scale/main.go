@@ -250,6 +250,17 @@ type agentProc struct {
 	cmd     *exec.Cmd
 	metrics string
 	socket  string
+	exited  chan struct{} // closed when the process has ended
+	err     error
+}
+
+func (a *agentProc) running() bool {
+	select {
+	case <-a.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 // startAgents starts n agents following scope ("" everything, else the
@@ -270,24 +281,35 @@ func (h *harness) startAgents(n int, scope, token string) ([]*agentProc, error) 
 		if err := a.cmd.Start(); err != nil {
 			return nil, err
 		}
+		a.exited = make(chan struct{})
+		go func() { a.err = a.cmd.Wait(); close(a.exited) }()
 		h.agents = append(h.agents, a)
 		out = append(out, a)
 	}
 	for _, a := range out {
-		if err := waitFor(120*time.Second, "an agent to serve from discovery", func() bool { return metric(a.metrics, "tandem_agent_source_discovery") == 1 }); err != nil {
+		if err := waitFor(120*time.Second, "an agent to serve from discovery", func() bool {
+			return !a.running() || metric(a.metrics, "tandem_agent_source_discovery") == 1
+		}); err != nil {
 			return nil, err
+		}
+		if !a.running() {
+			return nil, fmt.Errorf("agent %s ended before serving: %v", filepath.Base(a.socket), a.err)
 		}
 	}
 	return out, nil
 }
 
 func (h *harness) stopAll() {
+	h.stopAgents()
+	h.stopInjector()
+}
+
+func (h *harness) stopAgents() {
 	for _, a := range h.agents {
 		a.cmd.Process.Kill()
-		a.cmd.Wait()
+		<-a.exited
 	}
 	h.agents = nil
-	h.stopInjector()
 }
 
 func (h *harness) measure() error {
@@ -305,6 +327,7 @@ func (h *harness) measure() error {
 	var all []*agentProc
 	for _, n := range steps {
 		cpu0 := cpuSeconds(h.apiPID)
+		req0 := h.requests()
 		start := time.Now()
 		more, err := h.startAgents(n-len(all), "", h.token)
 		if err != nil {
@@ -313,8 +336,8 @@ func (h *harness) measure() error {
 		all = append(all, more...)
 		took := time.Since(start)
 		time.Sleep(5 * time.Second)
-		report(fmt.Sprintf("API server with %d agents", n), "%d watches, %.2f CPU-s while %d agents started (%v), RSS %.0f MiB",
-			h.watches(), cpuSeconds(h.apiPID)-cpu0, len(more), took.Round(time.Millisecond), rssAnonMiB(h.apiPID))
+		report(fmt.Sprintf("API server with %d agents", n), "%d watches, %.2f CPU-s while %d agents started (%v), RSS %.0f MiB; requests: %s",
+			h.watches(), cpuSeconds(h.apiPID)-cpu0, len(more), took.Round(time.Millisecond), rssAnonMiB(h.apiPID), since(req0, h.requests()))
 	}
 	var rss []float64
 	for _, a := range all {
@@ -368,18 +391,26 @@ func (h *harness) measure() error {
 		time.Since(back).Round(time.Millisecond), spread(sent))
 
 	if *bigServices > *services {
+		// Thousands of new Services would have every attached agent
+		// re-translate everything again and again, which 100 agents on a
+		// small machine cannot keep up with: fresh agents measure the
+		// large cluster.
+		h.stopAgents()
 		if err := h.createServices(ns, *services, *bigServices); err != nil {
 			return err
 		}
-		a := all[0]
-		if err := waitFor(120*time.Second, "an agent to hold every Service", func() bool {
-			return metric(a.metrics, "tandem_agent_rebuilds_total") > 0 && h.agentHas(a, *bigServices)
-		}); err != nil {
+		big, err := h.startAgents(3, "", h.token)
+		if err != nil {
 			return err
+		}
+		for _, a := range big {
+			if err := waitFor(120*time.Second, "an agent to hold every Service", func() bool { return h.agentHas(a, *bigServices) }); err != nil {
+				return err
+			}
 		}
 		time.Sleep(3 * time.Second)
 		rss = nil
-		for _, a := range all {
+		for _, a := range big {
 			rss = append(rss, rssAnonMiB(a.cmd.Process.Pid))
 		}
 		report(fmt.Sprintf("agent anonymous RSS, %d Services, subscribed to all", *bigServices+3), "%s", spread(rss))
@@ -388,7 +419,7 @@ func (h *harness) measure() error {
 			if err != nil {
 				return err
 			}
-			report(fmt.Sprintf("discovery anonymous RSS, %d Services, %d subscribers + %d agents", *bigServices+3, *subscribers, len(all)+3),
+			report(fmt.Sprintf("discovery anonymous RSS, %d Services, %d subscribers + %d agents", *bigServices+3, *subscribers, len(big)),
 				"%.0f MiB", rssOfInjector())
 			subs.close()
 		}
@@ -692,13 +723,35 @@ func waitFor(limit time.Duration, what string, cond func() bool) error {
 	return nil
 }
 
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fatalf("free port: %v", err)
+// nextPort is the next port freeAddr tries. Ports come from below the
+// kernel's ephemeral range: a port the kernel picked for ":0" can be taken
+// by one of the hundreds of outgoing connections the agents open between
+// the check and the process binding it.
+var nextPort = ephemeralStart() - 10000
+
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11024 {
+				return n
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return 32768
+}
+
+func freeAddr() string {
+	for limit := ephemeralStart(); nextPort < limit; {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(nextPort))
+		nextPort++
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
+	}
+	fatalf("no free port below the ephemeral range")
+	return ""
 }
 
 func portOf(host string) string {
@@ -767,6 +820,45 @@ func (h *harness) watches() int {
 		}
 	}
 	return int(total)
+}
+
+// requests counts the API server's requests so far by verb and resource.
+func (h *harness) requests() map[string]float64 {
+	b, err := h.kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(l, "apiserver_request_total{") {
+			continue
+		}
+		labels := map[string]string{}
+		for _, kv := range strings.Split(l[strings.IndexByte(l, '{')+1:strings.LastIndexByte(l, '}')], ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				labels[k] = strings.Trim(v, `"`)
+			}
+		}
+		v, _ := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
+		out[labels["verb"]+" "+labels["resource"]] += v
+	}
+	return out
+}
+
+// since lists the request counts that grew from before to after, leaving
+// out the harness's own metrics reads.
+func since(before, after map[string]float64) string {
+	var parts []string
+	for k, v := range after {
+		if d := v - before[k]; d > 0 && k != "GET " {
+			parts = append(parts, fmt.Sprintf("%s %.0f", k, d))
+		}
+	}
+	slices.Sort(parts)
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // metric reads one sample of an agent's /metrics; -1 when absent.
