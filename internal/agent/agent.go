@@ -173,6 +173,7 @@ func (a *Agent) runWithDiscovery(ctx context.Context) error {
 	wg.Go(func() { a.disc.run(ctx) })
 
 	start := time.Now()
+	unservedSince := start // when discovery last stopped serving this agent
 	fallback := time.NewTimer(a.disc.opts.FallbackAfter)
 	defer fallback.Stop()
 	var (
@@ -201,10 +202,19 @@ func (a *Agent) runWithDiscovery(ctx context.Context) error {
 				stopFallback()
 			} else if kube == nil {
 				a.log.Warn("discovery unreachable; serving the last configuration", "fallbackAfter", a.disc.opts.FallbackAfter)
+				unservedSince = time.Now()
 				fallback.Reset(a.disc.opts.FallbackAfter)
 			}
 		case <-fallback.C:
 			if a.disc.isUp() || kube != nil {
+				continue
+			}
+			// Connected but not answered yet: discovery is reachable and
+			// busy, as when a whole fleet starts or reconnects at once.
+			// Falling back then would bring that fleet onto the API server;
+			// wait longer.
+			if a.disc.connected() && time.Since(unservedSince) < slowDiscoveryPatience*a.disc.opts.FallbackAfter {
+				fallback.Reset(a.disc.opts.FallbackAfter)
 				continue
 			}
 			k, err := a.newKubeSource()
@@ -231,6 +241,11 @@ func (a *Agent) runWithDiscovery(ctx context.Context) error {
 		}
 	}
 }
+
+// slowDiscoveryPatience is how many FallbackAfter periods an agent waits
+// for discovery's first answer on an open connection before watching the
+// API server anyway.
+const slowDiscoveryPatience = 6
 
 // use makes src the source published from and publishes all of it.
 func (a *Agent) use(src source, start time.Time) {

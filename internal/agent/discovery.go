@@ -158,6 +158,7 @@ var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multipl
 func (d *discoverySource) run(ctx context.Context) {
 	defer d.conn.Close()
 	attempt := 0
+	lastErr := ""
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := d.follow(ctx)
@@ -170,12 +171,17 @@ func (d *discoverySource) run(ctx context.Context) {
 		}
 		wait := backoffDelay(reconnectBackoff, attempt)
 		attempt++
-		d.log.Warn("discovery stream ended; reconnecting", "error", err, "retryIn", wait.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
+		// Once per cause: while discovery is away the same error comes back
+		// every second.
+		level := slog.LevelWarn
+		if err != nil && err.Error() == lastErr {
+			level = slog.LevelDebug
 		}
+		if err != nil {
+			lastErr = err.Error()
+		}
+		d.log.Log(ctx, level, "discovery stream ended; reconnecting", "error", err, "retryIn", wait.Round(time.Millisecond))
+		d.awaitConnection(ctx, wait)
 	}
 }
 
@@ -191,7 +197,6 @@ func backoffDelay(c backoff.Config, attempt int) time.Duration {
 func (d *discoverySource) follow(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	d.awaitConnection(ctx, 10*time.Second)
 	st, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(d.conn).DeltaAggregatedResources(sctx)
 	if err != nil {
 		return err
@@ -241,18 +246,28 @@ func (d *discoverySource) follow(ctx context.Context) error {
 	}
 }
 
-// awaitConnection returns once the connection to discovery is ready, or
-// after limit. A stream then starts the moment discovery answers again,
-// paced by the connection's backoff alone, while a connection that keeps
-// failing still has its error logged by the stream that fails.
+// connected reports whether the connection to discovery is up, answered or
+// not.
+func (d *discoverySource) connected() bool { return d.conn.GetState() == connectivity.Ready }
+
+// awaitConnection waits up to limit, less when the connection to discovery
+// comes back: the next stream starts the moment discovery answers again,
+// paced by the connection's own backoff. On a connection that is up (the
+// stream itself was refused) it waits the whole limit.
 func (d *discoverySource) awaitConnection(ctx context.Context, limit time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	s := d.conn.GetState()
+	if s == connectivity.Ready {
+		<-ctx.Done()
+		return
+	}
 	d.conn.Connect()
-	for s := d.conn.GetState(); s != connectivity.Ready; s = d.conn.GetState() {
+	for s != connectivity.Ready {
 		if !d.conn.WaitForStateChange(ctx, s) {
 			return
 		}
+		s = d.conn.GetState()
 	}
 }
 

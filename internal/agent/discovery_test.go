@@ -50,7 +50,7 @@ func clusters(h *harness) map[string]bool {
 }
 
 func TestAgentWithDiscovery(t *testing.T) {
-	_, cfg := testenv.Start(t, testenv.Options{})
+	env, cfg := testenv.Start(t, testenv.Options{})
 	kube := kubeClient(t, cfg)
 	ctx := context.Background()
 	enabledNamespace(t, kube, "shop")
@@ -157,6 +157,16 @@ func TestAgentWithDiscovery(t *testing.T) {
 		}
 	})
 
+	// The tokens the refusals below forge would be served if they were
+	// not expired and their namespace existed.
+	t.Run("ForgedTokenAccepted", func(t *testing.T) {
+		h := startAgent(t, unreachable(t), Options{Discovery: opts(DiscoveryOptions{
+			TokenFile: discoverytest.ForgedToken(t, env, cfg, "shop", "app", discovery.Audience, time.Now().Add(time.Hour)), FallbackAfter: time.Hour})})
+		if !h.agent.FromDiscovery() || !clusters(h)[cart] {
+			t.Fatalf("a valid forged token: from discovery %v, clusters %v", h.agent.FromDiscovery(), clusters(h))
+		}
+	})
+
 	t.Run("Refusals", func(t *testing.T) {
 		for _, tc := range []struct {
 			name, token, want string
@@ -166,6 +176,8 @@ func TestAgentWithDiscovery(t *testing.T) {
 			{"NamespaceWithoutInjection", discoverytest.Token(t, kube, "plain", "app", discovery.Audience), "PermissionDenied", nil},
 			{"RefusedNamespace", tokenIn(t, kube, "tandem-system"), "PermissionDenied", nil},
 			{"WrongCA", token, "certificate signed by unknown authority", &tls.Config{RootCAs: x509.NewCertPool(), ServerName: "127.0.0.1"}},
+			{"ExpiredToken", discoverytest.ForgedToken(t, env, cfg, "shop", "app", discovery.Audience, time.Now().Add(-time.Minute)), "expired", nil},
+			{"UnknownNamespace", discoverytest.ForgedToken(t, env, cfg, "ghost", "app", discovery.Audience, time.Now().Add(time.Hour)), "Unauthenticated", nil},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				o := opts(DiscoveryOptions{TokenFile: tc.token, FallbackAfter: time.Hour})
