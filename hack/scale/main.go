@@ -385,7 +385,12 @@ func (h *harness) measure() error {
 	}
 	var sent []float64
 	for i, a := range all {
-		sent = append(sent, metric(a.metrics, "tandem_agent_discovery_received_bytes_total")-before[i])
+		got := metric(a.metrics, "tandem_agent_discovery_received_bytes_total") - before[i]
+		sent = append(sent, got)
+		if got >= 1000 {
+			fmt.Printf("  agent %s received %.0f bytes after the restart (fallbacks %v, rebuilds %v)\n", filepath.Base(a.socket), got,
+				metric(a.metrics, "tandem_agent_fallbacks_total"), metric(a.metrics, "tandem_agent_rebuilds_total"))
+		}
 	}
 	report(fmt.Sprintf("discovery restart, %d agents", len(all)), "all re-synced %v after it served again; bytes received per unchanged agent: %s",
 		time.Since(back).Round(time.Millisecond), spread(sent))

@@ -65,12 +65,13 @@ type Options struct {
 // Server is discovery: a watch of the cluster, a cache of resources, and
 // the gRPC server agents stream from.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	cache  *Cache
-	watch  *kubewatch.Watcher
-	auth   *authenticator
-	synced atomic.Bool
+	opts    Options
+	log     *slog.Logger
+	cache   *Cache
+	watch   *kubewatch.Watcher
+	auth    *authenticator
+	synced  atomic.Bool // the informers synced: changes update the cache
+	serving atomic.Bool // the cache holds every Service: streams are answered
 	// updateMu serialises reading the caches and storing the resource:
 	// the informers call in from their own goroutines, and the later of two
 	// updates must be the one that reads the later state.
@@ -133,8 +134,8 @@ func (s *Server) update(key string) {
 // Cache is the server's resource cache.
 func (s *Server) Cache() *Cache { return s.cache }
 
-// Ready reports whether the watch has synced and streams are answered.
-func (s *Server) Ready() bool { return s.synced.Load() }
+// Ready reports whether the cache is complete and streams are answered.
+func (s *Server) Ready() bool { return s.serving.Load() }
 
 // NeedLeaderElection is false: every replica serves discovery.
 func (s *Server) NeedLeaderElection() bool { return false }
@@ -167,6 +168,9 @@ func (s *Server) Start(ctx context.Context, lis net.Listener) error {
 	for _, key := range s.watch.ServiceKeys() {
 		s.update(key)
 	}
+	// Only a complete cache is served: a stream opened during the build
+	// would be told that the Services not built yet were removed.
+	s.serving.Store(true)
 	s.log.Info("discovery serving", "services", s.cache.Len(), "syncedAfter", time.Since(start).Round(time.Millisecond), "address", lis.Addr())
 	select {
 	case <-ctx.Done():
@@ -181,7 +185,7 @@ func (s *Server) Start(ctx context.Context, lis net.Listener) error {
 // intercept refuses streams before the watch synced (an agent must never
 // take an empty cache for the cluster) and streams without a valid token.
 func (s *Server) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if !s.synced.Load() {
+	if !s.serving.Load() {
 		return status.Error(codes.Unavailable, "discovery is starting: the cluster's state is not loaded yet")
 	}
 	who, err := s.auth.check(ss.Context())
