@@ -135,6 +135,9 @@ func (d *discoverySource) setUp(up bool) {
 	d.mu.Unlock()
 	if up {
 		d.a.metrics.discoveryUp.Set(1)
+		if !was {
+			d.a.metrics.discoverySince.SetToCurrentTime()
+		}
 	} else {
 		d.a.metrics.discoveryUp.Set(0)
 	}

@@ -12,6 +12,7 @@ type metrics struct {
 	fromDiscovery   prometheus.Gauge
 	fallbacks       prometheus.Counter
 	discoveryUp     prometheus.Gauge
+	discoverySince  prometheus.Gauge
 	discoveryBytes  prometheus.Counter
 }
 
@@ -54,13 +55,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "tandem_agent_discovery_fallbacks_total",
 			Help: "Times discovery was unreachable long enough for the agent to watch the API server.",
 		}),
+		discoverySince: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_agent_discovery_connected_since_seconds",
+			Help: "Unix time at which the current discovery stream was first answered.",
+		}),
 		discoveryBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tandem_agent_discovery_received_bytes_total",
 			Help: "Encoded size of the discovery responses received.",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildSeconds, m.endpointUpdates, m.translateErrors, m.watchErrors, m.synced, m.fromDiscovery, m.fallbacks, m.discoveryUp, m.discoveryBytes} {
+		for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildSeconds, m.endpointUpdates, m.translateErrors, m.watchErrors, m.synced, m.fromDiscovery, m.fallbacks, m.discoveryUp, m.discoverySince, m.discoveryBytes} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -70,8 +70,8 @@ type Server struct {
 	cache   *Cache
 	watch   *kubewatch.Watcher
 	auth    *authenticator
-	synced  atomic.Bool // the informers synced: changes update the cache
-	serving atomic.Bool // the cache holds every Service: streams are answered
+	synced  atomic.Bool   // the informers synced: changes update the cache
+	serving chan struct{} // closed once the cache holds every Service: streams are answered
 	// updateMu serialises reading the caches and storing the resource:
 	// the informers call in from their own goroutines, and the later of two
 	// updates must be the one that reads the later state.
@@ -89,7 +89,7 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Server{opts: o, log: o.Logger, cache: NewCache()}
+	s := &Server{opts: o, log: o.Logger, cache: NewCache(), serving: make(chan struct{})}
 	s.auth = newAuthenticator(o)
 	var err error
 	s.watch, err = kubewatch.New(o.Sources, nil, kubewatch.Handler{
@@ -135,7 +135,14 @@ func (s *Server) update(key string) {
 func (s *Server) Cache() *Cache { return s.cache }
 
 // Ready reports whether the cache is complete and streams are answered.
-func (s *Server) Ready() bool { return s.serving.Load() }
+func (s *Server) Ready() bool {
+	select {
+	case <-s.serving:
+		return true
+	default:
+		return false
+	}
+}
 
 // NeedLeaderElection is false: every replica serves discovery.
 func (s *Server) NeedLeaderElection() bool { return false }
@@ -170,7 +177,7 @@ func (s *Server) Start(ctx context.Context, lis net.Listener) error {
 	}
 	// Only a complete cache is served: a stream opened during the build
 	// would be told that the Services not built yet were removed.
-	s.serving.Store(true)
+	close(s.serving)
 	s.log.Info("discovery serving", "services", s.cache.Len(), "syncedAfter", time.Since(start).Round(time.Millisecond), "address", lis.Addr())
 	select {
 	case <-ctx.Done():
@@ -182,15 +189,19 @@ func (s *Server) Start(ctx context.Context, lis net.Listener) error {
 	}
 }
 
-// intercept refuses streams before the watch synced (an agent must never
-// take an empty cache for the cluster) and streams without a valid token.
+// intercept refuses streams without a valid token, and holds the others
+// until the cache is complete: an agent must never take a partial cache for
+// the cluster, and one that connects while discovery starts is answered the
+// moment it can be, not after a retry.
 func (s *Server) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if !s.serving.Load() {
-		return status.Error(codes.Unavailable, "discovery is starting: the cluster's state is not loaded yet")
-	}
 	who, err := s.auth.check(ss.Context())
 	if err != nil {
 		return err
+	}
+	select {
+	case <-s.serving:
+	case <-ss.Context().Done():
+		return status.Error(codes.Unavailable, "discovery is starting: the cluster's state is not loaded yet")
 	}
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
