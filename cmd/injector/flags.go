@@ -48,7 +48,7 @@ func (f *injectionFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.injectorNamespace, "injector-namespace", ns, "namespace of the injector, never injected ($POD_NAMESPACE when set)")
 	fs.StringVar(&f.defaults.DiscoveryAddress, "agent-discovery-address",
 		fmt.Sprintf("%s.%s.svc:%d", wellknown.DiscoveryService, ns, wellknown.DiscoveryPort),
-		"discovery's host:port that injected agents dial (empty: agents watch the API server); passed to agents only when serve finds discovery's CA (ca.crt in --cert-dir)")
+		"discovery's host:port that injected agents dial (empty: agents watch the API server); passed to agents only with discovery's CA (serve: ca.crt in --cert-dir; inject: --discovery-ca)")
 }
 
 // injector builds the injector; nativeSidecar is decided by the caller.

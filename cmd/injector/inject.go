@@ -1,9 +1,12 @@
 package main
 
 import (
+	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +35,8 @@ func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	f.bind(fs)
 	file := fs.String("f", "", "manifest file, or - for standard input")
 	native := fs.Bool("native-sidecar", true, "native sidecars (Kubernetes 1.29+) unless a pod's tandem.dev/native-sidecar annotation says otherwise")
+	caFile := fs.String("discovery-ca", "", "PEM file of the CA that signed discovery's certificate (ca.crt of Secret tandem-webhook-cert);\n"+
+		"with it injected agents follow discovery at --agent-discovery-address, without it they watch the API server")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -39,12 +44,32 @@ func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "injector inject: flag -f is required (a file, or - for standard input)")
 		return 2
 	}
+	if *caFile != "" {
+		ca, err := readCA(*caFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "injector inject: flag --discovery-ca=%q: %v\n", *caFile, err)
+			return 2
+		}
+		f.defaults.DiscoveryCA = ca
+	}
 	in, err := f.injector(*native)
 	if err != nil {
 		fmt.Fprintf(stderr, "injector inject: %v\n", err)
 		return 2
 	}
 	return editFile("inject", *file, stdin, stdout, stderr, injectAction(in))
+}
+
+// readCA reads a PEM file holding at least one certificate.
+func readCA(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return "", errors.New("no PEM certificate in it (want the CA certificate, as in ca.crt)")
+	}
+	return string(b), nil
 }
 
 // injectAction injects a pod as the webhook would in a labeled namespace;

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 	"github.com/tandem-mesh/tandem/internal/textdiff"
 )
 
@@ -312,5 +313,61 @@ func TestUninjectCommand(t *testing.T) {
 	}
 	if code, _, errOut := run(t, "", "uninject"); code != 2 || !strings.Contains(errOut, "-f is required") {
 		t.Errorf("uninject without -f: exit %d, %q", code, errOut)
+	}
+}
+
+// Offline injection points agents at discovery only when given the CA they
+// verify it with; a file that holds no certificate is refused by name.
+func TestInjectDiscoveryCA(t *testing.T) {
+	dir := t.TempDir()
+	caPEM := testenv.ServingCerts(t, dir, "tandem-discovery.tandem-system.svc")
+	agentOf := func(out string) corev1.Container {
+		t.Helper()
+		var dep appsv1.Deployment
+		if err := yaml.UnmarshalStrict([]byte(docs(out)[0]), &dep); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range dep.Spec.Template.Spec.InitContainers {
+			if c.Name == "tandem-agent" {
+				return c
+			}
+		}
+		t.Fatal("no tandem-agent container")
+		return corev1.Container{}
+	}
+	discoveryEnv := func(c corev1.Container) (string, bool) {
+		for _, e := range c.Env {
+			if e.Name == "TANDEM_DISCOVERY_CA" {
+				return e.Value, true
+			}
+		}
+		return "", false
+	}
+
+	code, out, errOut := run(t, "", "inject", "-f", "testdata/greeter.yaml", "--discovery-ca", filepath.Join(dir, "ca.crt"),
+		"--agent-discovery-address", "tandem-discovery.mesh.svc:15012")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	agent := agentOf(out)
+	if !slices.Contains(agent.Args, "--discovery-address=tandem-discovery.mesh.svc:15012") {
+		t.Errorf("agent args %v lack the discovery address", agent.Args)
+	}
+	if ca, ok := discoveryEnv(agent); !ok || ca != string(caPEM) {
+		t.Errorf("TANDEM_DISCOVERY_CA = %q (set %v), want the CA file's content", ca, ok)
+	}
+
+	code, out, errOut = run(t, "", "inject", "-f", "testdata/greeter.yaml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	agent = agentOf(out)
+	if _, ok := discoveryEnv(agent); ok || slices.ContainsFunc(agent.Args, func(a string) bool { return strings.HasPrefix(a, "--discovery-address") }) {
+		t.Errorf("without --discovery-ca the agent follows discovery: args %v", agent.Args)
+	}
+
+	code, out, errOut = run(t, "", "inject", "-f", "testdata/greeter.yaml", "--discovery-ca", filepath.Join(dir, "tls.key"))
+	if code != 2 || out != "" || !strings.Contains(errOut, `flag --discovery-ca=`) || !strings.Contains(errOut, "no PEM certificate") {
+		t.Errorf("a key file as CA: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
