@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -149,6 +150,13 @@ func checkListenAddr(addr string) error {
 	return nil
 }
 
+// agentGCPercent lets the heap grow by half its live size between
+// collections instead of Go's default of all of it: an agent runs in every
+// pod, and between full rebuilds it allocates little, so the extra
+// collections cost next to nothing while every pod saves a quarter of the
+// agent's memory. GOGC, when set, wins.
+const agentGCPercent = 50
+
 func runCommand(args []string, _, stderr io.Writer) int {
 	c, err := parseRunFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -157,6 +165,9 @@ func runCommand(args []string, _, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "agent run: %v\n", err)
 		return 2
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(agentGCPercent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	go func() {

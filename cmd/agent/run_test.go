@@ -231,7 +231,7 @@ func TestRunServesEnvoyAndDrains(t *testing.T) {
 		`tandem_xds_connected_clients 1`,
 		`tandem_xds_cluster_endpoints{cluster="` + cluster + `"} 2`,
 		`tandem_xds_pushes_total{type="cluster"} 1`,
-		`tandem_agent_informers_synced 1`,
+		`tandem_agent_configuration_published 1`,
 		`tandem_agent_envoy_stats_up 1`,
 		`envoy_server_uptime 42`,
 		`go_goroutines`,

@@ -40,8 +40,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Lists and watches of the API server that failed and are retried with backoff.",
 		}),
 		synced: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tandem_agent_informers_synced",
-			Help: "1 once a source has synced and the first configuration is published.",
+			Name: "tandem_agent_configuration_published",
+			Help: "1 once a first configuration is published, from discovery or the API server.",
 		}),
 		fromDiscovery: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tandem_agent_source_discovery",
