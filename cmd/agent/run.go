@@ -31,6 +31,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/agenthttp"
 	"github.com/tandem-mesh/tandem/internal/envoyadmin"
 	"github.com/tandem-mesh/tandem/internal/kubewatch"
+	"github.com/tandem-mesh/tandem/internal/memory"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/server"
@@ -182,6 +183,7 @@ func runCommand(args []string, _, stderr io.Writer) int {
 // exit code.
 func runAgent(ctx context.Context, c *runConfig, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.level})).With("node", c.nodeID)
+	memory.LimitToContainer(log)
 	klog.SetSlogLogger(log.With("component", "client-go"))
 	fail := func(msg string, err error) int {
 		log.Error(msg, "error", err)

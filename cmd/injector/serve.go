@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 
+	"github.com/go-logr/logr"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/version"
@@ -26,6 +28,7 @@ import (
 	tandemv1alpha1 "github.com/tandem-mesh/tandem/api/v1alpha1"
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
 	tdiscovery "github.com/tandem-mesh/tandem/internal/discovery"
+	"github.com/tandem-mesh/tandem/internal/memory"
 )
 
 // serveOptions are the flags of `injector serve`.
@@ -76,6 +79,7 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 		return 2
 	}
 	ctrl.SetLogger(zap.New(zap.Level(level), zap.WriteTo(stderr)))
+	memory.LimitToContainer(slog.New(logr.ToSlogHandler(ctrl.Log.WithName("memory"))))
 	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
 		fmt.Fprintf(stderr, "injector serve: %v\n", err)
