@@ -26,7 +26,8 @@ func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			"DaemonSet and ReplicaSet, batch/v1 Job and CronJob, OpenShift DeploymentConfig\n"+
 			"and Argo Rollout, as the webhook would in a namespace labeled %s=%s.\n"+
 			"Only what injection needs changes: every other byte comes out as it went in.\n"+
-			"Standard error says why each other document or pod was left alone. Manifests\n"+
+			"Standard error says why each other workload or pod was left alone, and counts\n"+
+			"the objects that have no pod template by kind in one line. Manifests\n"+
 			"injected before are injected again with the current settings, or lose their\n"+
 			"sidecars when the pod is now opted out.\n\nFlags:\n", wellknown.InjectLabel, wellknown.InjectLabelEnabled)
 		fs.PrintDefaults()

@@ -70,8 +70,11 @@ func editManifests(file string, data []byte, notes io.Writer, act podAction) (ed
 		return edited{}, err
 	}
 	var res edited
+	// Objects without a pod (ConfigMaps, Services, ...) are counted by kind
+	// and named in one line: a kustomize build has hundreds.
+	podless := map[string]int{}
 	for i, dr := range docs {
-		w := &walker{file: file, base: dr.line, doc: i + 1, notes: notes, act: act}
+		w := &walker{file: file, base: dr.line, doc: i + 1, notes: notes, act: act, podless: podless}
 		text := data[dr.start:dr.end]
 		d, err := w.document(text)
 		if err != nil {
@@ -85,8 +88,24 @@ func editManifests(file string, data []byte, notes io.Writer, act podAction) (ed
 		}
 		res.lossy = res.lossy || d.Lossy()
 	}
+	if len(podless) > 0 {
+		total, kinds := 0, make([]string, 0, len(podless))
+		for k, n := range podless {
+			total += n
+			kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+		}
+		slices.Sort(kinds)
+		fmt.Fprintf(notes, "%s: nothing to inject in %d %s without a pod template: %s\n", file, total, plural(total, "object", "objects"), strings.Join(kinds, ", "))
+	}
 	res.out = yamledit.Apply(data, res.edits)
 	return res, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // docRange is one document of the input: its bytes and its first line.
@@ -148,8 +167,10 @@ type walker struct {
 	base  int // the file's line of the document's first line
 	doc   int
 	notes io.Writer
-	act   podAction
-	d     *yamledit.Doc
+	// podless counts the objects without a pod template, by kind.
+	podless map[string]int
+	act     podAction
+	d       *yamledit.Doc
 }
 
 var lineRef = regexp.MustCompile(`line (\d+)`)
@@ -276,7 +297,7 @@ func (w *walker) object(n *yaml.Node, m map[string]any, label string) error {
 		p := findTemplate(m)
 		switch {
 		case p == nil:
-			note("nothing to inject: no pod template")
+			w.podless[kind]++
 		case removedVersions[apiVersion] != "" || removedVersions[apiVersion+" "+kind] != "":
 			note("not injected: apiVersion %s of %s is not served by Kubernetes (%s%s); its pod template is written unchanged",
 				apiVersion, kind, removedVersions[apiVersion], removedVersions[apiVersion+" "+kind])
