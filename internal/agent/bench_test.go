@@ -71,6 +71,24 @@ func benchObjects() []k8sruntime.Object {
 	return objs
 }
 
+// benchResources are benchObjects as discovery serves them.
+func benchResources(b *testing.B) []*pb.Service {
+	var in xds.Inputs
+	for _, o := range benchObjects() {
+		switch o := o.(type) {
+		case *corev1.Service:
+			in.Services = append(in.Services, o)
+		case *discoveryv1.EndpointSlice:
+			in.EndpointSlices = append(in.EndpointSlices, o)
+		}
+	}
+	rs, err := resource.FromInputs(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rs
+}
+
 // runBenchAgent starts an agent on kube, serving into a real xDS server,
 // and waits for its first configuration.
 func runBenchAgent(b *testing.B, kube kubernetes.Interface) (*Agent, *server.Server, func()) {
@@ -109,19 +127,7 @@ func BenchmarkApplyResource(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var in xds.Inputs
-	for _, o := range benchObjects() {
-		switch o := o.(type) {
-		case *corev1.Service:
-			in.Services = append(in.Services, o)
-		case *discoveryv1.EndpointSlice:
-			in.EndpointSlices = append(in.EndpointSlices, o)
-		}
-	}
-	rs, err := resource.FromInputs(in)
-	if err != nil {
-		b.Fatal(err)
-	}
+	rs := benchResources(b)
 	if err := a.disc.apply(response(b, rs...)); err != nil {
 		b.Fatal(err)
 	}
@@ -192,19 +198,7 @@ func BenchmarkCacheHeap(b *testing.B) {
 // keeps for 1,000 Services with 10,000 endpoints: the resources as received
 // and the served xDS resources.
 func BenchmarkDiscoveryHeap(b *testing.B) {
-	var in xds.Inputs
-	for _, o := range benchObjects() {
-		switch o := o.(type) {
-		case *corev1.Service:
-			in.Services = append(in.Services, o)
-		case *discoveryv1.EndpointSlice:
-			in.EndpointSlices = append(in.EndpointSlices, o)
-		}
-	}
-	rs, err := resource.FromInputs(in)
-	if err != nil {
-		b.Fatal(err)
-	}
+	rs := benchResources(b)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var alloc float64
 	for b.Loop() {
