@@ -9,11 +9,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -29,6 +31,9 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -189,20 +194,13 @@ func (h *harness) createServices(namespace string, from, to int) error {
 			}
 			if err != nil {
 				mu.Lock()
-				first = cmpOr(first, err)
+				first = cmp.Or(first, err)
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
 	return first
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 func (h *harness) writeToken(namespace string) (string, error) {
@@ -455,7 +453,10 @@ func (h *harness) measure() error {
 
 // agentHas reports whether an agent serves the cluster of svc-<n-1>.
 func (h *harness) agentHas(a *agentProc, n int) bool {
-	return metricPresent(a.metrics, fmt.Sprintf("svc-%d.%s.svc", n-1, ns))
+	want := fmt.Sprintf("svc-%d.%s.svc", n-1, ns)
+	return slices.ContainsFunc(agentMetrics(a.metrics)["tandem_xds_cluster_endpoints"].GetMetric(), func(m *dto.Metric) bool {
+		return strings.Contains(label(m, "cluster"), want)
+	})
 }
 
 // propagation times EndpointSlice changes of svc-0 until each agent
@@ -846,15 +847,10 @@ func cpuSeconds(pid int) float64 {
 
 // watches counts the API server's open watch requests.
 func (h *harness) watches() int {
-	b, err := h.kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
-	if err != nil {
-		return -1
-	}
 	total := 0.0
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "apiserver_longrunning_requests{") && strings.Contains(l, `verb="WATCH"`) {
-			v, _ := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
-			total += v
+	for _, m := range h.apiMetrics()["apiserver_longrunning_requests"].GetMetric() {
+		if label(m, "verb") == "WATCH" {
+			total += value(m)
 		}
 	}
 	return int(total)
@@ -862,25 +858,20 @@ func (h *harness) watches() int {
 
 // requests counts the API server's requests so far by verb and resource.
 func (h *harness) requests() map[string]float64 {
+	out := map[string]float64{}
+	for _, m := range h.apiMetrics()["apiserver_request_total"].GetMetric() {
+		out[label(m, "verb")+" "+label(m, "resource")] += value(m)
+	}
+	return out
+}
+
+// apiMetrics scrapes the API server's metrics; nil when it cannot.
+func (h *harness) apiMetrics() map[string]*dto.MetricFamily {
 	b, err := h.kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
 	if err != nil {
 		return nil
 	}
-	out := map[string]float64{}
-	for _, l := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(l, "apiserver_request_total{") {
-			continue
-		}
-		labels := map[string]string{}
-		for _, kv := range strings.Split(l[strings.IndexByte(l, '{')+1:strings.LastIndexByte(l, '}')], ",") {
-			if k, v, ok := strings.Cut(kv, "="); ok {
-				labels[k] = strings.Trim(v, `"`)
-			}
-		}
-		v, _ := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
-		out[labels["verb"]+" "+labels["resource"]] += v
-	}
-	return out
+	return parseMetrics(bytes.NewReader(b))
 }
 
 // since lists the request counts that grew from before to after, leaving
@@ -899,36 +890,47 @@ func since(before, after map[string]float64) string {
 	return strings.Join(parts, ", ")
 }
 
-// metric reads one sample of an agent's /metrics; -1 when absent.
+// metric reads the first sample of an agent's metric; -1 when absent.
 func metric(addr, name string) float64 {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
+	if ms := agentMetrics(addr)[name].GetMetric(); len(ms) > 0 {
+		return value(ms[0])
 	}
 	return -1
 }
 
-func metricPresent(addr, substr string) bool {
+// agentMetrics scrapes an agent's metrics; nil when it cannot.
+func agentMetrics(addr string) map[string]*dto.MetricFamily {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return false
+		return nil
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), substr) {
-			return true
+	return parseMetrics(resp.Body)
+}
+
+// parseMetrics reads Prometheus's text format; what does not parse is left out.
+func parseMetrics(r io.Reader) map[string]*dto.MetricFamily {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, _ := p.TextToMetricFamilies(r)
+	return fams
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
 		}
 	}
-	return false
+	return ""
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	default:
+		return m.GetUntyped().GetValue()
+	}
 }

@@ -71,6 +71,24 @@ func benchObjects() []k8sruntime.Object {
 	return objs
 }
 
+// newDiscoveryBenchAgent is an agent following discovery, fed by the
+// benchmark through its source rather than a stream, serving into a real
+// xDS server.
+func newDiscoveryBenchAgent(b *testing.B) (*Agent, *server.Server) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := server.New(server.Options{Logger: quiet})
+	a, err := New(Options{
+		Sources:   kubewatch.Sources{Kube: fake.NewClientset(), Policies: func(string) cache.ListerWatcher { return noPolicies{} }},
+		Discovery: &DiscoveryOptions{Address: "localhost:1", TLS: &tls.Config{RootCAs: x509.NewCertPool()}},
+		Publisher: srv,
+		Logger:    quiet,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return a, srv
+}
+
 // benchResources are benchObjects as discovery serves them.
 func benchResources(b *testing.B) []*pb.Service {
 	var in xds.Inputs
@@ -116,17 +134,7 @@ func runBenchAgent(b *testing.B, kube kubernetes.Interface) (*Agent, *server.Ser
 // changed, the way a response delivers it: decode, turn into objects,
 // recompute and publish that Service's assignments.
 func BenchmarkApplyResource(b *testing.B) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := server.New(server.Options{Logger: quiet})
-	a, err := New(Options{
-		Sources:   kubewatch.Sources{Kube: fake.NewClientset(), Policies: func(string) cache.ListerWatcher { return noPolicies{} }},
-		Discovery: &DiscoveryOptions{Address: "localhost:1", TLS: &tls.Config{RootCAs: x509.NewCertPool()}},
-		Publisher: srv,
-		Logger:    quiet,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	a, srv := newDiscoveryBenchAgent(b)
 	rs := benchResources(b)
 	if err := a.disc.apply(response(b, rs...)); err != nil {
 		b.Fatal(err)
@@ -199,23 +207,13 @@ func BenchmarkCacheHeap(b *testing.B) {
 // and the served xDS resources.
 func BenchmarkDiscoveryHeap(b *testing.B) {
 	rs := benchResources(b)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var alloc float64
 	for b.Loop() {
 		b.StopTimer()
 		resp := response(b, rs...)
 		before := heap()
 		b.StartTimer()
-		srv := server.New(server.Options{Logger: quiet})
-		a, err := New(Options{
-			Sources:   kubewatch.Sources{Kube: fake.NewClientset(), Policies: func(string) cache.ListerWatcher { return noPolicies{} }},
-			Discovery: &DiscoveryOptions{Address: "localhost:1", TLS: &tls.Config{RootCAs: x509.NewCertPool()}},
-			Publisher: srv,
-			Logger:    quiet,
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
+		a, srv := newDiscoveryBenchAgent(b)
 		if err := a.disc.apply(resp); err != nil {
 			b.Fatal(err)
 		}

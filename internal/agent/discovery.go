@@ -402,12 +402,14 @@ func (d *discoverySource) subscribe(keys []string) {
 	}
 }
 
-// Inputs lists every held resource's objects.
+// Inputs lists every held resource's objects, decoded outside the lock so
+// that responses keep being applied meanwhile.
 func (d *discoverySource) Inputs() xds.Inputs {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	held := maps.Clone(d.held)
+	d.mu.Unlock()
 	var in xds.Inputs
-	for name, wire := range d.held {
+	for name, wire := range held {
 		o, err := decodeService(name, wire)
 		if err != nil { // cannot happen: it decoded when it arrived
 			d.log.Error("held resource unreadable", "resource", name, "error", err)
@@ -434,6 +436,7 @@ func (d *discoverySource) Endpoints(key string) (*corev1.Service, []*discoveryv1
 	return o.Service, o.EndpointSlices, true
 }
 
+// tokenFile sends the projected token as a bearer token.
 type tokenFile string
 
 func (f tokenFile) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {

@@ -48,7 +48,7 @@ const Port = wellknown.DiscoveryPort
 type Options struct {
 	// Sources list-watch the cluster's Services, EndpointSlices and policies.
 	Sources kubewatch.Sources
-	// Kube reviews tokens, and reads namespaces and pods when Namespace is nil.
+	// Kube reviews tokens and reads pods, and namespaces when Namespace is nil.
 	Kube kubernetes.Interface
 	// Namespace reads a namespace, from a cache in the injector: every
 	// agent's stream is checked against its namespace, and reading it from
