@@ -8,13 +8,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 )
 
 // `make deploy CAPTURE=cni` adds config/cni: the installer DaemonSet on the
 // agent image, allowed to get pods and nothing else, and CNI mode as the
 // injector's default.
 func TestDeployOverlayCNI(t *testing.T) {
-	objs := buildDeployOverlay(t, "default", "cni")
+	objs := testenv.DeployOverlay(t, "default", "cni")
 	var dep appsv1.Deployment
 	strictDecode(t, find(t, objs, "Deployment", "tandem-injector"), &dep)
 	if args := dep.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--capture=cni") {
@@ -62,7 +64,7 @@ func TestDeployOverlayCNI(t *testing.T) {
 // `make deploy MODE=policy CAPTURE=cni`: the admission policies and the CNI
 // installer together, no webhook, the images in the policies' defaults too.
 func TestDeployOverlayPolicyCNI(t *testing.T) {
-	objs := buildDeployOverlay(t, "policy", "cni")
+	objs := testenv.DeployOverlay(t, "policy", "cni")
 	for _, o := range objs {
 		if o.GetKind() == "MutatingWebhookConfiguration" || o.GetKind() == "Certificate" {
 			t.Errorf("policy mode installs %s %s", o.GetKind(), o.GetName())

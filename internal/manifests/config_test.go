@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -178,7 +177,7 @@ func TestDefaultConfigIsConsistent(t *testing.T) {
 // `make deploy` sets the images through an overlay; the built objects must
 // carry them where the injector and the pods will read them.
 func TestDeployOverlaySetsImages(t *testing.T) {
-	objs := buildDeployOverlay(t)
+	objs := testenv.DeployOverlay(t)
 	var dep appsv1.Deployment
 	strictDecode(t, find(t, objs, "Deployment", "tandem-injector"), &dep)
 	if got := dep.Spec.Template.Spec.Containers[0].Image; got != "registry.local:5000/tandem/injector:v9" {
@@ -213,24 +212,4 @@ func cmpBool(a, b bool) int {
 		return 1
 	}
 	return -1
-}
-
-// buildDeployOverlay writes the overlay `make deploy` writes, with the
-// test's images and modeArgs ([default|policy] [init|cni]), and builds it.
-func buildDeployOverlay(t *testing.T, modeArgs ...string) []*unstructured.Unstructured {
-	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	args := append([]string{dir, "registry.local:5000/tandem/injector:v9", "registry.local:5000/tandem/agent:v9", "envoyproxy/envoy:v1.40.1"}, modeArgs...)
-	if out, err := exec.Command(filepath.Join(root, "hack", "deploy-overlay.sh"), args...).CombinedOutput(); err != nil {
-		t.Fatalf("deploy-overlay.sh %v: %v\n%s", modeArgs, err, out)
-	}
-	objs, err := manifests.Build(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return objs
 }
