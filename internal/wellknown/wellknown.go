@@ -84,12 +84,20 @@ const (
 // audience DiscoveryAudience, at DiscoveryTokenFile in their tandem-token
 // volume, and trust the CA the injection passes in DiscoveryCAEnv.
 const (
+	// WebhookService fronts the injector's admission webhook (config/webhook).
+	WebhookService     = "tandem-webhook"
 	DiscoveryService   = "tandem-discovery"
 	DiscoveryPort      = 15012
 	DiscoveryAudience  = "tandem-discovery"
 	DiscoveryTokenPath = "discovery-token"
 	DiscoveryTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/" + DiscoveryTokenPath
 	DiscoveryCAEnv     = "TANDEM_DISCOVERY_CA"
+	// ParamDiscoveryAddress and ParamDiscoveryCA are the keys of the
+	// admission policies' params ConfigMap that the injector writes at run
+	// time (internal/controller/policyparams); the policies read them as
+	// optional, and without both agents watch the API server.
+	ParamDiscoveryAddress = "discovery-address"
+	ParamDiscoveryCA      = "discovery-ca"
 )
 
 // Capture modes: who installs the capture rules of a pod.
