@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
+	"github.com/tandem-mesh/tandem/internal/controller/policyparams"
 	"github.com/tandem-mesh/tandem/internal/controller/policystatus"
 	"github.com/tandem-mesh/tandem/webhook/admit"
 )
@@ -15,7 +19,7 @@ import (
 
 // setupManager adds everything `injector serve` runs to its manager: the
 // injection webhook, discovery, then the controllers. Adding a component is a line here.
-func setupManager(mgr ctrl.Manager, o *serveOptions) error {
+func setupManager(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error {
 	// Without the webhook (admission policies inject), the manager starts
 	// no webhook server: it does so only when asked for it.
 	if o.webhook {
@@ -29,9 +33,20 @@ func setupManager(mgr ctrl.Manager, o *serveOptions) error {
 			Log:        mgr.GetLogger().WithName("webhook"),
 		})
 	}
+	if certs != nil {
+		// Every replica keeps its certificate current: no leader needed.
+		if err := mgr.Add(manager.RunnableFunc(certs.keep)); err != nil {
+			return err
+		}
+	}
 	if o.discovery {
-		if err := setupDiscovery(mgr, o); err != nil {
+		if err := setupDiscovery(mgr, o, certs); err != nil {
 			return fmt.Errorf("setting up discovery: %w", err)
+		}
+	}
+	if o.policyParams != "" {
+		if err := setupPolicyParams(mgr, o, certs); err != nil {
+			return fmt.Errorf("setting up the admission policies' parameters: %w", err)
 		}
 	}
 	if err := (&agentrbac.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
@@ -41,4 +56,37 @@ func setupManager(mgr ctrl.Manager, o *serveOptions) error {
 		return fmt.Errorf("setting up the TrafficPolicy status controller: %w", err)
 	}
 	return nil
+}
+
+// setupPolicyParams publishes discovery's address and CA for the
+// admission policies; without discovery it withdraws them.
+func setupPolicyParams(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error {
+	r := &policyparams.Reconciler{
+		Client: mgr.GetClient(), Namespace: o.injectorNamespace, Name: o.policyParams,
+		Address: o.defaults.DiscoveryAddress, CA: func() string { return "" },
+	}
+	if o.discovery && certs != nil {
+		r.CA = certs.ca
+		if certs.caChanged != nil {
+			events := make(chan event.GenericEvent)
+			r.Changed = events
+			if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+				for {
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-certs.caChanged:
+						select {
+						case events <- event.GenericEvent{}:
+						case <-ctx.Done():
+							return nil
+						}
+					}
+				}
+			})); err != nil {
+				return err
+			}
+		}
+	}
+	return r.SetupWithManager(mgr)
 }

@@ -8,15 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tandem-mesh/tandem/internal/discovery"
@@ -32,8 +29,8 @@ import (
 // +kubebuilder:rbac:groups=traffic.tandem.dev,resources=trafficpolicies,verbs=get;list;watch
 
 // setupDiscovery adds discovery to the manager, on every replica.
-func setupDiscovery(mgr ctrl.Manager, o *serveOptions) error {
-	srv, err := newDiscovery(mgr.GetConfig(), o, mgr.GetLogger().WithName("discovery"), cachedNamespace(mgr.GetClient()))
+func setupDiscovery(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error {
+	srv, err := newDiscovery(mgr.GetConfig(), o, certs, mgr.GetLogger().WithName("discovery"), cachedNamespace(mgr.GetClient()))
 	if err != nil {
 		return err
 	}
@@ -52,13 +49,8 @@ func setupDiscovery(mgr ctrl.Manager, o *serveOptions) error {
 	return mgr.Add(discoveryRunnable{srv: srv, lis: lis})
 }
 
-// newDiscovery builds discovery serving the certificate of --cert-dir,
-// reloaded when cert-manager renews it.
-func newDiscovery(cfg *rest.Config, o *serveOptions, log logr.Logger, namespace func(context.Context, string) (*corev1.Namespace, error)) (*discoveryServer, error) {
-	watcher, err := certwatcher.New(filepath.Join(o.certDir, "tls.crt"), filepath.Join(o.certDir, "tls.key"))
-	if err != nil {
-		return nil, fmt.Errorf("discovery's certificate in --cert-dir=%s: %w", o.certDir, err)
-	}
+// newDiscovery builds discovery serving the injector's certificate.
+func newDiscovery(cfg *rest.Config, o *serveOptions, certs *servingCerts, log logr.Logger, namespace func(context.Context, string) (*corev1.Namespace, error)) (*discovery.Server, error) {
 	sources, err := kubewatch.NewSources(cfg)
 	if err != nil {
 		return nil, err
@@ -77,14 +69,14 @@ func newDiscovery(cfg *rest.Config, o *serveOptions, log logr.Logger, namespace 
 		Sources:   sources,
 		Kube:      kube,
 		Namespace: namespace,
-		TLS:       &tls.Config{GetCertificate: watcher.GetCertificate, MinVersion: tls.VersionTLS12},
+		TLS:       &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12},
 		Refused:   []string{o.injectorNamespace, "kube-system", "kube-public", "kube-node-lease"},
 		Logger:    slog.New(logr.ToSlogHandler(log)),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &discoveryServer{Server: srv, certs: watcher}, nil
+	return srv, nil
 }
 
 // cachedNamespace reads namespaces from the manager's cache, which the
@@ -99,36 +91,13 @@ func cachedNamespace(c client.Reader) func(context.Context, string) (*corev1.Nam
 	}
 }
 
-type discoveryServer struct {
-	*discovery.Server
-	certs *certwatcher.CertWatcher
-}
-
 // discoveryRunnable runs discovery in the manager on every replica: it
 // needs no leader.
 type discoveryRunnable struct {
-	srv *discoveryServer
+	srv *discovery.Server
 	lis net.Listener
 }
 
-func (d discoveryRunnable) Start(ctx context.Context) error {
-	go func() {
-		if err := d.srv.certs.Start(ctx); err != nil {
-			slog.Error("watching discovery's certificate", "error", err)
-		}
-	}()
-	return d.srv.Start(ctx, d.lis)
-}
+func (d discoveryRunnable) Start(ctx context.Context) error { return d.srv.Start(ctx, d.lis) }
 
 func (discoveryRunnable) NeedLeaderElection() bool { return false }
-
-// discoveryCA returns the CA of --cert-dir that agents verify discovery
-// with, or nothing when the directory has none (then injected agents
-// watch the API server).
-func discoveryCA(certDir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(certDir, "ca.crt"))
-	if os.IsNotExist(err) {
-		return "", nil
-	}
-	return string(b), err
-}

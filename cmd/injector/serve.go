@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -20,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -27,6 +30,7 @@ import (
 
 	tandemv1alpha1 "github.com/tandem-mesh/tandem/api/v1alpha1"
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
+	"github.com/tandem-mesh/tandem/internal/controller/policyparams"
 	tdiscovery "github.com/tandem-mesh/tandem/internal/discovery"
 	"github.com/tandem-mesh/tandem/internal/memory"
 )
@@ -47,15 +51,19 @@ type serveOptions struct {
 	nativeResolved bool // nativeSidecar with "auto" decided
 	discovery      bool
 	discoveryAddr  string
+	certSecret     string
+	policyParams   string
 }
 
 func (o *serveOptions) bind(fs *flag.FlagSet) {
 	o.injectionFlags.bind(fs)
 	fs.StringVar(&o.nativeSidecar, "native-sidecar", "auto", "default sidecar layout: true (native sidecars), false (classic), auto (native when the API server is 1.29 or newer)")
-	fs.BoolVar(&o.webhook, "webhook", true, "serve the admission webhook; false where admission policies inject (config/policy): only the controllers and discovery run")
+	fs.BoolVar(&o.webhook, "webhook", true, "serve the admission webhook; false where admission policies inject (config/policy): the controllers and discovery run")
 	fs.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server listens on (empty: all)")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the webhook server")
-	fs.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the serving certificate (tls.crt, tls.key), reloaded when it changes")
+	fs.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the serving certificate (tls.crt, tls.key, and ca.crt for agents), reloaded when it changes; not read with --cert-secret")
+	fs.StringVar(&o.certSecret, "cert-secret", "", "Secret of the injector's namespace holding the serving certificate of the webhook and discovery instead of --cert-dir: used as it is when cert-manager (or you) wrote it, else issued and renewed by the injector with a CA of its own")
+	fs.StringVar(&o.policyParams, "policy-params", "", "ConfigMap of the injector's namespace that the admission policies read (config/policy): the injector writes discovery's address and CA into it, so the agents of policy-injected pods follow discovery")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint (\"0\" turns it off)")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas for the controllers (the webhook is served by all)")
@@ -72,6 +80,10 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 	o.bind(fs)
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
+	}
+	if err := o.check(fs); err != nil {
+		fmt.Fprintf(stderr, "injector serve: %v\n", err)
+		return 2
 	}
 	level, err := zapLevel(o.logLevel)
 	if err != nil {
@@ -90,6 +102,16 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// check refuses flags that contradict each other.
+func (o *serveOptions) check(fs *flag.FlagSet) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.certSecret != "" && set["cert-dir"] {
+		return errors.New("flags --cert-dir and --cert-secret: give one, the certificate comes from files or from the Secret")
+	}
+	return nil
 }
 
 func zapLevel(s string) (zapcore.Level, error) {
@@ -117,15 +139,18 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 	o.nativeResolved = native
 	log.Info("sidecar layout", "native", native, "because", why)
 	if !o.webhook && !o.discovery {
-		return errors.New("flags --webhook=false and --discovery=false: nothing to serve")
+		log.Info("running the controllers only (--webhook=false --discovery=false): agent RBAC and TrafficPolicy status")
 	}
-	// Injected agents verify discovery with the CA of the certificate it serves.
-	if o.defaults.DiscoveryAddress != "" {
-		if o.defaults.DiscoveryCA, err = discoveryCA(o.certDir); err != nil {
-			return fmt.Errorf("discovery's CA in --cert-dir=%s: %w", o.certDir, err)
+	var certs *servingCerts
+	if o.webhook || o.discovery {
+		if certs, err = loadServingCerts(ctx, cfg, o, log); err != nil {
+			return err
 		}
-		if o.defaults.DiscoveryCA == "" {
-			log.Info("no ca.crt in --cert-dir: injected agents will watch the API server, not discovery", "certDir", o.certDir)
+		// Injected agents verify discovery with the CA of the certificate it serves.
+		if o.discovery && o.defaults.DiscoveryAddress != "" {
+			if o.defaults.DiscoveryCA = certs.ca(); o.defaults.DiscoveryCA == "" {
+				log.Info("no CA for discovery's certificate: injected agents will watch the API server, not discovery")
+			}
 		}
 	}
 
@@ -140,10 +165,10 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 		Scheme: scheme,
 		// The agent-RBAC controller owns a few ClusterRoleBindings; caching
 		// only those keeps a big cluster's other bindings out of memory.
-		Cache:                   cache.Options{ByObject: agentrbac.CacheByObject()},
+		Cache:                   cache.Options{ByObject: cacheByObject(o)},
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
-		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.webhookHost, Port: o.webhookPort, CertDir: o.certDir}),
+		WebhookServer:           webhookServer(o, certs),
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "injector.tandem.dev",
 		LeaderElectionNamespace: o.injectorNamespace,
@@ -151,7 +176,7 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	if err := setupManager(mgr, o); err != nil {
+	if err := setupManager(mgr, o, certs); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -164,6 +189,25 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 		}
 	}
 	return mgr.Start(ctx)
+}
+
+// cacheByObject limits the manager's caches to the objects its controllers own.
+func cacheByObject(o *serveOptions) map[client.Object]cache.ByObject {
+	by := agentrbac.CacheByObject()
+	if o.policyParams != "" {
+		maps.Copy(by, policyparams.CacheByObject(o.injectorNamespace, o.policyParams))
+	}
+	return by
+}
+
+// webhookServer serves the certificate of --cert-dir, as controller-runtime
+// does by default, or the one the injector keeps in --cert-secret.
+func webhookServer(o *serveOptions, certs *servingCerts) ctrlwebhook.Server {
+	opts := ctrlwebhook.Options{Host: o.webhookHost, Port: o.webhookPort, CertDir: o.certDir}
+	if o.certSecret != "" && certs != nil {
+		opts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = certs.get }}
+	}
+	return ctrlwebhook.NewServer(opts)
 }
 
 // resolveNativeSidecar turns --native-sidecar into a decision, asking the

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -181,6 +182,7 @@ func TestPolicies(t *testing.T) {
 	t.Run("equivalence", func(t *testing.T) { testEquivalence(t, in, cs) })
 	t.Run("reinvocation", func(t *testing.T) { testReinvocation(t, cs) })
 	t.Run("params", func(t *testing.T) { testParams(t, cs) })
+	t.Run("discovery", func(t *testing.T) { testDiscoveryParams(t, cs) })
 }
 
 // testEquivalence creates every pod of the webhook's golden suite through
@@ -457,5 +459,77 @@ func testParams(t *testing.T, cs kubernetes.Interface) {
 			}
 		}
 		return errors.New("no tandem-proxy")
+	})
+}
+
+// testDiscoveryParams: discovery's address and CA, which the injector
+// writes into the params while it runs, reach the next pod's agent as the
+// webhook passes them (the flag, the CA in the environment, a token of
+// discovery's audience), and only both together: an address alone leaves
+// the agent on the API server.
+func testDiscoveryParams(t *testing.T, cs kubernetes.Interface) {
+	ctx := context.Background()
+	cms := cs.CoreV1().ConfigMaps(injectorNamespace)
+	patch := func(data map[string]any) {
+		t.Helper()
+		b, _ := json.Marshal(map[string]any{"data": data})
+		if _, err := cms.Patch(ctx, policy.ParamsName, types.MergePatchType, b, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { patch(map[string]any{wellknown.ParamDiscoveryAddress: nil, wellknown.ParamDiscoveryCA: nil}) })
+	ensureNamespace(t, cs, "discovery", map[string]string{wellknown.InjectLabel: wellknown.InjectLabelEnabled}, nil)
+	const address, ca = "tandem-discovery.tandem-system.svc:15012", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	agentOf := func() (arg, env string, audience bool, err error) {
+		pod, err := cs.CoreV1().Pods("discovery").Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "app"},
+			Spec:       corev1.PodSpec{ServiceAccountName: "default", Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return "", "", false, err
+		}
+		for _, c := range pod.Spec.InitContainers {
+			if c.Name != wellknown.AgentContainerName {
+				continue
+			}
+			for _, a := range c.Args {
+				if v, ok := strings.CutPrefix(a, "--discovery-address="); ok {
+					arg = v
+				}
+			}
+			for _, e := range c.Env {
+				if e.Name == wellknown.DiscoveryCAEnv {
+					env = e.Value
+				}
+			}
+		}
+		for _, v := range pod.Spec.Volumes {
+			if v.Projected == nil {
+				continue
+			}
+			for _, src := range v.Projected.Sources {
+				if src.ServiceAccountToken != nil && src.ServiceAccountToken.Audience == wellknown.DiscoveryAudience {
+					audience = true
+				}
+			}
+		}
+		return arg, env, audience, nil
+	}
+
+	patch(map[string]any{wellknown.ParamDiscoveryAddress: address})
+	poll.Eventually(t, time.Minute, func() error {
+		arg, env, audience, err := agentOf()
+		if err == nil && (arg != "" || env != "" || audience) {
+			err = fmt.Errorf("an address without a CA: the agent got --discovery-address=%q, CA %q, discovery token %v; want none", arg, env, audience)
+		}
+		return err
+	})
+	patch(map[string]any{wellknown.ParamDiscoveryCA: ca})
+	poll.Eventually(t, time.Minute, func() error {
+		arg, env, audience, err := agentOf()
+		if err == nil && (arg != address || env != ca || !audience) {
+			err = fmt.Errorf("address and CA: the agent got --discovery-address=%q, CA %q, discovery token %v", arg, env, audience)
+		}
+		return err
 	})
 }

@@ -123,7 +123,7 @@ func reason(k kind, x string, templates []string) string {
 		return fmt.Sprintf(`%s in %s ? "" : "unknown capture mode"`, x, litList(captures))
 	case kindTemplate:
 		return fmt.Sprintf(`%s in %s ? "" : "no such template"`, x, litList(templates))
-	case kindText:
+	case kindPublished:
 		return `""`
 	}
 	panic(fmt.Sprintf("unknown setting kind %d", k))

@@ -80,7 +80,7 @@ func Compile(in *webhook.Injector) (*Policies, error) {
 	c.params[keyNative] = fmt.Sprint(values.NativeSidecar)
 	c.params[keyCapture] = values.Capture
 	for _, s := range settings {
-		if c.hasFlag(s) {
+		if c.hasFlag(s) && s.kind != kindPublished {
 			c.params[s.key] = *s.field(&values)
 		}
 	}
@@ -191,6 +191,17 @@ func (c *compiler) policies() *Policies {
 
 func ptr[T any](v T) *T { return &v }
 
+// published reads a key the injector writes into the params at run time:
+// absent until it does, and discovery's address only beside its CA, as the
+// webhook passes agents both or neither.
+func published(key string) string {
+	v := func(k string) string { return fmt.Sprintf("params.data[?%s].orValue(\"\")", lit(k)) }
+	if key == wellknown.ParamDiscoveryAddress {
+		return fmt.Sprintf(`%s != "" ? %s : ""`, v(wellknown.ParamDiscoveryCA), v(key))
+	}
+	return v(key)
+}
+
 // variables: for every annotation, why the namespace's and the pod's value
 // is wrong ("" when right); then every setting's value for this pod.
 func (c *compiler) variables() []admissionv1.Variable {
@@ -220,6 +231,9 @@ func (c *compiler) variables() []admissionv1.Variable {
 	add("capture", value(keyCapture, wellknown.AnnotationCapture, kindCapture))
 	for _, s := range settings {
 		raw := value(s.key, s.annotation, s.kind)
+		if s.kind == kindPublished {
+			raw = published(s.key)
+		}
 		if canonical(s.kind, "x") == "x" {
 			add(varName(s.key), raw)
 			continue

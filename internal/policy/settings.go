@@ -20,8 +20,10 @@ const (
 	kindBool
 	kindTemplate
 	kindCapture
-	// kindText is any text: for settings only the params ConfigMap sets.
-	kindText
+	// kindPublished is any text the injector writes into the params
+	// ConfigMap while it runs: absent from the generated ConfigMap, so a
+	// re-apply of the install does not take it back, and read as optional.
+	kindPublished
 )
 
 // setting is one text value of templates.Values that the policy computes
@@ -56,9 +58,10 @@ var settings = []setting{
 	{"exclude-outbound-cidrs", wellknown.AnnotationExcludeOutboundCIDRs, kindCIDRs, true, func(v *templates.Values) *string { return &v.ExcludeOutboundCIDRs }},
 	{"include-outbound-cidrs", wellknown.AnnotationIncludeOutboundCIDRs, kindIncludeCIDRs, true, func(v *templates.Values) *string { return &v.IncludeOutboundCIDRs }},
 	// Discovery's address and CA are the cluster's, never a pod's: the
-	// params ConfigMap sets them (empty: agents watch the API server).
-	{"discovery-address", "", kindText, true, func(v *templates.Values) *string { return &v.DiscoveryAddress }},
-	{"discovery-ca", "", kindText, true, func(v *templates.Values) *string { return &v.DiscoveryCA }},
+	// injector writes them into the params ConfigMap at run time
+	// (published), and without both agents watch the API server.
+	{wellknown.ParamDiscoveryAddress, "", kindPublished, true, func(v *templates.Values) *string { return &v.DiscoveryAddress }},
+	{wellknown.ParamDiscoveryCA, "", kindPublished, true, func(v *templates.Values) *string { return &v.DiscoveryCA }},
 }
 
 // The settings that pick a variant rather than a value.
