@@ -23,7 +23,7 @@ const (
 func printTable(w io.Writer, o options, shown, tried []mode, results map[string]*result) {
 	fmt.Fprintf(w, "\nOne of 3 greeter servers answers %v late; a grpc-go client keeps %d calls in flight; %d calls a run, %d %s per mode.\n\n",
 		o.delay, o.concurrency, o.calls, o.runs, plural(o.runs, "run", "runs"))
-	fmt.Fprintf(w, "%-31s %-22s  %-31s\n", "", "calls per server", "latency, ms (all runs)")
+	fmt.Fprintf(w, "%-31s %-22s  %s\n", "", "calls per server", "latency, ms (all runs)")
 	fmt.Fprintf(w, "%-31s %6s  %6s  %6s  %7s %7s %7s %7s  %6s   %s\n", "mode", "slow", "fast", "fast", "mean", "p50", "p99", "p99.9", "failed", "p99 of each run, ms")
 	for _, m := range shown {
 		printRow(w, m, results[m.key])
