@@ -80,6 +80,13 @@ bench: envtest ## Run the benchmarks with memory statistics.
 scale: ## Measure discovery with real agent processes (API-server cost, propagation, memory, restart); takes minutes.
 	KUBEBUILDER_ASSETS="$$(hack/envtest/assets.sh)" $(GO) run ./hack/scale $(SCALE_FLAGS)
 
+.PHONY: balance
+balance: ## Measure balancing with one slow server (calls per server, p50/p99/p99.9) without Tandem and with it; needs root or user namespaces, takes minutes; writes bin/balance.json.
+	@for b in greeter-server:./examples/greeter/cmd/greeter-server balance:./hack/balance; do \
+	  CGO_ENABLED=0 GO="$(GO)" hack/gobuild.sh "bin/$${b%%:*}" -trimpath -o "bin/$${b%%:*}" "$${b#*:}"; \
+	done
+	@bin/balance --bin-dir bin --json bin/balance.json $(BALANCE_FLAGS)
+
 .PHONY: admission-latency
 admission-latency: envtest ## Pod-creation latency through the webhook and through the admission policies, side by side (500 pods each).
 	KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS))" $(GO) run ./hack/admission-latency

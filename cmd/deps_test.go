@@ -13,11 +13,12 @@ const module = "github.com/tandem-mesh/tandem"
 // TestProductionPackagesLinkNoTestCode: no package of the project that is
 // built into a binary imports Go's testing package or the test helpers of
 // internal/testutil (the project's convention for test-only code). The
-// agent and the injector (whose discovery serves xDS) still link testing
+// agent, the injector (whose discovery serves xDS) and the balancing
+// benchmark (which serves the agent's xDS itself) still link testing
 // through go-control-plane's pkg/log, which is not the project's to change;
 // the other binaries link none. The
 // measurement harnesses start envtest, as the tests do, and ship nowhere.
-var xdsServers = []string{module + "/cmd/agent", module + "/cmd/injector"}
+var xdsServers = []string{module + "/cmd/agent", module + "/cmd/injector", module + "/hack/balance"}
 
 var measurementHarnesses = []string{module + "/hack/scale", module + "/hack/admission-latency"}
 

@@ -11,28 +11,42 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	pb "google.golang.org/grpc/examples/helloworld/helloworld"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // Server answers SayHello with "Greeting: hostname:<Hostname>, in:<name>".
 type Server struct {
 	pb.UnimplementedGreeterServer
 	Hostname string
+	// Delay is added to every answer: a slow replica, for measuring how
+	// well requests are balanced away from it. Zero answers at once.
+	Delay time.Duration
 }
 
 // SayHello implements the Greeter service.
-func (s *Server) SayHello(_ context.Context, req *pb.HelloRequest) (*pb.HelloReply, error) {
+func (s *Server) SayHello(ctx context.Context, req *pb.HelloRequest) (*pb.HelloReply, error) {
+	if s.Delay > 0 {
+		t := time.NewTimer(s.Delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
 	return &pb.HelloReply{Message: fmt.Sprintf("Greeting: hostname:%s, in:%s", s.Hostname, req.GetName())}, nil
 }
 
-// Register adds the Greeter answering as hostname, and a gRPC health
-// service reporting it serving (for Kubernetes gRPC probes), to g.
-func Register(g *grpc.Server, hostname string) {
-	pb.RegisterGreeterServer(g, &Server{Hostname: hostname})
+// Register adds s, and a gRPC health service reporting it serving (for
+// Kubernetes gRPC probes), to g.
+func Register(g *grpc.Server, s *Server) {
+	pb.RegisterGreeterServer(g, s)
 	hs := health.NewServer()
 	hs.SetServingStatus(pb.Greeter_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)

@@ -7,23 +7,31 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	pb "google.golang.org/grpc/examples/helloworld/helloworld"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
 )
 
 func serve(t *testing.T, hostname string) string {
+	t.Helper()
+	return serveGreeter(t, &Server{Hostname: hostname})
+}
+
+func serveGreeter(t *testing.T, s *Server) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := grpc.NewServer()
-	Register(g, hostname)
+	Register(g, s)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
 	return lis.Addr().String()
@@ -46,6 +54,40 @@ func TestServerAnswersWithHostname(t *testing.T) {
 	h, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: "helloworld.Greeter"})
 	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health = %v, %v; want SERVING", h.GetStatus(), err)
+	}
+}
+
+func TestDelayComesBeforeEveryAnswer(t *testing.T) {
+	const delay = 30 * time.Millisecond
+	conn, err := grpc.NewClient(serveGreeter(t, &Server{Hostname: "slow", Delay: delay}), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := pb.NewGreeterClient(conn)
+	for range 3 {
+		start := time.Now()
+		reply, err := client.SayHello(context.Background(), &pb.HelloRequest{Name: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took < delay {
+			t.Fatalf("answer %q came after %v, before the delay of %v", reply.GetMessage(), took, delay)
+		}
+	}
+}
+
+func TestDelayEndsWithTheCall(t *testing.T) {
+	s := &Server{Hostname: "slow", Delay: time.Hour}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.SayHello(ctx, &pb.HelloRequest{Name: "x"}); status.Code(err) != codes.Canceled {
+		t.Fatalf("SayHello of a cancelled call = %v, want code Canceled", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	if _, err := s.SayHello(ctx, &pb.HelloRequest{Name: "x"}); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("SayHello past its deadline = %v, want code DeadlineExceeded", err)
 	}
 }
 

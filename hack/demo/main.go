@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -40,7 +39,12 @@ func main() {
 		// The data plane gets a network namespace of its own: pod addresses,
 		// cluster-IP rules and capture never touch this machine's network,
 		// and they vanish with the namespace when the demo ends.
-		os.Exit(runInNamespace(os.Args[1:]))
+		code, err := netns.Rerun(nil, os.Args[1:]...)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+			os.Exit(1)
+		}
+		os.Exit(code)
 	}
 	os.Exit(run(*binDir, *requests, *injection, true))
 }
@@ -66,38 +70,6 @@ func run(binDir string, requests int, injection string, dataPlane bool) int {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "\ndemo failed:", err)
-		return 1
-	}
-	return 0
-}
-
-// runInNamespace runs the demo again in a new network namespace and passes
-// SIGINT and SIGTERM on to it, so it can stop what it started.
-func runInNamespace(args []string) int {
-	cmd, err := netns.Command(args...)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		return 1
-	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		return 1
-	}
-	go func() {
-		for sig := range sigs {
-			_ = cmd.Process.Signal(sig)
-		}
-	}()
-	err = cmd.Wait()
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		return exit.ExitCode()
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "demo:", err)
 		return 1
 	}
 	return 0

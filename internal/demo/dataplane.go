@@ -21,6 +21,7 @@ import (
 
 	"github.com/tandem-mesh/tandem/examples/greeter"
 	"github.com/tandem-mesh/tandem/internal/bootstrap"
+	"github.com/tandem-mesh/tandem/internal/childproc"
 	"github.com/tandem-mesh/tandem/internal/controlplane"
 	"github.com/tandem-mesh/tandem/internal/netns"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
@@ -187,9 +188,9 @@ func readyURL() string {
 
 // balancedProxyless runs the agent in proxyless mode and the client with the
 // gRPC xDS bootstrap the injector gives proxyless pods.
-func balancedProxyless(ctx context.Context, n *narrator, procs *processes, o Options, c *controlplane.Cluster, net *network, work string) (map[string]int, error) {
+func balancedProxyless(ctx context.Context, n *narrator, procs *childproc.Group, o Options, c *controlplane.Cluster, net *network, work string) (map[string]int, error) {
 	socket := filepath.Join(work, "xds.sock")
-	agent, err := procs.start("agent", work, exec.CommandContext(ctx, filepath.Join(o.BinDir, "agent"),
+	agent, err := procs.Start("agent", work, exec.CommandContext(ctx, filepath.Join(o.BinDir, "agent"),
 		append(agentArgs(c, net, socket, work), "--proxyless")...))
 	if err != nil {
 		return nil, err
@@ -209,7 +210,7 @@ func balancedProxyless(ctx context.Context, n *narrator, procs *processes, o Opt
 
 // balancedThroughEnvoy installs the capture rules, runs the agent and Envoy
 // as the proxy user, and the unchanged client against the ClusterIP.
-func balancedThroughEnvoy(ctx context.Context, n *narrator, procs *processes, o Options, c *controlplane.Cluster, net *network, work string) (map[string]int, error) {
+func balancedThroughEnvoy(ctx context.Context, n *narrator, procs *childproc.Group, o Options, c *controlplane.Cluster, net *network, work string) (map[string]int, error) {
 	runDir := filepath.Join(work, "run")
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return nil, err
@@ -231,7 +232,7 @@ func balancedThroughEnvoy(ctx context.Context, n *narrator, procs *processes, o 
 
 	agentCmd := exec.CommandContext(ctx, filepath.Join(o.BinDir, "agent"), agentArgs(c, net, socket, work)...)
 	agentCmd.SysProcAttr = asProxy
-	agent, err := procs.start("agent", work, agentCmd)
+	agent, err := procs.Start("agent", work, agentCmd)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +242,7 @@ func balancedThroughEnvoy(ctx context.Context, n *narrator, procs *processes, o 
 	}
 	envoyCmd := exec.CommandContext(ctx, o.Envoy, "--config-yaml", bs, "--disable-hot-restart", "--log-level", "warn")
 	envoyCmd.SysProcAttr = asProxy
-	if _, err := procs.start("envoy", work, envoyCmd); err != nil {
+	if _, err := procs.Start("envoy", work, envoyCmd); err != nil {
 		return nil, err
 	}
 	if err := httpReady(ctx, readyURL(), 60*time.Second, agent); err != nil {

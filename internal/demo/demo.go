@@ -21,7 +21,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/tandem-mesh/tandem/internal/childproc"
 	"github.com/tandem-mesh/tandem/internal/controlplane"
+	"github.com/tandem-mesh/tandem/internal/kubeproxy"
 	"github.com/tandem-mesh/tandem/internal/netns"
 )
 
@@ -100,8 +102,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	ver, _ := cs.Discovery().ServerVersion()
 	n.detail("kube-apiserver %s is up; kube-controller-manager runs the %s", versionOf(ver), strings.Join(controlplane.ControllerManagerControllers, ", "))
 
-	procs := &processes{}
-	defer procs.stopAll()
+	procs := &childproc.Group{}
+	defer procs.StopAll()
 	objClient, err := client.New(cluster.Config, client.Options{})
 	if err != nil {
 		return nil, err
@@ -159,7 +161,7 @@ func startCluster(root, injection string) (*controlplane.Cluster, error) {
 // runTraffic plays kubelet for the injected pods, then has the greeter
 // client call the servers through a kube-proxy-style cluster IP and through
 // Tandem, recording the answers per pod in res.
-func runTraffic(ctx context.Context, n *narrator, procs *processes, o Options, cluster *controlplane.Cluster,
+func runTraffic(ctx context.Context, n *narrator, procs *childproc.Group, o Options, cluster *controlplane.Cluster,
 	cs kubernetes.Interface, pods []corev1.Pod, work string, res *Result) error {
 	net, err := admitPods(ctx, n, cs, pods)
 	if err != nil {
@@ -172,7 +174,7 @@ func runTraffic(ctx context.Context, n *narrator, procs *processes, o Options, c
 	defer servers.stop()
 
 	n.step("Without a sidecar: %d requests from greeter-client over one connection to the ClusterIP %s", o.DirectRequests, net.clusterIP)
-	removeClusterIP, err := installClusterIP(net.clusterIP.Addr(), net.clusterIP.Port(), net.serverIPs(), net.targetPort)
+	removeClusterIP, err := kubeproxy.InstallClusterIP(net.clusterIP.Addr(), net.clusterIP.Port(), net.serverIPs(), net.targetPort)
 	if err != nil {
 		return err
 	}

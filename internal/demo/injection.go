@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/tandem-mesh/tandem/internal/childproc"
 	"github.com/tandem-mesh/tandem/internal/controlplane"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 )
@@ -49,7 +50,7 @@ func webhookInstall(mode, root string) envtest.WebhookInstallOptions {
 
 // startInjection starts the injector, and in policy mode first installs
 // the policies `injector policy` prints, as a user would apply them.
-func startInjection(ctx context.Context, n *narrator, procs *processes, o Options, c *controlplane.Cluster, cs kubernetes.Interface, objClient client.Client, work string) error {
+func startInjection(ctx context.Context, n *narrator, procs *childproc.Group, o Options, c *controlplane.Cluster, cs kubernetes.Interface, objClient client.Client, work string) error {
 	if o.Injection != InjectionPolicy {
 		n.step("Starting the injector (%s) behind the webhook of config/webhook", filepath.Join(filepath.Base(o.BinDir), "injector"))
 		if err := startInjector(ctx, procs, o.BinDir, c, work); err != nil {
@@ -99,14 +100,14 @@ func startInjection(ctx context.Context, n *narrator, procs *processes, o Option
 	cmd := exec.CommandContext(ctx, filepath.Join(o.BinDir, "injector"), "serve", "--webhook=false",
 		"--kubeconfig="+c.Kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--injector-namespace=tandem-system")
-	proc, err := procs.start("injector", work, cmd)
+	proc, err := procs.Start("injector", work, cmd)
 	if err != nil {
 		return err
 	}
 	// Give it a moment to fail on bad flags; it serves nothing to wait for.
 	time.Sleep(500 * time.Millisecond)
-	if done, err := proc.exited(); done {
-		return fmt.Errorf("the injector exited (%v):\n%s", err, proc.tail(20))
+	if done, err := proc.Exited(); done {
+		return fmt.Errorf("the injector exited (%v):\n%s", err, proc.Tail(20))
 	}
 	return nil
 }

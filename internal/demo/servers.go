@@ -24,7 +24,7 @@ func startServers(net_ *network) (*greeterServers, error) {
 			return nil, fmt.Errorf("greeter server of pod %s on %s: %w", s.name, addr, err)
 		}
 		srv := grpc.NewServer()
-		greeter.Register(srv, s.name)
+		greeter.Register(srv, &greeter.Server{Hostname: s.name})
 		go srv.Serve(lis)
 		gs.servers = append(gs.servers, srv)
 	}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/tandem-mesh/tandem/internal/childproc"
 	"github.com/tandem-mesh/tandem/internal/controlplane"
 	"github.com/tandem-mesh/tandem/internal/manifests"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
@@ -41,7 +42,7 @@ var discoveryAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(wellknown.Discove
 // address and certificate envtest registered the webhook with, and waits
 // until both serve TLS. The certificate's CA goes next to it as ca.crt, as
 // cert-manager writes it: discovery's agents verify it.
-func startInjector(ctx context.Context, procs *processes, binDir string, c *controlplane.Cluster, work string) error {
+func startInjector(ctx context.Context, procs *childproc.Group, binDir string, c *controlplane.Cluster, work string) error {
 	wh := c.Env.WebhookInstallOptions
 	if err := os.WriteFile(filepath.Join(wh.LocalServingCertDir, "ca.crt"), wh.LocalServingCAData, 0o600); err != nil {
 		return err
@@ -57,14 +58,14 @@ func startInjector(ctx context.Context, procs *processes, binDir string, c *cont
 		"--health-probe-bind-address=0",
 		"--injector-namespace=tandem-system",
 	)
-	proc, err := procs.start("injector", work, cmd)
+	proc, err := procs.Start("injector", work, cmd)
 	if err != nil {
 		return err
 	}
 	for _, addr := range []string{net.JoinHostPort(wh.LocalServingHost, strconv.Itoa(wh.LocalServingPort)), discoveryAddr} {
 		if err := waitFor(ctx, 30*time.Second, func() error {
-			if done, err := proc.exited(); done {
-				return fmt.Errorf("the injector exited (%v):\n%s", err, proc.tail(20))
+			if done, err := proc.Exited(); done {
+				return fmt.Errorf("the injector exited (%v):\n%s", err, proc.Tail(20))
 			}
 			conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only probing that it listens
 			if err != nil {
@@ -191,10 +192,10 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() error) erro
 }
 
 // httpReady polls url until it answers 200.
-func httpReady(ctx context.Context, url string, timeout time.Duration, proc *process) error {
+func httpReady(ctx context.Context, url string, timeout time.Duration, proc *childproc.Process) error {
 	return waitFor(ctx, timeout, func() error {
-		if done, err := proc.exited(); done {
-			return fmt.Errorf("%s exited (%v):\n%s", proc.name, err, proc.tail(20))
+		if done, err := proc.Exited(); done {
+			return fmt.Errorf("%s exited (%v):\n%s", proc.Name, err, proc.Tail(20))
 		}
 		resp, err := http.Get(url) //nolint:noctx // bounded by waitFor
 		if err != nil {

@@ -3,6 +3,7 @@ package netns_test
 import (
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -57,5 +58,34 @@ func TestSetupGivesLoopbackTheAddresses(t *testing.T) {
 	// A second Setup with the same values is harmless.
 	if err := netns.Setup([]netip.Addr{netip.MustParseAddr("198.51.100.7")}, []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}); err != nil {
 		t.Fatalf("repeating Setup: %v", err)
+	}
+}
+
+// parentNetnsEnv carries the parent's network namespace to the child of
+// TestRerunReturnsTheChildsExitCode.
+const parentNetnsEnv = "TANDEM_TEST_PARENT_NETNS"
+
+func TestRerunReturnsTheChildsExitCode(t *testing.T) {
+	if netns.InChild() {
+		// The child: exit 7 in a namespace of its own, 8 in the parent's.
+		mine, _ := os.Readlink("/proc/self/ns/net")
+		if mine != "" && mine != os.Getenv(parentNetnsEnv) {
+			os.Exit(7)
+		}
+		os.Exit(8)
+	}
+	if err := netns.Available(); err != nil {
+		t.Skipf("skipped: this test needs network namespaces: %v", err)
+	}
+	parent, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := netns.Rerun([]string{parentNetnsEnv + "=" + parent}, "-test.run=^TestRerunReturnsTheChildsExitCode$")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 7 {
+		t.Fatalf("Rerun returned %d, want 7: the child's exit code, from a network namespace of its own (8: the parent's)", code)
 	}
 }

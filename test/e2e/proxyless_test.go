@@ -404,7 +404,7 @@ func startGreeter(t *testing.T, ip string) {
 		t.Fatal(err)
 	}
 	g := grpc.NewServer()
-	greeter.Register(g, ip)
+	greeter.Register(g, &greeter.Server{Hostname: ip})
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
 }

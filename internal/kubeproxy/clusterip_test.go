@@ -1,4 +1,4 @@
-package demo
+package kubeproxy
 
 import (
 	"bufio"
@@ -41,7 +41,7 @@ func TestClusterIPBalancesConnections(t *testing.T) {
 			}
 		}(b.String())
 	}
-	remove, err := installClusterIP(vip, 80, backends, 5000)
+	remove, err := InstallClusterIP(vip, 80, backends, 5000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package demo
+// Package childproc runs the programs the demo and the benchmarks start:
+// each with its output in a log file, ended with the parent even when the
+// parent is killed, and stopped together, newest first.
+package childproc
 
 import (
 	"fmt"
@@ -11,23 +14,24 @@ import (
 	"time"
 )
 
-// processes are the child programs a run started; stopAll ends them.
-type processes struct {
+// Group holds the child programs a run started; StopAll ends them.
+type Group struct {
 	mu    sync.Mutex
-	procs []*process
+	procs []*Process
 }
 
-type process struct {
-	name string
+// Process is one started program.
+type Process struct {
+	Name string
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
 	err  error
 }
 
-// start runs a program with its output in dir/<name>.log. A child dies with
-// the demo even if the demo is killed (Pdeathsig).
-func (p *processes) start(name, dir string, cmd *exec.Cmd) (*process, error) {
+// Start runs a program with its output in dir/<name>.log. A child dies with
+// its parent even if the parent is killed (Pdeathsig).
+func (p *Group) Start(name, dir string, cmd *exec.Cmd) (*Process, error) {
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -43,7 +47,7 @@ func (p *processes) start(name, dir string, cmd *exec.Cmd) (*process, error) {
 		f.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	proc := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	proc := &Process{Name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
 		proc.err = cmd.Wait()
 		f.Close()
@@ -55,8 +59,8 @@ func (p *processes) start(name, dir string, cmd *exec.Cmd) (*process, error) {
 	return proc, nil
 }
 
-// exited reports, without waiting, whether the process has ended and why.
-func (p *process) exited() (bool, error) {
+// Exited reports, without waiting, whether the process has ended and why.
+func (p *Process) Exited() (bool, error) {
 	select {
 	case <-p.done:
 		return true, p.err
@@ -65,8 +69,8 @@ func (p *process) exited() (bool, error) {
 	}
 }
 
-// tail returns the last lines of the process's output, for error messages.
-func (p *process) tail(lines int) string {
+// Tail returns the last lines of the process's output, for error messages.
+func (p *Process) Tail(lines int) string {
 	data, _ := os.ReadFile(p.log)
 	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 	if len(all) > lines {
@@ -75,9 +79,9 @@ func (p *process) tail(lines int) string {
 	return strings.Join(all, "\n")
 }
 
-// stopAll sends SIGTERM to every process, newest first, and SIGKILL to any
+// StopAll sends SIGTERM to every process, newest first, and SIGKILL to any
 // still running after a grace period.
-func (p *processes) stopAll() {
+func (p *Group) StopAll() {
 	p.mu.Lock()
 	procs := p.procs
 	p.procs = nil

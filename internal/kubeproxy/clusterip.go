@@ -1,4 +1,8 @@
-package demo
+// Package kubeproxy stands in for kube-proxy on one machine: the nftables
+// rules that make a Service's cluster IP reach its endpoints, one endpoint
+// per connection, as a node's kube-proxy does. The demo and the balancing
+// benchmark use it to show what a gRPC client gets without Tandem.
+package kubeproxy
 
 import (
 	"fmt"
@@ -10,15 +14,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// clusterIPTable is the nftables table standing in for kube-proxy.
-const clusterIPTable = "tandem-demo-kube-proxy"
+// table is the nftables table standing in for kube-proxy.
+const table = "tandem-kube-proxy"
 
-// installClusterIP makes every new TCP connection to vip:port land on one of
+// InstallClusterIP makes every new TCP connection to vip:port land on one of
 // backends (all on targetPort), picked at random per connection: what
 // kube-proxy's nftables mode does on a node. A gRPC client's single HTTP/2
 // connection therefore sticks to one backend, which is the problem Tandem
 // solves. It returns a function that removes the rules.
-func installClusterIP(vip netip.Addr, port uint16, backends []netip.Addr, targetPort uint16) (func() error, error) {
+func InstallClusterIP(vip netip.Addr, port uint16, backends []netip.Addr, targetPort uint16) (func() error, error) {
 	if !vip.Is4() {
 		return nil, fmt.Errorf("cluster IP %s: only IPv4 is supported here", vip)
 	}
@@ -29,16 +33,16 @@ func installClusterIP(vip netip.Addr, port uint16, backends []netip.Addr, target
 	if err != nil {
 		return nil, err
 	}
-	table := conn.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: clusterIPTable})
+	t := conn.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: table})
 	chain := conn.AddChain(&nftables.Chain{
 		Name:     "output",
-		Table:    table,
+		Table:    t,
 		Type:     nftables.ChainTypeNAT,
 		Hooknum:  nftables.ChainHookOutput,
 		Priority: nftables.ChainPriorityNATDest,
 	})
 	pick := &nftables.Set{
-		Table:     table,
+		Table:     t,
 		Anonymous: true,
 		Constant:  true,
 		IsMap:     true,
@@ -57,7 +61,7 @@ func installClusterIP(vip netip.Addr, port uint16, backends []netip.Addr, target
 		return nil, err
 	}
 	vip4 := vip.As4()
-	conn.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: []expr.Any{
+	conn.AddRule(&nftables.Rule{Table: t, Chain: chain, Exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
@@ -73,7 +77,7 @@ func installClusterIP(vip netip.Addr, port uint16, backends []netip.Addr, target
 		return nil, fmt.Errorf("installing the cluster IP rules for %s:%d: %w", vip, port, err)
 	}
 	return func() error {
-		conn.DelTable(table)
+		conn.DelTable(t)
 		return conn.Flush()
 	}, nil
 }
