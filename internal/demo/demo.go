@@ -122,7 +122,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res := &Result{Pods: pods}
 	printPods(n, pods)
-	if err := discoveryCredentials(ctx, cs, cluster, work); err != nil {
+	if err := discoveryCredentials(ctx, cs, pods, work); err != nil {
 		return res, err
 	}
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tandem-mesh/tandem/internal/childproc"
 	"github.com/tandem-mesh/tandem/internal/controlplane"
+	"github.com/tandem-mesh/tandem/internal/policy"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 )
 
@@ -96,21 +97,38 @@ func startInjection(ctx context.Context, n *narrator, procs *childproc.Group, o 
 		return err
 	}
 	n.detail("the API server enforces them: a dry-run pod in %s comes back injected", Namespace)
-	n.step("Starting the injector for its controllers only (--webhook=false): nothing of Tandem's is on the pod-creation path")
+	n.step("Starting the injector as config/policy runs it: its controllers and discovery, no webhook; nothing of Tandem's is on the pod-creation path")
 	cmd := exec.CommandContext(ctx, filepath.Join(o.BinDir, "injector"), "serve", "--webhook=false",
-		"--kubeconfig="+c.Kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--cert-secret="+policyCertSecret, "--policy-params="+policy.ParamsName,
+		"--kubeconfig="+c.Kubeconfig,
+		"--discovery-addr="+discoveryAddr, "--agent-discovery-address="+discoveryAddr,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--injector-namespace=tandem-system")
 	proc, err := procs.Start("injector", work, cmd)
 	if err != nil {
 		return err
 	}
-	// Give it a moment to fail on bad flags; it serves nothing to wait for.
-	time.Sleep(500 * time.Millisecond)
-	if done, err := proc.Exited(); done {
-		return fmt.Errorf("the injector exited (%v):\n%s", err, proc.Tail(20))
+	if err := waitFor(ctx, 30*time.Second, func() error {
+		if done, err := proc.Exited(); done {
+			return fmt.Errorf("the injector exited (%v):\n%s", err, proc.Tail(20))
+		}
+		cm, err := cs.CoreV1().ConfigMaps("tandem-system").Get(ctx, policy.ParamsName, metav1.GetOptions{})
+		if err != nil {
+			return retry(err)
+		}
+		if cm.Data[wellknown.ParamDiscoveryCA] == "" {
+			return retry(fmt.Errorf("the injector has not published discovery's CA in ConfigMap tandem-system/%s yet", policy.ParamsName))
+		}
+		return nil
+	}); err != nil {
+		return err
 	}
+	n.detail("it issued discovery's certificate into Secret tandem-system/%s and published its CA and address (%s) in the policies' params: new pods' agents follow discovery", policyCertSecret, discoveryAddr)
 	return nil
 }
+
+// policyCertSecret holds discovery's certificate in policy mode, as in config/policy.
+const policyCertSecret = "tandem-discovery-cert"
 
 // applyYAML creates every object of a multi-document YAML stream and
 // returns how many of each kind.

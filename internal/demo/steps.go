@@ -81,9 +81,19 @@ func startInjector(ctx context.Context, procs *childproc.Group, binDir string, c
 }
 
 // discoveryCredentials writes what an injected agent finds in its pod into
-// work: discovery's CA and a token of audience tandem-discovery for the
-// client pod's service account.
-func discoveryCredentials(ctx context.Context, cs kubernetes.Interface, c *controlplane.Cluster, work string) error {
+// work: the CA of discovery the injection gave the pods' agents (from the
+// injector's certificate, by the webhook or through the admission
+// policies' params) and a token of audience tandem-discovery for the pods'
+// service account.
+func discoveryCredentials(ctx context.Context, cs kubernetes.Interface, pods []corev1.Pod, work string) error {
+	var ca string
+	for i := range pods {
+		addr, pem := agentDiscovery(&pods[i])
+		if addr != discoveryAddr || pem == "" {
+			return fmt.Errorf("pod %s: its agent was given discovery %q (CA: %v), want %s with its CA", pods[i].Name, addr, pem != "", discoveryAddr)
+		}
+		ca = pem
+	}
 	tr, err := cs.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, "default", &authnv1.TokenRequest{
 		Spec: authnv1.TokenRequestSpec{Audiences: []string{wellknown.DiscoveryAudience}},
 	}, metav1.CreateOptions{})
@@ -93,7 +103,27 @@ func discoveryCredentials(ctx context.Context, cs kubernetes.Interface, c *contr
 	if err := os.WriteFile(filepath.Join(work, "discovery-token"), []byte(tr.Status.Token), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(work, "discovery-ca.crt"), c.Env.WebhookInstallOptions.LocalServingCAData, 0o644)
+	return os.WriteFile(filepath.Join(work, "discovery-ca.crt"), []byte(ca), 0o644)
+}
+
+// agentDiscovery returns the discovery address and CA of a pod's tandem-agent.
+func agentDiscovery(p *corev1.Pod) (addr, ca string) {
+	for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+		if c.Name != wellknown.AgentContainerName {
+			continue
+		}
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, "--discovery-address="); ok {
+				addr = v
+			}
+		}
+		for _, e := range c.Env {
+			if e.Name == wellknown.DiscoveryCAEnv {
+				ca = e.Value
+			}
+		}
+	}
+	return addr, ca
 }
 
 // applyExample creates the labeled namespace and every object the example's

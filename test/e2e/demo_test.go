@@ -59,6 +59,14 @@ func TestSeedExperiment(t *testing.T) {
 		return
 	}
 	binDir = os.Getenv(binDirEnv)
+	// Both installs: the webhook, and the admission policies with the
+	// injector as config/policy runs it.
+	for _, injection := range []string{demo.InjectionWebhook, demo.InjectionPolicy} {
+		t.Run(injection, func(t *testing.T) { testSeedExperiment(t, binDir, injection) })
+	}
+}
+
+func testSeedExperiment(t *testing.T, binDir, injection string) {
 	envoy, _ := exec.LookPath("envoy")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -69,6 +77,7 @@ func TestSeedExperiment(t *testing.T) {
 		BalancedRequests: 300,
 		DataPlane:        true,
 		Envoy:            envoy,
+		Injection:        injection,
 	})
 	if err != nil {
 		t.Fatal(err)
