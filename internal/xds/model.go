@@ -397,17 +397,7 @@ func portEndpoints(s *service, p *servicePort, own []*discoveryv1.EndpointSlice,
 			if err != nil || a.Zone() != "" || a.Is4In6() || a.Is6() != want6 {
 				continue
 			}
-			cand := candidate{ap: netip.AddrPortFrom(a, port), ready: ready, hints: ep.Hints}
-			if r := ep.TargetRef; r != nil && r.Name != "" {
-				cand.owner = owner{r.Kind, r.Namespace, r.Name}
-			}
-			if ep.NodeName != nil {
-				cand.node = *ep.NodeName
-			}
-			if ep.Zone != nil {
-				cand.zone = *ep.Zone
-			}
-			cands = append(cands, cand)
+			cands = append(cands, candidate{ap: netip.AddrPortFrom(a, port), ep: ep, ready: ready})
 		}
 	}
 	// Sorted by address; of an address listed twice, the first listed stays.
@@ -415,7 +405,7 @@ func portEndpoints(s *service, p *servicePort, own []*discoveryv1.EndpointSlice,
 	cands = slices.CompactFunc(cands, func(a, b candidate) bool { return a.ap == b.ap })
 	if !dialed {
 		if s.localOnly {
-			cands = slices.DeleteFunc(cands, func(c candidate) bool { return local.Node == "" || c.node != local.Node })
+			cands = slices.DeleteFunc(cands, func(c candidate) bool { return local.Node == "" || c.node() != local.Node })
 		}
 		prioritize(cands, s, local)
 	}
@@ -425,12 +415,28 @@ func portEndpoints(s *service, p *servicePort, own []*discoveryv1.EndpointSlice,
 // candidate is one usable address of a Service port, before dual-stack
 // pairing.
 type candidate struct {
-	ap         netip.AddrPort
-	owner      owner // zero when unknown
-	ready      bool  // else serving and terminating
-	node, zone string
-	hints      *discoveryv1.EndpointHints
-	priority   uint32
+	ap       netip.AddrPort
+	ep       *discoveryv1.Endpoint
+	ready    bool // else serving and terminating
+	priority uint32
+}
+
+func (c *candidate) node() string { return ptrValue(c.ep.NodeName) }
+func (c *candidate) zone() string { return ptrValue(c.ep.Zone) }
+
+// owner is the candidate's targetRef; zero when unknown.
+func (c *candidate) owner() owner {
+	if r := c.ep.TargetRef; r != nil && r.Name != "" {
+		return owner{r.Kind, r.Namespace, r.Name}
+	}
+	return owner{}
+}
+
+func ptrValue(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }
 
 // owner is an endpoint's targetRef.
@@ -441,14 +447,14 @@ type owner struct{ kind, namespace, name string }
 // ones. internalTrafficPolicy Local has no topology: its endpoints are all
 // on the client's node.
 func prioritize(cands []candidate, s *service, local Locality) {
-	near := func(candidate) nearness { return elsewhere }
+	topo := topology{prefer: s.prefer, local: local}
 	if !s.localOnly {
-		near = nearnessOf(cands, s.prefer, local)
+		topo.read(cands)
 	}
 	var levels [elsewhere + 1]bool
 	for i := range cands {
 		if cands[i].ready {
-			levels[near(cands[i])] = true
+			levels[topo.near(&cands[i])] = true
 		}
 	}
 	var number [elsewhere + 1]uint32
@@ -461,51 +467,62 @@ func prioritize(cands []candidate, s *service, local Locality) {
 	}
 	for i := range cands {
 		if cands[i].ready {
-			cands[i].priority = number[near(cands[i])]
+			cands[i].priority = number[topo.near(&cands[i])]
 		} else {
 			cands[i].priority = next
 		}
 	}
 }
 
-// nearnessOf returns how near each ready candidate is to the client. Hints
-// count only when every ready endpoint has them, as in kube-proxy: during a
-// change of the hints some endpoints lack them.
-func nearnessOf(cands []candidate, prefer nearness, local Locality) func(candidate) nearness {
-	allNodeHints, allZoneHints, anyReady := true, true, false
+// topology tells how near each ready candidate is to the client. The zero
+// value (or one that has read no ready candidate) finds everything
+// elsewhere.
+type topology struct {
+	prefer                     nearness
+	local                      Locality
+	on                         bool // some endpoint is ready
+	allNodeHints, allZoneHints bool
+}
+
+// read notes which hints count: only those every ready endpoint has, as in
+// kube-proxy (during a change of the hints some endpoints lack them).
+func (t *topology) read(cands []candidate) {
+	t.allNodeHints, t.allZoneHints = true, true
 	for i := range cands {
 		c := &cands[i]
 		if !c.ready {
 			continue
 		}
-		anyReady = true
-		allNodeHints = allNodeHints && c.hints != nil && len(c.hints.ForNodes) > 0
-		allZoneHints = allZoneHints && c.hints != nil && len(c.hints.ForZones) > 0
+		t.on = true
+		h := c.ep.Hints
+		t.allNodeHints = t.allNodeHints && h != nil && len(h.ForNodes) > 0
+		t.allZoneHints = t.allZoneHints && h != nil && len(h.ForZones) > 0
 	}
-	if !anyReady {
-		return func(candidate) nearness { return elsewhere }
-	}
-	return func(c candidate) nearness {
-		switch {
-		case local.Node == "":
-		case allNodeHints:
-			if slices.ContainsFunc(c.hints.ForNodes, func(h discoveryv1.ForNode) bool { return h.Name == local.Node }) {
-				return sameNode
-			}
-		case prefer == sameNode && c.node == local.Node:
-			return sameNode
-		}
-		switch {
-		case local.Zone == "":
-		case allZoneHints:
-			if slices.ContainsFunc(c.hints.ForZones, func(h discoveryv1.ForZone) bool { return h.Name == local.Zone }) {
-				return sameZone
-			}
-		case prefer <= sameZone && c.zone == local.Zone:
-			return sameZone
-		}
+}
+
+func (t *topology) near(c *candidate) nearness {
+	if !t.on {
 		return elsewhere
 	}
+	switch {
+	case t.local.Node == "":
+	case t.allNodeHints:
+		if slices.ContainsFunc(c.ep.Hints.ForNodes, func(h discoveryv1.ForNode) bool { return h.Name == t.local.Node }) {
+			return sameNode
+		}
+	case t.prefer == sameNode && c.node() == t.local.Node:
+		return sameNode
+	}
+	switch {
+	case t.local.Zone == "":
+	case t.allZoneHints:
+		if slices.ContainsFunc(c.ep.Hints.ForZones, func(h discoveryv1.ForZone) bool { return h.Name == t.local.Zone }) {
+			return sameZone
+		}
+	case t.prefer <= sameZone && c.zone() == t.local.Zone:
+		return sameZone
+	}
+	return elsewhere
 }
 
 // pairFamilies makes the endpoints of the candidates, sorted by priority
@@ -523,10 +540,14 @@ func pairFamilies(cands []candidate, primaryIPv6 bool) []endpoint {
 		slices.SortFunc(out, func(a, b endpoint) int { return cmp.Or(cmp.Compare(a.priority, b.priority), a.addr.Compare(b.addr)) })
 	}
 	if !has4 || !has6 {
+		prioritized := false
 		for _, c := range cands {
 			out = append(out, endpoint{addr: c.ap, priority: c.priority})
+			prioritized = prioritized || c.priority > 0
 		}
-		sortEndpoints()
+		if prioritized { // else already in address order
+			sortEndpoints()
+		}
 		return out
 	}
 	type pod struct {
@@ -534,20 +555,22 @@ func pairFamilies(cands []candidate, primaryIPv6 bool) []endpoint {
 		priority uint32
 	}
 	other := map[pod]int{} // pod -> index in cands of its first other-family address
-	for i, c := range cands {
-		k := pod{c.owner, c.priority}
-		if _, dup := other[k]; c.owner != (owner{}) && c.ap.Addr().Is6() != primaryIPv6 && !dup {
+	for i := range cands {
+		c := &cands[i]
+		k := pod{c.owner(), c.priority}
+		if _, dup := other[k]; k.owner != (owner{}) && c.ap.Addr().Is6() != primaryIPv6 && !dup {
 			other[k] = i
 		}
 	}
 	paired := make([]bool, len(cands))
-	for i, c := range cands {
+	for i := range cands {
+		c := &cands[i]
 		if c.ap.Addr().Is6() != primaryIPv6 {
 			continue
 		}
 		e := endpoint{addr: c.ap, priority: c.priority}
-		k := pod{c.owner, c.priority}
-		if j, ok := other[k]; ok && c.owner != (owner{}) {
+		k := pod{c.owner(), c.priority}
+		if j, ok := other[k]; ok && k.owner != (owner{}) {
 			e.extra = []netip.AddrPort{cands[j].ap}
 			paired[j] = true
 			delete(other, k)
