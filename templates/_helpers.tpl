@@ -131,6 +131,14 @@ failureThreshold: 3
   - {{ toJSON (print "--discovery-address=" $v.DiscoveryAddress) }}
   {{- end }}
   {{- include "tandem.podEnv" . | indent 2 }}
+  - name: {{ $v.Const.NodeNameEnv }}
+    valueFrom:
+      fieldRef:
+        fieldPath: spec.nodeName
+  - name: {{ $v.Const.ZoneEnv }}
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.labels['topology.kubernetes.io/zone']
   {{- if $v.DiscoveryAddress }}
   - name: {{ $v.Const.DiscoveryCAEnv }}
     value: {{ toJSON $v.DiscoveryCA }}

@@ -61,6 +61,7 @@ type Constants struct {
 	RunDir, XDSSocket                             string
 	DiscoveryAudience, DiscoveryTokenPath         string
 	DiscoveryCAEnv                                string
+	NodeNameEnv, ZoneEnv                          string
 	AgentBinary                                   string
 	ProxyOutboundPort, ProxyAdminPort             int
 	AgentHealthPort, AgentMetricsPort             int
@@ -84,6 +85,8 @@ var constants = Constants{
 	DiscoveryAudience:  wellknown.DiscoveryAudience,
 	DiscoveryTokenPath: wellknown.DiscoveryTokenPath,
 	DiscoveryCAEnv:     wellknown.DiscoveryCAEnv,
+	NodeNameEnv:        wellknown.NodeNameEnv,
+	ZoneEnv:            wellknown.ZoneEnv,
 	AgentBinary:        AgentBinary,
 	ProxyOutboundPort:  wellknown.ProxyOutboundPort,
 	ProxyAdminPort:     wellknown.ProxyAdminPort,

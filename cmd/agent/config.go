@@ -22,10 +22,14 @@ func configCommand(args []string, stdout, stderr io.Writer) int {
 	file := fs.String("f", "", "file of Kubernetes objects: YAML documents or JSON, objects or Lists (- for stdin)")
 	format := fs.String("o", "json", "output format: json or yaml")
 	proxyless := fs.Bool("proxyless", false, "resources for proxyless gRPC clients instead of the Envoy sidecar")
+	var local xds.Locality
+	fs.StringVar(&local.Node, "node", "", "the Node the client runs on (internalTrafficPolicy Local, topology); unknown when empty")
+	fs.StringVar(&local.Zone, "zone", "", "the zone the client runs in (topology); unknown when empty")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: agent config -f FILE [-o json|yaml] [--proxyless]\n\n"+
+		fmt.Fprintf(stderr, "Usage: agent config -f FILE [-o json|yaml] [--proxyless] [--node NAME] [--zone ZONE]\n\n"+
 			"Prints the listeners, routes, clusters and endpoints the agent serves for the\n"+
 			"Services, EndpointSlices and TrafficPolicies in FILE; other kinds are ignored.\n"+
+			"--node and --zone say where the client runs, as an agent learns it.\n"+
 			"Exit status 1 when some objects were left out (reasons on stderr).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -72,6 +76,7 @@ func configCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agent config: %s\n", s)
 	}
 
+	in.Local = local
 	res, errs := xds.Translate(in, mode)
 	out, err := res.JSON()
 	if err == nil && *format == "yaml" {

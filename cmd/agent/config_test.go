@@ -44,6 +44,9 @@ func TestConfigPrintsTheTranslation(t *testing.T) {
 		{[]string{"config", "-f", golden + "policy-full.yaml"}, "policy-full.sidecar.json"},
 		{[]string{"config", "-f", golden + "policy-full.yaml", "--proxyless"}, "policy-full.proxyless.json"},
 		{[]string{"config", "--proxyless", "-o", "json", "-f", golden + "dual-stack.yaml"}, "dual-stack.proxyless.json"},
+		// The golden cases' client runs on node-a in zone-a.
+		{[]string{"config", "-f", golden + "topology.yaml", "--node", "node-a", "--zone", "zone-a"}, "topology.sidecar.json"},
+		{[]string{"config", "--proxyless", "--node=node-a", "--zone=zone-a", "-f", golden + "internal-traffic-local.yaml"}, "internal-traffic-local.proxyless.json"},
 	} {
 		code, stdout, stderr := agentConfigRun(t, "", c.args...)
 		if code != 0 || stderr != "" {
@@ -56,6 +59,19 @@ func TestConfigPrintsTheTranslation(t *testing.T) {
 		if stdout != string(want) {
 			t.Errorf("%v: output differs from %s", c.args, c.golden)
 		}
+	}
+}
+
+// Without --node, a Local Service gets no endpoints and is reported, and
+// topology prefers nothing.
+func TestConfigWithoutLocality(t *testing.T) {
+	code, stdout, stderr := agentConfigRun(t, "", "config", "-f", golden+"unknown-locality-local.yaml")
+	want, err := os.ReadFile(golden + "unknown-locality-local.sidecar.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 1 || stdout != string(want) || !strings.Contains(stderr, "Service infra/node-agent: spec.internalTrafficPolicy is Local, but the node this client runs on is unknown") {
+		t.Errorf("exit %d, stderr %q; output equal to the golden file: %v", code, stderr, stdout == string(want))
 	}
 }
 

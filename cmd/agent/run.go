@@ -49,6 +49,7 @@ type runConfig struct {
 	level       slog.Level
 	kubeconfig  string
 	discovery   discoveryFlags
+	locality    xds.Locality
 }
 
 // discoveryFlags say where discovery is and how to trust it.
@@ -82,6 +83,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.BoolVar(&c.proxyless, "proxyless", false, "serve proxyless gRPC, no Envoy: ready once the informers have synced")
 	fs.DurationVar(&c.drain, "drain-duration", 5*time.Second, "how long to keep serving after SIGTERM while Envoy drains")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.locality.Node, "node", os.Getenv(wellknown.NodeNameEnv), "name of the Node the pod runs on, for internalTrafficPolicy Local and topology (default $"+wellknown.NodeNameEnv+")")
+	fs.StringVar(&c.locality.Zone, "zone", os.Getenv(wellknown.ZoneEnv), "zone the pod runs in, for topology (default $"+wellknown.ZoneEnv+"; when empty, discovery reads the Node's)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (default: the in-cluster configuration)")
 	fs.StringVar(&c.discovery.address, "discovery-address", "", "discovery's host:port, like tandem-discovery.tandem-system.svc:15012 (default: watch the API server directly)")
 	fs.StringVar(&c.discovery.caFile, "discovery-ca", "", "file of the CA certificate that signed discovery's serving certificate (default: the PEM in $"+wellknown.DiscoveryCAEnv+")")
@@ -231,7 +234,7 @@ func runAgent(ctx context.Context, c *runConfig, stderr io.Writer) int {
 		}()
 	}
 	log.Info("agent running", "xdsSocket", c.socket, "health", c.healthAddr, "metrics", c.metricsAddr,
-		"proxyless", c.proxyless, "namespaces", strings.Join(c.namespaces, ","), "discovery", c.discovery.address)
+		"proxyless", c.proxyless, "nodeName", c.locality.Node, "zone", c.locality.Zone, "namespaces", strings.Join(c.namespaces, ","), "discovery", c.discovery.address)
 
 	code := 0
 	select {
@@ -277,6 +280,7 @@ func newAgent(c *runConfig, log *slog.Logger, reg *prometheus.Registry) (*agent.
 		Sources:    sources,
 		Namespaces: c.namespaces,
 		Mode:       mode,
+		Locality:   c.locality,
 		Publisher:  srv,
 		Logger:     log,
 		Registerer: reg,

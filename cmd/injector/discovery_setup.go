@@ -12,6 +12,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,6 +28,7 @@ import (
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=traffic.tandem.dev,resources=trafficpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 
 // setupDiscovery adds discovery to the manager, on every replica.
 func setupDiscovery(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error {
@@ -65,9 +67,14 @@ func newDiscovery(cfg *rest.Config, o *serveOptions, certs *servingCerts, log lo
 	if err != nil {
 		return nil, err
 	}
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := discovery.New(discovery.Options{
 		Sources:   sources,
 		Kube:      kube,
+		Metadata:  meta,
 		Namespace: namespace,
 		TLS:       &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12},
 		Refused:   []string{o.injectorNamespace, "kube-system", "kube-public", "kube-node-lease"},

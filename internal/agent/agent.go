@@ -46,6 +46,10 @@ type Options struct {
 	// Discovery, when set, is where the cluster state comes from.
 	Discovery *DiscoveryOptions
 	Mode      xds.Mode
+	// Locality is where the agent's pod runs: its node (from the downward
+	// API) and, when known, its zone. An empty zone is learned from
+	// discovery, which reads the Node's labels.
+	Locality  xds.Locality
 	Publisher Publisher
 	// Debounce groups Service and policy changes arriving together into one
 	// rebuild; 100ms when zero. A steady stream of changes still rebuilds
@@ -85,9 +89,10 @@ type Agent struct {
 	metrics *metrics
 	disc    *discoverySource // nil without Discovery
 
-	mu        sync.Mutex // serialises rebuilds and endpoint updates
-	cur       source     // the source published from; nil until one synced
-	rebuiltAt time.Time  // when the last rebuild read the source
+	mu        sync.Mutex   // serialises rebuilds and endpoint updates
+	cur       source       // the source published from; nil until one synced
+	rebuiltAt time.Time    // when the last rebuild read the source
+	local     xds.Locality // where the pod runs, a translation input
 }
 
 // New checks the options; Run starts the agent.
@@ -107,10 +112,21 @@ func New(o Options) (*Agent, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	a := &Agent{opts: o, log: o.Logger, kick: make(chan struct{}, 1)}
+	a := &Agent{opts: o, log: o.Logger, kick: make(chan struct{}, 1), local: o.Locality}
 	var err error
 	if a.metrics, err = newMetrics(o.Registerer); err != nil {
 		return nil, err
+	}
+	a.reportLocality()
+	if o.Locality.Node == "" {
+		a.log.Warn("the node this pod runs on is unknown: Services with internalTrafficPolicy Local get no endpoints, and endpoints on the same node are not preferred")
+	}
+	switch {
+	case o.Locality.Zone != "":
+	case o.Discovery != nil && o.Locality.Node != "":
+		// Discovery tells the zone; setZone reports what it says.
+	default:
+		a.log.Warn("the zone this pod runs in is unknown (no topology.kubernetes.io/zone label on the pod, and no discovery to read its Node's): endpoints in the same zone are not preferred")
 	}
 	if o.Discovery != nil {
 		if a.disc, err = newDiscoverySource(*o.Discovery, o.Namespaces, a); err != nil {
@@ -361,6 +377,7 @@ func (a *Agent) rebuildLocked() {
 	start := time.Now()
 	a.rebuiltAt = start
 	in := a.cur.Inputs()
+	in.Local = a.local
 	res, errs := a.opts.Translate(in, a.opts.Mode)
 	for _, err := range errs {
 		a.log.Warn("object not translated", "error", err)
@@ -401,6 +418,49 @@ func (a *Agent) updateEndpoints(src source, key string) {
 		a.scheduleRebuild()
 		return
 	}
-	a.opts.Publisher.PublishEndpoints(xds.ServiceEndpoints(svc, slices, a.opts.Mode))
+	a.opts.Publisher.PublishEndpoints(xds.ServiceEndpoints(svc, slices, a.local, a.opts.Mode))
 	a.metrics.endpointUpdates.Inc()
+}
+
+// Locality is where the agent takes its pod to run.
+func (a *Agent) Locality() xds.Locality {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.local
+}
+
+// setZone records the zone discovery read from the pod's Node; a change
+// rebuilds the configuration. A zone given in Options is kept.
+func (a *Agent) setZone(zone string, nodeFound bool) {
+	a.mu.Lock()
+	if a.opts.Locality.Zone != "" || a.local.Zone == zone {
+		a.mu.Unlock()
+		if !nodeFound {
+			a.log.Warn("discovery knows no Node of this name; the zone stays unknown", "node", a.opts.Locality.Node)
+		}
+		return
+	}
+	old := a.local.Zone
+	a.local.Zone = zone
+	a.mu.Unlock()
+	a.reportLocality()
+	switch {
+	case zone == "":
+		a.log.Warn("the pod's Node has no topology.kubernetes.io/zone label: endpoints in the same zone are not preferred", "node", a.opts.Locality.Node, "was", old)
+	default:
+		a.log.Info("zone learned from discovery", "node", a.opts.Locality.Node, "zone", zone)
+	}
+	a.scheduleRebuild()
+}
+
+func (a *Agent) reportLocality() {
+	l := a.Locality()
+	known := func(s string) float64 {
+		if s == "" {
+			return 0
+		}
+		return 1
+	}
+	a.metrics.nodeKnown.Set(known(l.Node))
+	a.metrics.zoneKnown.Set(known(l.Zone))
 }

@@ -300,8 +300,12 @@ func TestAgentAgainstAPIServer(t *testing.T) {
 			}
 		}
 		for _, s := range in.EndpointSlices {
-			if len(s.ManagedFields) != 0 || s.Endpoints[0].TargetRef.UID != "" || s.Endpoints[0].NodeName != nil {
-				t.Errorf("cached EndpointSlice keeps managed fields, pod UIDs or node names: %+v", s)
+			if len(s.ManagedFields) != 0 || s.Endpoints[0].TargetRef.UID != "" {
+				t.Errorf("cached EndpointSlice keeps managed fields or pod UIDs: %+v", s)
+			}
+			// internalTrafficPolicy Local reads the node.
+			if n := s.Endpoints[0].NodeName; n == nil || *n != "node-1" {
+				t.Errorf("cached EndpointSlice lost its endpoint's node: %+v", s)
 			}
 			if s.Labels[discoveryv1.LabelServiceName] != "web" || len(s.Labels) != 1 {
 				t.Errorf("cached EndpointSlice labels = %v, want only the service name", s.Labels)

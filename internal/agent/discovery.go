@@ -224,6 +224,14 @@ func (d *discoverySource) follow(ctx context.Context) error {
 		d.stream = nil
 		d.mu.Unlock()
 	}()
+	// The zone first: asked for before the Services, it is answered
+	// before them, and the first configuration already has it.
+	if node := d.a.opts.Locality.Node; node != "" && d.a.opts.Locality.Zone == "" {
+		if err := d.send(st, &discoverygrpc.DeltaDiscoveryRequest{Node: req.Node, TypeUrl: resource.NodeTypeURL,
+			ResourceNamesSubscribe: []string{node}}); err != nil {
+			return err
+		}
+	}
 	if err := d.send(st, req); err != nil {
 		return err
 	}
@@ -233,20 +241,45 @@ func (d *discoverySource) follow(ctx context.Context) error {
 			return err
 		}
 		d.a.metrics.discoveryBytes.Add(float64(proto.Size(resp)))
-		if err := d.apply(resp); err != nil {
+		apply := d.apply
+		if resp.GetTypeUrl() == resource.NodeTypeURL {
+			apply = d.applyNode
+		}
+		if err := apply(resp); err != nil {
 			// Not ACKed: a NACK keeps the previous versions.
 			d.log.Error("discovery response rejected", "error", err)
-			if err := d.send(st, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.TypeURL, ResponseNonce: resp.Nonce,
+			if err := d.send(st, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.Nonce,
 				ErrorDetail: status.New(codes.InvalidArgument, err.Error()).Proto()}); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := d.send(st, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.TypeURL, ResponseNonce: resp.Nonce}); err != nil {
+		if err := d.send(st, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.Nonce}); err != nil {
 			return err
 		}
-		d.setUp(true)
+		if resp.GetTypeUrl() == resource.TypeURL {
+			d.setUp(true)
+		}
 	}
+}
+
+// applyNode takes the zone of the agent's Node from a response.
+func (d *discoverySource) applyNode(resp *discoverygrpc.DeltaDiscoveryResponse) error {
+	node := d.a.opts.Locality.Node
+	for _, r := range resp.Resources {
+		if r.Name != node || r.GetResource().GetTypeUrl() != resource.NodeTypeURL {
+			return fmt.Errorf("resource %s of type %s is not the Node %s subscribed to", r.Name, r.GetResource().GetTypeUrl(), node)
+		}
+		var n pb.Node
+		if err := proto.Unmarshal(r.GetResource().GetValue(), &n); err != nil {
+			return fmt.Errorf("Node %s: %w", r.Name, err)
+		}
+		d.a.setZone(n.Zone, true)
+	}
+	if slices.Contains(resp.RemovedResources, node) {
+		d.a.setZone("", false)
+	}
+	return nil
 }
 
 // connected reports whether the connection to discovery is up, answered or

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -61,6 +63,9 @@ func TestAgentWithDiscovery(t *testing.T) {
 	create(t, kube.CoreV1().Services("shop").Create, kubeobj.Service("shop", "pay", "grpc", 8080, ""))
 	cart, pay := xds.ClusterName("shop", "cart", 50051), xds.ClusterName("shop", "pay", 8080)
 	token := discoverytest.Token(t, kube, "shop", "app", discovery.Audience)
+	nodeA := create(t, kube.CoreV1().Nodes().Create, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a",
+		Labels: map[string]string{corev1.LabelTopologyZone: "zone-a"}}})
+	create(t, kube.CoreV1().Nodes().Create, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-b"}})
 	disc := discoverytest.New(t, cfg)
 	disc.Start()
 	opts := func(o DiscoveryOptions) *DiscoveryOptions {
@@ -93,6 +98,58 @@ func TestAgentWithDiscovery(t *testing.T) {
 			t.Fatalf("endpoint update: %d assignments, want %s with 3 endpoints", len(got), cart)
 		}
 		poll.Never(t, 500*time.Millisecond, "a full rebuild after an endpoint change", func() bool { f, _ := h.rec.counts(); return f > full0 })
+	})
+
+	t.Run("ZoneOfTheNode", func(t *testing.T) {
+		zonal := kubeobj.Service("shop", "zonal", "grpc", 7000, "")
+		zonal.Spec.TrafficDistribution = new(corev1.ServiceTrafficDistributionPreferSameZone)
+		create(t, kube.CoreV1().Services("shop").Create, zonal)
+		sl := kubeobj.EndpointSlice("shop", "zonal-1", "zonal", "grpc", 7000, "198.51.100.1", "198.51.100.2")
+		for i, zone := range []string{"zone-a", "zone-b"} {
+			sl.Endpoints[i].Zone = &zone
+			sl.Endpoints[i].Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: zone}}}
+		}
+		create(t, kube.DiscoveryV1().EndpointSlices("shop").Create, sl)
+		cluster := xds.ClusterName("shop", "zonal", 7000)
+		near := func(res *xds.Resources) string { // the address at priority 0
+			for _, r := range res.Endpoints {
+				if cla := r.(*endpointv3.ClusterLoadAssignment); cla.ClusterName == cluster && len(cla.Endpoints) == 2 {
+					return cla.Endpoints[0].LbEndpoints[0].GetEndpoint().GetAddress().GetSocketAddress().GetAddress()
+				}
+			}
+			return ""
+		}
+		first := startAgent(t, unreachable(t), Options{Discovery: opts(DiscoveryOptions{})})
+		poll.Until(t, 5*time.Second, "discovery to serve the zonal Service", func() bool { return clusters(first)[cluster] })
+		h := startAgent(t, unreachable(t), Options{Locality: xds.Locality{Node: "node-a"}, Discovery: opts(DiscoveryOptions{})})
+		// The zone is asked for first: the first configuration has it.
+		if got := h.agent.Locality().Zone; got != "zone-a" {
+			t.Fatalf("zone %q, want zone-a, its Node's label", got)
+		}
+		if got := near(h.rec.full[0]); got != "198.51.100.1" {
+			t.Fatalf("first configuration prefers %q, want the zone-a endpoint 198.51.100.1", got)
+		}
+		if testutil.ToFloat64(h.agent.metrics.zoneKnown) != 1 || testutil.ToFloat64(h.agent.metrics.nodeKnown) != 1 {
+			t.Error("tandem_agent_zone_known and tandem_agent_node_known must be 1")
+		}
+		nodeA.Labels[corev1.LabelTopologyZone] = "zone-b"
+		if _, err := kube.CoreV1().Nodes().Update(ctx, nodeA, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		poll.Until(t, 5*time.Second, "the zone-b endpoint preferred after the Node moved", func() bool {
+			return near(h.rec.lastFull()) == "198.51.100.2"
+		})
+
+		// A Node without the label, and an agent whose node is unknown.
+		for _, node := range []string{"node-b", ""} {
+			h := startAgent(t, unreachable(t), Options{Locality: xds.Locality{Node: node}, Discovery: opts(DiscoveryOptions{})})
+			if got := h.agent.Locality().Zone; got != "" || near(h.rec.lastFull()) != "" {
+				t.Errorf("node %q: zone %q, preferred %q; want neither", node, got, near(h.rec.lastFull()))
+			}
+			if testutil.ToFloat64(h.agent.metrics.zoneKnown) != 0 {
+				t.Errorf("node %q: tandem_agent_zone_known is 1", node)
+			}
+		}
 	})
 
 	t.Run("NamespaceScope", func(t *testing.T) {

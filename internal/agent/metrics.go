@@ -14,6 +14,8 @@ type metrics struct {
 	discoveryUp     prometheus.Gauge
 	discoverySince  prometheus.Gauge
 	discoveryBytes  prometheus.Counter
+	nodeKnown       prometheus.Gauge
+	zoneKnown       prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -63,9 +65,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "tandem_agent_discovery_received_bytes_total",
 			Help: "Encoded size of the discovery responses received.",
 		}),
+		nodeKnown: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_agent_node_known",
+			Help: "1 when the agent knows its pod's node; 0: Services with internalTrafficPolicy Local get no endpoints.",
+		}),
+		zoneKnown: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_agent_zone_known",
+			Help: "1 when the agent knows its pod's zone; 0: endpoints in the same zone are not preferred.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildSeconds, m.endpointUpdates, m.translateErrors, m.watchErrors, m.synced, m.fromDiscovery, m.fallbacks, m.discoveryUp, m.discoverySince, m.discoveryBytes} {
+		for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildSeconds, m.endpointUpdates, m.translateErrors, m.watchErrors, m.synced, m.fromDiscovery, m.fallbacks, m.discoveryUp, m.discoverySince, m.discoveryBytes, m.nodeKnown, m.zoneKnown} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

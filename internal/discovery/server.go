@@ -31,6 +31,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 
 	dresource "github.com/tandem-mesh/tandem/internal/discovery/resource"
@@ -50,6 +51,9 @@ type Options struct {
 	Sources kubewatch.Sources
 	// Kube reviews tokens and reads pods, and namespaces when Namespace is nil.
 	Kube kubernetes.Interface
+	// Metadata watches the Nodes' metadata, whose zone labels agents are
+	// told; nil serves no zones.
+	Metadata metadata.Interface
 	// Namespace reads a namespace, from a cache in the injector: every
 	// agent's stream is checked against its namespace, and reading it from
 	// the API server would cost a request per connecting agent.
@@ -68,6 +72,7 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	cache   *Cache
+	nodes   *nodeZones
 	watch   *kubewatch.Watcher
 	auth    *authenticator
 	synced  atomic.Bool   // the informers synced: changes update the cache
@@ -92,6 +97,9 @@ func New(o Options) (*Server, error) {
 	s := &Server{opts: o, log: o.Logger, cache: NewCache(), serving: make(chan struct{})}
 	s.auth = newAuthenticator(o)
 	var err error
+	if s.nodes, err = newNodeZones(o.Metadata, s.log); err != nil {
+		return nil, err
+	}
 	s.watch, err = kubewatch.New(o.Sources, nil, kubewatch.Handler{
 		ServiceChanged:   s.update,
 		EndpointsChanged: s.update,
@@ -154,19 +162,20 @@ func (s *Server) Start(ctx context.Context, lis net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wg.Go(func() { s.watch.Run(ctx) })
+	wg.Go(func() { s.nodes.run(ctx) })
 	g := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(s.opts.TLS)),
 		grpc.StreamInterceptor(s.intercept),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
-	delta := deltaserver.NewServer(ctx, s.cache, callbacks{s}, config.DeactivateLegacyWildcard())
+	delta := deltaserver.NewServer(ctx, byType{services: s.cache, nodes: s.nodes}, callbacks{s}, config.DeactivateLegacyWildcard())
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, ads{delta: delta})
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
 
 	start := time.Now()
-	if err := s.watch.WaitForSync(ctx); err != nil {
+	if err := s.watch.WaitForSync(ctx); err != nil || !cache.WaitForCacheSync(ctx.Done(), s.nodes.synced) {
 		g.Stop()
 		<-errc
 		return nil

@@ -33,7 +33,9 @@ func strip(obj any) (any, error) {
 				Addresses:  e.Addresses,
 				Conditions: e.Conditions,
 				Hostname:   e.Hostname,
+				NodeName:   e.NodeName,
 				Zone:       e.Zone,
+				Hints:      e.Hints,
 			}
 			// The owner pairs a dual-stack pod's two addresses.
 			if r := e.TargetRef; r != nil {

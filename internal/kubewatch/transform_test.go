@@ -49,6 +49,8 @@ func TestStripEndpointSlice(t *testing.T) {
 	withNoise(&in.ObjectMeta)
 	in.Endpoints[0].Hostname = ptrTo("cart-0")
 	in.Endpoints[0].Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-a"}}}
+	in.Endpoints[0].NodeName = ptrTo("node-a")
+	in.Endpoints[0].DeprecatedTopology = map[string]string{"kubernetes.io/hostname": "node-a"}
 	out, err := strip(in)
 	if err != nil {
 		t.Fatal(err)
@@ -74,8 +76,12 @@ func TestStripEndpointSlice(t *testing.T) {
 		*e.Hostname != "cart-0" || *e.Zone != "zone-a" {
 		t.Errorf("endpoint lost what translation reads: %+v", e)
 	}
-	if e.NodeName != nil || e.Hints != nil {
-		t.Errorf("endpoint keeps node or hints: %+v", e)
+	// internalTrafficPolicy Local reads the node, topology the hints.
+	if e.NodeName == nil || *e.NodeName != "node-a" || !reflect.DeepEqual(e.Hints, in.Endpoints[0].Hints) {
+		t.Errorf("endpoint lost its node or hints: %+v", e)
+	}
+	if e.DeprecatedTopology != nil {
+		t.Errorf("endpoint keeps deprecatedTopology: %+v", e)
 	}
 	// The owner pairs dual-stack addresses; its UID and versions are not read.
 	if want := (&corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: in.Endpoints[0].TargetRef.Name}); !reflect.DeepEqual(e.TargetRef, want) {

@@ -100,6 +100,15 @@ const (
 	ParamDiscoveryCA      = "discovery-ca"
 )
 
+// Where the agent's pod runs, from the downward API: NodeNameEnv is its
+// spec.nodeName, ZoneEnv its topology.kubernetes.io/zone label, which
+// Kubernetes copies from the Node when the pod is bound (empty where the
+// cluster does not).
+const (
+	NodeNameEnv = "NODE_NAME"
+	ZoneEnv     = "TANDEM_ZONE"
+)
+
 // Capture modes: who installs the capture rules of a pod.
 const (
 	// AnnotationCapture on a pod or namespace chooses the mode.

@@ -78,7 +78,7 @@ func BenchmarkServiceEndpoints(b *testing.B) {
 	b.Run("own-slices", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if cla := xds.ServiceEndpoints(svc, own, xds.Sidecar); len(cla) != 1 {
+			if cla := xds.ServiceEndpoints(svc, own, xds.Locality{}, xds.Sidecar); len(cla) != 1 {
 				b.Fatal(len(cla))
 			}
 		}
@@ -86,7 +86,7 @@ func BenchmarkServiceEndpoints(b *testing.B) {
 	b.Run("all-slices", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if cla := xds.ServiceEndpoints(svc, in.EndpointSlices, xds.Sidecar); len(cla) != 1 {
+			if cla := xds.ServiceEndpoints(svc, in.EndpointSlices, xds.Locality{}, xds.Sidecar); len(cla) != 1 {
 				b.Fatal(len(cla))
 			}
 		}
@@ -97,7 +97,7 @@ func BenchmarkServiceEndpoints(b *testing.B) {
 // before publishing.
 func BenchmarkValidateLoadAssignment(b *testing.B) {
 	in := benchCluster(1, 10)
-	cla := xds.ServiceEndpoints(in.Services[0], in.EndpointSlices, xds.Sidecar)[0]
+	cla := xds.ServiceEndpoints(in.Services[0], in.EndpointSlices, xds.Locality{}, xds.Sidecar)[0]
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := xds.Validate(cla); err != nil {

@@ -29,6 +29,7 @@ func FuzzTranslate(f *testing.F) {
 		if err != nil {
 			return
 		}
+		in.Local = goldenClient
 		for _, mode := range modes {
 			res, _ := xds.Translate(in, mode)
 			for _, r := range all(res) {

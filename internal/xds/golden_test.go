@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -17,6 +18,12 @@ import (
 
 var modes = []xds.Mode{xds.Sidecar, xds.Proxyless}
 
+// goldenClient is where the client of the golden cases runs; the Nodes,
+// zones and hints of their EndpointSlices are named to match. Cases named
+// unknown-locality-* are translated for a client whose node and zone are
+// unknown.
+var goldenClient = xds.Locality{Node: "node-a", Zone: "zone-a"}
+
 // readInputs reads the golden input file name of d.
 func readInputs(t testing.TB, d *golden.Dir, name string) xds.Inputs {
 	t.Helper()
@@ -26,6 +33,9 @@ func readInputs(t testing.TB, d *golden.Dir, name string) xds.Inputs {
 	}
 	if len(skipped) > 0 {
 		t.Fatalf("golden inputs hold only translated kinds; skipped %v", skipped)
+	}
+	if !strings.HasPrefix(name, "unknown-locality-") {
+		in.Local = goldenClient
 	}
 	return in
 }
@@ -86,7 +96,7 @@ func checkIncrementalEndpoints(t *testing.T, in xds.Inputs, mode xds.Mode, res *
 			continue
 		}
 		seen[key] = true
-		for _, cla := range xds.ServiceEndpoints(svc, in.EndpointSlices, mode) {
+		for _, cla := range xds.ServiceEndpoints(svc, in.EndpointSlices, in.Local, mode) {
 			if err := xds.Validate(cla); err != nil {
 				t.Errorf("ServiceEndpoints: %v", err)
 			}

@@ -85,7 +85,22 @@ func startBackends(t *testing.T) int {
 type proxylessCase struct {
 	service string
 	policy  string // TrafficPolicy spec without targetRef; "" for none
-	check   func(t *testing.T, call func(md metadata.MD) string)
+	// spec and endpoint, when set, change the Service and each of its
+	// endpoints (the i-th backend address).
+	spec     func(*corev1.ServiceSpec)
+	endpoint func(i int, e *discoveryv1.Endpoint)
+	check    func(t *testing.T, call func(md metadata.MD) string)
+}
+
+// reachesOnly: every call reaches the one backend.
+func reachesOnly(backend string) func(*testing.T, func(metadata.MD) string) {
+	return func(t *testing.T, call func(metadata.MD) string) {
+		for i := 0; i < 50; i++ {
+			if got := call(nil); got != backend {
+				t.Fatalf("call %d reached %s, want only %s", i, got, backend)
+			}
+		}
+	}
 }
 
 // spreadsEvenly: 300 calls reach each backend for at least a fifth of them.
@@ -148,22 +163,46 @@ outlierDetection: {consecutive5xx: 5, interval: 10s, baseEjectionTime: 30s, maxE
 retries: {attempts: 3, retryOn: "unavailable,reset,cancelled", perTryTimeout: 1s}
 timeout: 5s
 maxRequestsPerConnection: 1000`, check: spreadsEvenly},
+		{service: "session-affinity", spec: func(s *corev1.ServiceSpec) { s.SessionAffinity = corev1.ServiceAffinityClientIP }, check: pinsChannel},
+		{service: "affinity-overridden", spec: func(s *corev1.ServiceSpec) { s.SessionAffinity = corev1.ServiceAffinityClientIP },
+			policy: `{loadBalancer: {policy: RoundRobin}}`, check: spreadsEvenly},
+		{service: "local", spec: func(s *corev1.ServiceSpec) { s.InternalTrafficPolicy = new(corev1.ServiceInternalTrafficPolicyLocal) },
+			endpoint: func(i int, e *discoveryv1.Endpoint) { e.NodeName = new(fmt.Sprintf("node-%d", i)) }, check: reachesOnly(backendAddrs[1])},
+		{service: "same-zone", spec: func(s *corev1.ServiceSpec) {
+			s.TrafficDistribution = new(corev1.ServiceTrafficDistributionPreferSameZone)
+		},
+			endpoint: func(i int, e *discoveryv1.Endpoint) {
+				zone := fmt.Sprintf("zone-%d", i)
+				e.Zone, e.Hints = &zone, &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: zone}}}
+			}, check: reachesOnly(backendAddrs[2])},
+		{service: "terminating", endpoint: func(i int, e *discoveryv1.Endpoint) {
+			e.Conditions = discoveryv1.EndpointConditions{Ready: new(false), Serving: new(true), Terminating: new(true)}
+		}, check: spreadsEvenly},
 	}
 
-	var in xds.Inputs
+	// The client runs on node-1 in zone-2.
+	in := xds.Inputs{Local: xds.Locality{Node: "node-1", Zone: "zone-2"}}
 	for i, c := range cases {
-		in.Services = append(in.Services, &corev1.Service{
+		svc := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: c.service},
 			Spec: corev1.ServiceSpec{ClusterIP: fmt.Sprintf("10.96.0.%d", i+1),
 				Ports: []corev1.ServicePort{{Name: "grpc", Port: int32(port)}}},
-		})
+		}
+		if c.spec != nil {
+			c.spec(&svc.Spec)
+		}
+		in.Services = append(in.Services, svc)
 		sl := &discoveryv1.EndpointSlice{
 			ObjectMeta:  metav1.ObjectMeta{Namespace: "demo", Name: c.service + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: c.service}},
 			AddressType: discoveryv1.AddressTypeIPv4,
 			Ports:       []discoveryv1.EndpointPort{{Name: new("grpc"), Port: new(int32(port))}},
 		}
-		for _, a := range backendAddrs {
-			sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{Addresses: []string{a}})
+		for i, a := range backendAddrs {
+			e := discoveryv1.Endpoint{Addresses: []string{a}}
+			if c.endpoint != nil {
+				c.endpoint(i, &e)
+			}
+			sl.Endpoints = append(sl.Endpoints, e)
 		}
 		in.EndpointSlices = append(in.EndpointSlices, sl)
 		if c.policy != "" {

@@ -8,11 +8,12 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// loadAssignment lists the ready endpoints of one Service port's EDS
-// cluster; nil when the cluster is not EDS (a headless Service's sidecar).
-// All endpoints share one locality of weight 1: gRPC ignores a locality
-// without weight, and splitting by zone would give each zone an equal share
-// however many endpoints it has. A port without ready endpoints gets an
+// loadAssignment lists the endpoints of one Service port's EDS cluster;
+// nil when the cluster is not EDS (a headless Service's sidecar). The
+// endpoints of one priority share one locality of weight 1: gRPC ignores a
+// locality without weight, and splitting by zone would give each zone an
+// equal share however many endpoints it has. Priorities are numbered from 0
+// without gaps, as gRPC requires. A port without endpoints gets an
 // assignment without any, so clients stop using the old ones.
 func loadAssignment(p *servicePort, mode Mode) *endpointv3.ClusterLoadAssignment {
 	if mode == Sidecar && p.svc.headless {
@@ -45,10 +46,20 @@ func loadAssignment(p *servicePort, mode Mode) *endpointv3.ClusterLoadAssignment
 		lbs[i].HostIdentifier = &hosts[i]
 		lbEndpoints[i] = &lbs[i]
 	}
-	cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{
-		Locality:            &corev3.Locality{},
-		LoadBalancingWeight: wrapperspb.UInt32(1),
-		LbEndpoints:         lbEndpoints,
-	}}
+	// The endpoints are sorted by priority: each run of one priority is a
+	// locality.
+	for start := 0; start < n; {
+		end := start + 1
+		for end < n && p.endpoints[end].priority == p.endpoints[start].priority {
+			end++
+		}
+		cla.Endpoints = append(cla.Endpoints, &endpointv3.LocalityLbEndpoints{
+			Locality:            &corev3.Locality{},
+			LoadBalancingWeight: wrapperspb.UInt32(1),
+			Priority:            p.endpoints[start].priority,
+			LbEndpoints:         lbEndpoints[start:end:end],
+		})
+		start = end
+	}
 	return cla
 }

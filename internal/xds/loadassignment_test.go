@@ -2,6 +2,7 @@ package xds
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -50,5 +51,36 @@ func TestLoadAssignment(t *testing.T) {
 	}
 	if cla := loadAssignment(h, Proxyless); cla == nil {
 		t.Errorf("headless proxyless needs its endpoints")
+	}
+}
+
+// Each priority is one locality of weight 1, numbered as the endpoints are.
+func TestLoadAssignmentPriorities(t *testing.T) {
+	p := testService("demo", "greeter", []string{"10.96.0.1"}, protoHTTP2).ports[0]
+	p.endpoints = []endpoint{
+		{addr: netip.MustParseAddrPort("10.244.0.2:50051")},
+		{addr: netip.MustParseAddrPort("10.244.0.1:50051"), priority: 1},
+		{addr: netip.MustParseAddrPort("10.244.0.3:50051"), priority: 1},
+		{addr: netip.MustParseAddrPort("10.244.0.4:50051"), priority: 2},
+	}
+	for _, mode := range []Mode{Sidecar, Proxyless} {
+		cla := loadAssignment(p, mode)
+		if err := Validate(cla); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for i, loc := range cla.GetEndpoints() {
+			if loc.GetPriority() != uint32(i) || loc.GetLoadBalancingWeight().GetValue() != 1 || loc.GetLocality() == nil {
+				t.Errorf("%v: locality %d has priority %d, weight %v", mode, i, loc.GetPriority(), loc.GetLoadBalancingWeight())
+			}
+			var addrs []string
+			for _, e := range loc.GetLbEndpoints() {
+				addrs = append(addrs, e.GetEndpoint().GetAddress().GetSocketAddress().GetAddress())
+			}
+			got = append(got, strings.Join(addrs, ","))
+		}
+		if want := "10.244.0.2 10.244.0.1,10.244.0.3 10.244.0.4"; strings.Join(got, " ") != want {
+			t.Errorf("%v: localities %q, want %q", mode, got, want)
+		}
 	}
 }

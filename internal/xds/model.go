@@ -61,15 +61,36 @@ type service struct {
 	// address a dual-stack endpoint is reached on first.
 	primaryIPv6 bool
 	ports       []*servicePort
+	// localOnly is internalTrafficPolicy Local: only endpoints on the
+	// client's own node.
+	localOnly bool
+	// clientIPAffinity is sessionAffinity ClientIP: one client, one endpoint.
+	clientIPAffinity bool
+	// prefer is what trafficDistribution prefers: sameNode, sameZone, or
+	// elsewhere for no preference.
+	prefer nearness
 }
 
+// nearness is how close an endpoint is to the client; lower is nearer.
+type nearness uint8
+
+const (
+	sameNode nearness = iota
+	sameZone
+	elsewhere
+)
+
 type servicePort struct {
-	svc       *service
-	name      string
-	port      int32
-	protocol  protocol
-	policy    policy
-	endpoints []endpoint // ready, deduplicated, sorted by address
+	svc      *service
+	name     string
+	port     int32
+	protocol protocol
+	// policy is how the port's cluster balances: the TrafficPolicy's, or
+	// the Service's own affinity, or the default.
+	policy policy
+	// endpoints are the usable ones, deduplicated, sorted by priority,
+	// then address.
+	endpoints []endpoint
 
 	cluster, host string // names, once made
 	dropped       bool   // a resource of the port failed validation
@@ -91,10 +112,14 @@ func (p *servicePort) hostPort() string {
 }
 
 // endpoint is one backend: a pod, reached on addr, and for a dual-stack
-// pod also on its address of the other family.
+// pod also on its address of the other family. Its priority orders the
+// failover: endpoints of priority n are used only while none of a lower
+// number is available (0: near ready ones, then far ready ones, then
+// serving but terminating ones).
 type endpoint struct {
-	addr  netip.AddrPort
-	extra []netip.AddrPort
+	addr     netip.AddrPort
+	extra    []netip.AddrPort
+	priority uint32
 }
 
 // buildModel builds the intermediate form of the inputs. Invalid objects are
@@ -144,9 +169,16 @@ func buildModel(in Inputs, mode Mode) (*model, []error) {
 		if s == nil {
 			continue
 		}
+		if s.localOnly && in.Local.Node == "" && len(s.ports) > 0 && !(mode == Sidecar && s.headless) {
+			errs = append(errs, &ObjectError{Kind: "Service", Namespace: key.namespace, Name: key.name,
+				Err: errors.New("spec.internalTrafficPolicy is Local, but the node this client runs on is unknown: no endpoint is used (the agent reads its node from $NODE_NAME or --node)")})
+		}
 		for _, p := range s.ports {
-			p.endpoints = readyEndpoints(s, p, slicesBySvc[key])
+			p.endpoints = portEndpoints(s, p, slicesBySvc[key], in.Local, mode)
 			p.policy = policies.forPort(key, p.port)
+			if s.clientIPAffinity && !p.policy.setsLB {
+				p.policy = p.policy.withClientIPAffinity()
+			}
 		}
 		m.services = append(m.services, s)
 	}
@@ -224,6 +256,33 @@ func buildService(svc *corev1.Service, mode Mode) (*service, error) {
 	}
 
 	var portErrs []string
+	switch a := svc.Spec.SessionAffinity; a {
+	case "", corev1.ServiceAffinityNone:
+	case corev1.ServiceAffinityClientIP:
+		s.clientIPAffinity = true
+	default:
+		portErrs = append(portErrs, fmt.Sprintf("spec.sessionAffinity %q is not None or ClientIP; None is used", a))
+	}
+	if p := svc.Spec.InternalTrafficPolicy; p != nil {
+		switch *p {
+		case corev1.ServiceInternalTrafficPolicyCluster:
+		case corev1.ServiceInternalTrafficPolicyLocal:
+			s.localOnly = true
+		default:
+			portErrs = append(portErrs, fmt.Sprintf("spec.internalTrafficPolicy %q is not Cluster or Local; Cluster is used", *p))
+		}
+	}
+	s.prefer = elsewhere
+	if d := svc.Spec.TrafficDistribution; d != nil {
+		switch *d {
+		case corev1.ServiceTrafficDistributionPreferSameZone, corev1.ServiceTrafficDistributionPreferClose:
+			s.prefer = sameZone
+		case corev1.ServiceTrafficDistributionPreferSameNode:
+			s.prefer = sameNode
+		default:
+			portErrs = append(portErrs, fmt.Sprintf("spec.trafficDistribution %q is not PreferSameZone, PreferClose or PreferSameNode; ignored", *d))
+		}
+	}
 	seen := map[int32]bool{}
 	for _, sp := range svc.Spec.Ports {
 		if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
@@ -285,24 +344,33 @@ func portProtocol(sp corev1.ServicePort) protocol {
 	}
 }
 
-// readyEndpoints collects the backends of one Service port from the
-// Service's EndpointSlices: ready endpoints only (ready unset counts as
-// ready, terminating ones never do), the slice port matched by name, each
-// address once however many slices list it. A pod listed in an IPv4 and an
-// IPv6 slice (dual stack, recognised by its targetRef) becomes one endpoint
-// with an extra address.
-func readyEndpoints(s *service, p *servicePort, own []*discoveryv1.EndpointSlice) []endpoint {
-	type owner struct{ kind, namespace, name string } // a targetRef; zero when unknown
-	type candidate struct {
-		ap    netip.AddrPort
-		owner owner
-	}
+// portEndpoints collects the backends of one Service port from the
+// Service's EndpointSlices, as kube-proxy chooses them, and gives each its
+// priority:
+//   - ready endpoints (ready unset counts as ready), then serving and
+//     terminating ones, used only while no ready one is (KEP-1669); never
+//     not serving ones;
+//   - internalTrafficPolicy Local: only the endpoints on the client's node,
+//     none when it is unknown;
+//   - topology: when every ready endpoint carries hints (kube-proxy's rule),
+//     those hinted for the client's node, then its zone, come first; without
+//     complete hints, a Service with trafficDistribution prefers the
+//     endpoints on the client's node or zone by their own location. Unlike
+//     kube-proxy, which drops the far endpoints, they stay as a lower
+//     priority to fail over to.
+//
+// The slice port is matched by name, each address taken once however many
+// slices list it. A pod listed in an IPv4 and an IPv6 slice (dual stack,
+// recognised by its targetRef) becomes one endpoint with an extra address.
+// A headless Service's sidecar, whose clients dial pods themselves, lists
+// every ready endpoint at one priority.
+func portEndpoints(s *service, p *servicePort, own []*discoveryv1.EndpointSlice, local Locality, mode Mode) []endpoint {
+	dialed := mode == Sidecar && s.headless
 	n := 0
 	for _, sl := range own {
 		n += len(sl.Endpoints)
 	}
 	cands := make([]candidate, 0, n)
-	var has4, has6 bool
 	for _, sl := range own {
 		var want6 bool
 		switch sl.AddressType {
@@ -319,7 +387,9 @@ func readyEndpoints(s *service, p *servicePort, own []*discoveryv1.EndpointSlice
 		for i := range sl.Endpoints {
 			ep := &sl.Endpoints[i]
 			c := ep.Conditions
-			if (c.Ready != nil && !*c.Ready) || (c.Terminating != nil && *c.Terminating) || len(ep.Addresses) == 0 {
+			ready := c.Ready == nil || *c.Ready
+			servingTerminating := (c.Serving == nil || *c.Serving) && c.Terminating != nil && *c.Terminating
+			if (!ready && (!servingTerminating || dialed)) || len(ep.Addresses) == 0 {
 				continue
 			}
 			// Like kube-proxy, only the first address is used.
@@ -327,53 +397,193 @@ func readyEndpoints(s *service, p *servicePort, own []*discoveryv1.EndpointSlice
 			if err != nil || a.Zone() != "" || a.Is4In6() || a.Is6() != want6 {
 				continue
 			}
-			var o owner
-			if r := ep.TargetRef; r != nil && r.Name != "" {
-				o = owner{r.Kind, r.Namespace, r.Name}
-			}
-			cands = append(cands, candidate{netip.AddrPortFrom(a, port), o})
-			has4, has6 = has4 || !want6, has6 || want6
+			cands = append(cands, candidate{ap: netip.AddrPortFrom(a, port), ep: ep, ready: ready})
 		}
 	}
 	// Sorted by address; of an address listed twice, the first listed stays.
 	slices.SortStableFunc(cands, func(a, b candidate) int { return a.ap.Compare(b.ap) })
 	cands = slices.CompactFunc(cands, func(a, b candidate) bool { return a.ap == b.ap })
+	if !dialed {
+		if s.localOnly {
+			cands = slices.DeleteFunc(cands, func(c candidate) bool { return local.Node == "" || c.node() != local.Node })
+		}
+		prioritize(cands, s, local)
+	}
+	return pairFamilies(cands, s.primaryIPv6)
+}
 
+// candidate is one usable address of a Service port, before dual-stack
+// pairing.
+type candidate struct {
+	ap       netip.AddrPort
+	ep       *discoveryv1.Endpoint
+	ready    bool // else serving and terminating
+	priority uint32
+}
+
+func (c *candidate) node() string { return ptrValue(c.ep.NodeName) }
+func (c *candidate) zone() string { return ptrValue(c.ep.Zone) }
+
+// owner is the candidate's targetRef; zero when unknown.
+func (c *candidate) owner() owner {
+	if r := c.ep.TargetRef; r != nil && r.Name != "" {
+		return owner{r.Kind, r.Namespace, r.Name}
+	}
+	return owner{}
+}
+
+func ptrValue(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// owner is an endpoint's targetRef.
+type owner struct{ kind, namespace, name string }
+
+// prioritize sets the candidates' priorities: ready ones by nearness (only
+// the levels that occur, numbered from 0), then the serving and terminating
+// ones. internalTrafficPolicy Local has no topology: its endpoints are all
+// on the client's node.
+func prioritize(cands []candidate, s *service, local Locality) {
+	topo := topology{prefer: s.prefer, local: local}
+	if !s.localOnly {
+		topo.read(cands)
+	}
+	var levels [elsewhere + 1]bool
+	for i := range cands {
+		if cands[i].ready {
+			levels[topo.near(&cands[i])] = true
+		}
+	}
+	var number [elsewhere + 1]uint32
+	next := uint32(0)
+	for n, used := range levels {
+		if used {
+			number[n] = next
+			next++
+		}
+	}
+	for i := range cands {
+		if cands[i].ready {
+			cands[i].priority = number[topo.near(&cands[i])]
+		} else {
+			cands[i].priority = next
+		}
+	}
+}
+
+// topology tells how near each ready candidate is to the client. The zero
+// value (or one that has read no ready candidate) finds everything
+// elsewhere.
+type topology struct {
+	prefer                     nearness
+	local                      Locality
+	on                         bool // some endpoint is ready
+	allNodeHints, allZoneHints bool
+}
+
+// read notes which hints count: only those every ready endpoint has, as in
+// kube-proxy (during a change of the hints some endpoints lack them).
+func (t *topology) read(cands []candidate) {
+	t.allNodeHints, t.allZoneHints = true, true
+	for i := range cands {
+		c := &cands[i]
+		if !c.ready {
+			continue
+		}
+		t.on = true
+		h := c.ep.Hints
+		t.allNodeHints = t.allNodeHints && h != nil && len(h.ForNodes) > 0
+		t.allZoneHints = t.allZoneHints && h != nil && len(h.ForZones) > 0
+	}
+}
+
+func (t *topology) near(c *candidate) nearness {
+	if !t.on {
+		return elsewhere
+	}
+	switch {
+	case t.local.Node == "":
+	case t.allNodeHints:
+		if slices.ContainsFunc(c.ep.Hints.ForNodes, func(h discoveryv1.ForNode) bool { return h.Name == t.local.Node }) {
+			return sameNode
+		}
+	case t.prefer == sameNode && c.node() == t.local.Node:
+		return sameNode
+	}
+	switch {
+	case t.local.Zone == "":
+	case t.allZoneHints:
+		if slices.ContainsFunc(c.ep.Hints.ForZones, func(h discoveryv1.ForZone) bool { return h.Name == t.local.Zone }) {
+			return sameZone
+		}
+	case t.prefer <= sameZone && c.zone() == t.local.Zone:
+		return sameZone
+	}
+	return elsewhere
+}
+
+// pairFamilies makes the endpoints of the candidates, sorted by priority
+// and address. With addresses of both families, each primary-family address
+// is paired with the other-family address of the same pod and priority;
+// whatever stays unpaired is an endpoint of its own.
+func pairFamilies(cands []candidate, primaryIPv6 bool) []endpoint {
+	var has4, has6 bool
+	for i := range cands {
+		is6 := cands[i].ap.Addr().Is6()
+		has4, has6 = has4 || !is6, has6 || is6
+	}
 	out := make([]endpoint, 0, len(cands))
+	sortEndpoints := func() {
+		slices.SortFunc(out, func(a, b endpoint) int { return cmp.Or(cmp.Compare(a.priority, b.priority), a.addr.Compare(b.addr)) })
+	}
 	if !has4 || !has6 {
+		prioritized := false
 		for _, c := range cands {
-			out = append(out, endpoint{addr: c.ap})
+			out = append(out, endpoint{addr: c.ap, priority: c.priority})
+			prioritized = prioritized || c.priority > 0
+		}
+		if prioritized { // else already in address order
+			sortEndpoints()
 		}
 		return out
 	}
-	// Dual stack: pair each primary-family address with the other-family
-	// address of the same pod; whatever stays unpaired is an endpoint of its own.
-	other := map[owner]int{} // pod -> index in cands of its first other-family address
-	for i, c := range cands {
-		if _, dup := other[c.owner]; c.owner != (owner{}) && c.ap.Addr().Is6() != s.primaryIPv6 && !dup {
-			other[c.owner] = i
+	type pod struct {
+		owner    owner
+		priority uint32
+	}
+	other := map[pod]int{} // pod -> index in cands of its first other-family address
+	for i := range cands {
+		c := &cands[i]
+		k := pod{c.owner(), c.priority}
+		if _, dup := other[k]; k.owner != (owner{}) && c.ap.Addr().Is6() != primaryIPv6 && !dup {
+			other[k] = i
 		}
 	}
 	paired := make([]bool, len(cands))
-	for i, c := range cands {
-		if c.ap.Addr().Is6() != s.primaryIPv6 {
+	for i := range cands {
+		c := &cands[i]
+		if c.ap.Addr().Is6() != primaryIPv6 {
 			continue
 		}
-		e := endpoint{addr: c.ap}
-		if j, ok := other[c.owner]; ok && c.owner != (owner{}) {
+		e := endpoint{addr: c.ap, priority: c.priority}
+		k := pod{c.owner(), c.priority}
+		if j, ok := other[k]; ok && k.owner != (owner{}) {
 			e.extra = []netip.AddrPort{cands[j].ap}
 			paired[j] = true
-			delete(other, c.owner)
+			delete(other, k)
 		}
 		out = append(out, e)
 		paired[i] = true
 	}
 	for i, c := range cands {
 		if !paired[i] {
-			out = append(out, endpoint{addr: c.ap})
+			out = append(out, endpoint{addr: c.ap, priority: c.priority})
 		}
 	}
-	slices.SortFunc(out, func(a, b endpoint) int { return a.addr.Compare(b.addr) })
+	sortEndpoints()
 	return out
 }
 

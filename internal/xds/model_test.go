@@ -76,6 +76,9 @@ func endpointStrings(eps []endpoint) string {
 	var out []string
 	for _, e := range eps {
 		s := e.addr.String()
+		if e.priority > 0 {
+			s = fmt.Sprintf("p%d:%s", e.priority, s)
+		}
 		for _, x := range e.extra {
 			s += "+" + x.String()
 		}
@@ -84,7 +87,7 @@ func endpointStrings(eps []endpoint) string {
 	return strings.Join(out, " ")
 }
 
-func TestReadyEndpoints(t *testing.T) {
+func TestPortEndpoints(t *testing.T) {
 	yes, no := ptr(true), ptr(false)
 	v4, v6 := discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6
 	cases := []struct {
@@ -94,7 +97,7 @@ func TestReadyEndpoints(t *testing.T) {
 		want        string
 	}{
 		{
-			name: "ready unset counts, not ready and terminating do not",
+			name: "ready unset counts; serving terminating ones come last, not serving ones never",
 			slices: []*discoveryv1.EndpointSlice{slice("a", v4, 9000,
 				ep("10.0.0.1", nil, nil, ""),
 				ep("10.0.0.2", yes, nil, ""),
@@ -102,7 +105,9 @@ func TestReadyEndpoints(t *testing.T) {
 				ep("10.0.0.4", yes, yes, ""),
 				ep("10.0.0.5", no, yes, ""),
 				ep("10.0.0.6", yes, no, ""))},
-			want: "10.0.0.1:9000 10.0.0.2:9000 10.0.0.6:9000",
+			// 10.0.0.4 is ready while terminating (publishNotReadyAddresses):
+			// ready, as for kube-proxy; 10.0.0.5 has serving unset (true).
+			want: "10.0.0.1:9000 10.0.0.2:9000 10.0.0.4:9000 10.0.0.6:9000 p1:10.0.0.5:9000",
 		},
 		{
 			name: "duplicates across slices once, sorted by address",
@@ -160,14 +165,14 @@ func TestReadyEndpoints(t *testing.T) {
 			s := &service{key: objectKey{"ns", "svc"}, primaryIPv6: c.primaryIPv6}
 			p := &servicePort{svc: s, name: "grpc", port: 80}
 			sortByName(c.slices)
-			if got := endpointStrings(readyEndpoints(s, p, c.slices)); got != c.want {
+			if got := endpointStrings(portEndpoints(s, p, c.slices, Locality{}, Proxyless)); got != c.want {
 				t.Errorf("got  %s\nwant %s", got, c.want)
 			}
 		})
 	}
 }
 
-func TestReadyEndpointsMatchPortsByName(t *testing.T) {
+func TestPortEndpointsMatchPortsByName(t *testing.T) {
 	sl := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Name: "a", Namespace: "ns"},
 		AddressType: discoveryv1.AddressTypeIPv4,
@@ -194,7 +199,7 @@ func TestReadyEndpointsMatchPortsByName(t *testing.T) {
 		"":     "10.0.0.2:7000",
 	} {
 		p := &servicePort{svc: s, name: name, port: 1}
-		if got := endpointStrings(readyEndpoints(s, p, []*discoveryv1.EndpointSlice{sl, unnamed})); got != want {
+		if got := endpointStrings(portEndpoints(s, p, []*discoveryv1.EndpointSlice{sl, unnamed}, Locality{}, Proxyless)); got != want {
 			t.Errorf("port %q: %q, want %q", name, got, want)
 		}
 	}
@@ -255,5 +260,215 @@ func TestBuildService(t *testing.T) {
 	dual.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol}
 	if s, _ := buildService(dual, Sidecar); s.primaryIPv6 {
 		t.Errorf("spec.ipFamilies says IPv4 first, but IPv6 was taken as primary")
+	}
+}
+
+// at places an endpoint on a node and in a zone, with hints.
+func at(e discoveryv1.Endpoint, node, zone string, hintZones, hintNodes []string) discoveryv1.Endpoint {
+	if node != "" {
+		e.NodeName = ptr(node)
+	}
+	if zone != "" {
+		e.Zone = ptr(zone)
+	}
+	if hintZones != nil || hintNodes != nil {
+		e.Hints = &discoveryv1.EndpointHints{}
+		for _, z := range hintZones {
+			e.Hints.ForZones = append(e.Hints.ForZones, discoveryv1.ForZone{Name: z})
+		}
+		for _, n := range hintNodes {
+			e.Hints.ForNodes = append(e.Hints.ForNodes, discoveryv1.ForNode{Name: n})
+		}
+	}
+	return e
+}
+
+func TestPortEndpointPriorities(t *testing.T) {
+	yes, no := ptr(true), ptr(false)
+	v4 := discoveryv1.AddressTypeIPv4
+	ready := func(addr string) discoveryv1.Endpoint { return ep(addr, nil, nil, "") }
+	terminating := func(addr string) discoveryv1.Endpoint { return ep(addr, no, yes, "") }
+	z := func(names ...string) []string { return names }
+	client := Locality{Node: "n1", Zone: "a"}
+	cases := []struct {
+		name      string
+		local     bool   // internalTrafficPolicy Local
+		prefer    string // trafficDistribution
+		client    Locality
+		headless  bool
+		mode      Mode
+		endpoints []discoveryv1.Endpoint
+		want      string
+	}{
+		{
+			name: "no topology: every ready endpoint first, terminating ones after",
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.2"), "n2", "b", nil, nil), at(ready("10.0.0.1"), "n1", "a", nil, nil), terminating("10.0.0.3"),
+			},
+			want: "10.0.0.1:80 10.0.0.2:80 p1:10.0.0.3:80",
+		},
+		{
+			name: "only terminating endpoints: they are used",
+			endpoints: []discoveryv1.Endpoint{terminating("10.0.0.3"), terminating("10.0.0.1"),
+				ep("10.0.0.2", no, yes, "")},
+			want: "10.0.0.1:80 10.0.0.2:80 10.0.0.3:80",
+		},
+		{
+			name:      "not serving terminating endpoints are never used",
+			endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: no, Serving: no, Terminating: yes}}},
+			want:      "",
+		},
+		{
+			name:  "Local: the client's node only, its terminating ones after its ready ones",
+			local: true,
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.1"), "n1", "a", nil, nil), at(ready("10.0.0.2"), "n2", "a", nil, nil),
+				at(terminating("10.0.0.3"), "n1", "a", nil, nil), at(terminating("10.0.0.4"), "n2", "a", nil, nil), ready("10.0.0.5"),
+			},
+			want: "10.0.0.1:80 p1:10.0.0.3:80",
+		},
+		{
+			name:  "Local: no endpoint on the node, none at all",
+			local: true,
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.2"), "n2", "a", nil, nil), at(terminating("10.0.0.4"), "n3", "a", nil, nil),
+			},
+			want: "",
+		},
+		{
+			name:      "Local and an unknown node: none",
+			local:     true,
+			client:    Locality{Zone: "a"},
+			endpoints: []discoveryv1.Endpoint{at(ready("10.0.0.1"), "n1", "a", nil, nil), ready("10.0.0.2")},
+			want:      "",
+		},
+		{
+			name:  "Local ignores hints: all of the node's endpoints at one priority",
+			local: true,
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.1"), "n1", "a", z("b"), nil), at(ready("10.0.0.2"), "n1", "a", z("a"), nil),
+			},
+			want: "10.0.0.1:80 10.0.0.2:80",
+		},
+		{
+			name: "zone hints on every endpoint: the client's zone first",
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.1"), "n1", "a", z("b"), nil), at(ready("10.0.0.2"), "n2", "b", z("a"), nil),
+				at(ready("10.0.0.3"), "n3", "c", z("c"), nil), terminating("10.0.0.4"),
+			},
+			want: "10.0.0.2:80 p1:10.0.0.1:80 p1:10.0.0.3:80 p2:10.0.0.4:80",
+		},
+		{
+			name: "zone hints, none for the client's zone: one priority",
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.1"), "n1", "b", z("b"), nil), at(ready("10.0.0.2"), "n2", "c", z("c"), nil),
+			},
+			want: "10.0.0.1:80 10.0.0.2:80",
+		},
+		{
+			name:   "zone hints and an unknown zone: one priority",
+			client: Locality{Node: "n1"},
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.1"), "n1", "a", z("a"), nil), at(ready("10.0.0.2"), "n2", "b", z("b"), nil),
+			},
+			want: "10.0.0.1:80 10.0.0.2:80",
+		},
+		{
+			name: "hints on some endpoints only do not count (kube-proxy's rule)",
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.1"), "n1", "a", z("a"), nil), at(ready("10.0.0.2"), "n2", "b", nil, nil),
+				at(terminating("10.0.0.3"), "n3", "c", nil, nil),
+			},
+			want: "10.0.0.1:80 10.0.0.2:80 p1:10.0.0.3:80",
+		},
+		{
+			name:   "hints on some endpoints only, with trafficDistribution: the endpoints' own zones",
+			prefer: corev1.ServiceTrafficDistributionPreferSameZone,
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.1"), "n1", "b", z("b"), nil), at(ready("10.0.0.2"), "n2", "a", nil, nil),
+			},
+			want: "10.0.0.2:80 p1:10.0.0.1:80",
+		},
+		{
+			name:   "PreferClose without hints: the endpoints' own zones",
+			prefer: corev1.ServiceTrafficDistributionPreferClose,
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.1"), "n1", "b", nil, nil), at(ready("10.0.0.2"), "n2", "a", nil, nil), ready("10.0.0.3"),
+			},
+			want: "10.0.0.2:80 p1:10.0.0.1:80 p1:10.0.0.3:80",
+		},
+		{
+			name: "node hints: the client's node, then its zone, then the rest",
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.1"), "n1", "a", z("a"), z("n1")), at(ready("10.0.0.2"), "n2", "a", z("a"), z("n2")),
+				at(ready("10.0.0.3"), "n3", "b", z("b"), z("n3")),
+			},
+			want: "10.0.0.1:80 p1:10.0.0.2:80 p2:10.0.0.3:80",
+		},
+		{
+			name:   "PreferSameNode without hints: the endpoints' own nodes and zones",
+			prefer: corev1.ServiceTrafficDistributionPreferSameNode,
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.3"), "n3", "b", nil, nil), at(ready("10.0.0.2"), "n2", "a", nil, nil),
+				at(ready("10.0.0.1"), "n1", "a", nil, nil),
+			},
+			want: "10.0.0.1:80 p1:10.0.0.2:80 p2:10.0.0.3:80",
+		},
+		{
+			name:   "PreferSameNode, nothing on the node: the zone first, numbered from 0",
+			prefer: corev1.ServiceTrafficDistributionPreferSameNode,
+			endpoints: []discoveryv1.Endpoint{
+				at(ready("10.0.0.3"), "n3", "b", nil, nil), at(ready("10.0.0.2"), "n2", "a", nil, nil),
+			},
+			want: "10.0.0.2:80 p1:10.0.0.3:80",
+		},
+		{
+			name:      "a headless Service's sidecar: ready endpoints only, one priority",
+			headless:  true,
+			mode:      Sidecar,
+			local:     true,
+			endpoints: []discoveryv1.Endpoint{at(ready("10.0.0.2"), "n2", "b", z("b"), nil), at(ready("10.0.0.1"), "n1", "a", z("a"), nil), terminating("10.0.0.3")},
+			want:      "10.0.0.1:80 10.0.0.2:80",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := &service{key: objectKey{"ns", "svc"}, headless: c.headless, localOnly: c.local, prefer: elsewhere}
+			switch c.prefer {
+			case corev1.ServiceTrafficDistributionPreferSameNode:
+				s.prefer = sameNode
+			case "":
+			default:
+				s.prefer = sameZone
+			}
+			p := &servicePort{svc: s, name: "grpc", port: 80}
+			cl := c.client
+			if cl == (Locality{}) {
+				cl = client
+			}
+			mode := c.mode
+			if !c.headless {
+				mode = Proxyless
+			}
+			sl := slice("a", v4, 80, c.endpoints...)
+			if got := endpointStrings(portEndpoints(s, p, []*discoveryv1.EndpointSlice{sl}, cl, mode)); got != c.want {
+				t.Errorf("got  %s\nwant %s", got, c.want)
+			}
+		})
+	}
+}
+
+// A dual-stack pod's two addresses pair only at one priority: a pod whose
+// IPv6 address is terminating keeps its IPv4 one ready, alone.
+func TestPortEndpointsPairWithinAPriority(t *testing.T) {
+	yes, no := ptr(true), ptr(false)
+	s := &service{key: objectKey{"ns", "svc"}, prefer: elsewhere}
+	p := &servicePort{svc: s, name: "grpc", port: 80}
+	got := endpointStrings(portEndpoints(s, p, []*discoveryv1.EndpointSlice{
+		slice("v4", discoveryv1.AddressTypeIPv4, 80, ep("10.0.0.1", nil, nil, "p1"), ep("10.0.0.2", nil, nil, "p2")),
+		slice("v6", discoveryv1.AddressTypeIPv6, 80, ep("2001:db8::1", no, yes, "p1"), ep("2001:db8::2", nil, nil, "p2")),
+	}, Locality{}, Proxyless))
+	if want := "10.0.0.1:80 10.0.0.2:80+[2001:db8::2]:80 p1:[2001:db8::1]:80"; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }

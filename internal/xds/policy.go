@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
@@ -33,6 +34,7 @@ func (l lbPolicy) hashed() bool { return l == lbRingHash || l == lbMaglev }
 // default".
 type policy struct {
 	source       objectKey // the TrafficPolicy; zero for the defaults
+	setsLB       bool      // spec.loadBalancer is set: it wins over the Service's affinity
 	lb           lbPolicy
 	choiceCount  uint32
 	hashHeader   string
@@ -61,6 +63,26 @@ type retry struct {
 // least request, the per-request balancing Tandem exists for.
 var defaultPolicy = policy{lb: lbLeastRequest}
 
+// withClientIPAffinity is p with sessionAffinity ClientIP's balancing: a
+// consistent hash of the client (its source address in the sidecar, its
+// channel in proxyless gRPC), so each client stays on one endpoint while it
+// exists. The rest of the policy (retries, timeouts, outlier detection)
+// stays.
+func (p policy) withClientIPAffinity() policy {
+	p.lb, p.hashHeader, p.hashSourceIP = lbRingHash, "", true
+	p.choiceCount, p.slowStart = 0, 0
+	return p
+}
+
+// OverridesSessionAffinity reports whether tp, applied to svc, replaces
+// the balancing of the Service's sessionAffinity ClientIP with its own:
+// it does when it sets spec.loadBalancer.
+func OverridesSessionAffinity(svc *corev1.Service, tp *v1alpha1.TrafficPolicy) bool {
+	return svc != nil && tp != nil && svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP && setsLoadBalancer(tp)
+}
+
+func setsLoadBalancer(tp *v1alpha1.TrafficPolicy) bool { return tp.Spec.LoadBalancer != nil }
+
 // defaultRetryOn retries what did not reach the application, or what the
 // application asked to have retried.
 const defaultRetryOn = "connect-failure,refused-stream,unavailable"
@@ -79,7 +101,7 @@ var (
 // returns its effect. Every problem is reported, not only the first.
 func parsePolicy(tp *v1alpha1.TrafficPolicy) (policy, error) {
 	sp := &tp.Spec
-	p := policy{source: objectKey{tp.Namespace, tp.Name}}
+	p := policy{source: objectKey{tp.Namespace, tp.Name}, setsLB: setsLoadBalancer(tp)}
 	var bad problems
 	if tp.Name == "" || tp.Namespace == "" {
 		bad.add("metadata.name and metadata.namespace must both be set")

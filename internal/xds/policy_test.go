@@ -46,7 +46,7 @@ retries: {attempts: 3, retryOn: "unavailable,reset", perTryTimeout: 1s}
 timeout: 5s
 maxRequestsPerConnection: 1000`,
 			want: policy{
-				lb: lbRingHash, hashHeader: "x-user-id",
+				setsLB: true, lb: lbRingHash, hashHeader: "x-user-id",
 				outlier: &outlier{consecutive5xx: 5, interval: 10 * time.Second, baseEjectionTime: 30 * time.Second, maxEjectionPercent: u32(50)},
 				retry:   &retry{attempts: 3, retryOn: "unavailable,reset", perTryTimeout: time.Second},
 				timeout: 5 * time.Second, maxRequests: 1000,
@@ -54,23 +54,23 @@ maxRequestsPerConnection: 1000`,
 		},
 		{
 			spec: `{targetRef: {name: cart}, loadBalancer: {leastRequest: {choiceCount: 4}, slowStart: 1m}}`,
-			want: policy{lb: lbLeastRequest, choiceCount: 4, slowStart: time.Minute},
+			want: policy{setsLB: true, lb: lbLeastRequest, choiceCount: 4, slowStart: time.Minute},
 		},
 		{
 			spec: `{targetRef: {name: cart}, loadBalancer: {policy: RoundRobin, slowStart: 2s}}`,
-			want: policy{lb: lbRoundRobin, slowStart: 2 * time.Second},
+			want: policy{setsLB: true, lb: lbRoundRobin, slowStart: 2 * time.Second},
 		},
 		{
 			spec: `{targetRef: {name: cart}, loadBalancer: {policy: Random, slowStart: 2s}}`,
-			want: policy{lb: lbRandom},
+			want: policy{setsLB: true, lb: lbRandom},
 		},
 		{
 			spec: `{targetRef: {name: cart}, loadBalancer: {policy: Maglev, hashOn: {sourceIP: true}}}`,
-			want: policy{lb: lbMaglev, hashSourceIP: true},
+			want: policy{setsLB: true, lb: lbMaglev, hashSourceIP: true},
 		},
 		{
 			spec: `{targetRef: {name: cart}, loadBalancer: {policy: RoundRobin, hashOn: {header: x}}}`,
-			want: policy{lb: lbRoundRobin},
+			want: policy{setsLB: true, lb: lbRoundRobin},
 		},
 		{
 			spec: `{targetRef: {name: cart}, retries: {attempts: 2}}`,

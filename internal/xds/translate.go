@@ -99,8 +99,8 @@ func validateEach(rs []types.Resource) error {
 // given slices that belong to the Service. They equal what Translate returns
 // for the Service, so an EndpointSlice change can be pushed without a full
 // translation, unless EndpointsChangeListeners says the Service also needs
-// one.
-func ServiceEndpoints(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, mode Mode) []*endpointv3.ClusterLoadAssignment {
+// one. local is where the client runs, as Inputs.Local.
+func ServiceEndpoints(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, local Locality, mode Mode) []*endpointv3.ClusterLoadAssignment {
 	if svc == nil {
 		return nil
 	}
@@ -117,7 +117,7 @@ func ServiceEndpoints(svc *corev1.Service, endpointSlices []*discoveryv1.Endpoin
 	sortByName(own)
 	var out []*endpointv3.ClusterLoadAssignment
 	for _, p := range s.ports {
-		p.endpoints = readyEndpoints(s, p, own)
+		p.endpoints = portEndpoints(s, p, own, local, mode)
 		if cla := loadAssignment(p, mode); cla != nil {
 			out = append(out, cla)
 		}

@@ -108,7 +108,7 @@ func TestServiceEndpointsReadsOnlyItsOwnSlices(t *testing.T) {
 		grpcSlice("demo", "other", "o-1", "10.244.0.9"),
 		grpcSlice("staging", "greeter", "g-1", "10.244.0.8"),
 	}
-	clas := ServiceEndpoints(svc, slices, Sidecar)
+	clas := ServiceEndpoints(svc, slices, Locality{}, Sidecar)
 	if len(clas) != 1 {
 		t.Fatalf("%d load assignments, want one per port", len(clas))
 	}
@@ -121,13 +121,13 @@ func TestServiceEndpointsReadsOnlyItsOwnSlices(t *testing.T) {
 	}
 
 	headless := grpcService("demo", "db", "None")
-	if clas := ServiceEndpoints(headless, slices, Sidecar); clas != nil {
+	if clas := ServiceEndpoints(headless, slices, Locality{}, Sidecar); clas != nil {
 		t.Errorf("headless sidecar: %v, want none (its cluster is not EDS)", clas)
 	}
 	if !EndpointsChangeListeners(headless, Sidecar) || EndpointsChangeListeners(headless, Proxyless) || EndpointsChangeListeners(svc, Sidecar) {
 		t.Errorf("EndpointsChangeListeners must be true for a headless Service's sidecar only")
 	}
-	if clas := ServiceEndpoints(grpcService("demo", "x", ""), slices, Sidecar); clas != nil {
+	if clas := ServiceEndpoints(grpcService("demo", "x", ""), slices, Locality{}, Sidecar); clas != nil {
 		t.Errorf("a Service Translate leaves out has no endpoints either, got %v", clas)
 	}
 }

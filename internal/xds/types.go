@@ -17,11 +17,23 @@ import (
 // ClusterDomain is the DNS domain of Services that host names are built in.
 const ClusterDomain = "cluster.local"
 
-// Inputs are the Kubernetes objects a translation reads. Nothing is modified.
+// Inputs are what a translation reads: the Kubernetes objects, and where
+// the client the resources are for runs. Nothing is modified.
 type Inputs struct {
 	Services       []*corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
 	Policies       []*v1alpha1.TrafficPolicy
+	// Local is the client's node and zone, which internalTrafficPolicy
+	// Local and topology-aware routing read.
+	Local Locality
+}
+
+// Locality is where a client runs; an empty field is unknown.
+type Locality struct {
+	// Node is the name of the client's Node.
+	Node string
+	// Zone is its Node's topology.kubernetes.io/zone label.
+	Zone string
 }
 
 // Mode selects the xDS client the resources are for.

@@ -338,6 +338,12 @@ func (e *env) dial(t *testing.T) *grpc.ClientConn {
 // following disc with token.
 func startAgent(t *testing.T, cfg *rest.Config, socket string, disc *discoverytest.Instance, token string) *env {
 	t.Helper()
+	return startAgentAt(t, cfg, socket, disc, token, xds.Locality{})
+}
+
+// startAgentAt is startAgent for an agent whose pod runs at local.
+func startAgentAt(t *testing.T, cfg *rest.Config, socket string, disc *discoverytest.Instance, token string, local xds.Locality) *env {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -359,6 +365,7 @@ func startAgent(t *testing.T, cfg *rest.Config, socket string, disc *discoveryte
 		Discovery: &agent.DiscoveryOptions{Address: disc.Addr, TLS: disc.ClientTLS(), TokenFile: token,
 			NodeID: "greeter-client.demo", OnDemand: true, FallbackAfter: time.Second},
 		Mode:      xds.Proxyless,
+		Locality:  local,
 		Publisher: e.srv,
 		Logger:    log,
 		Translate: func(in xds.Inputs, m xds.Mode) (*xds.Resources, []error) {

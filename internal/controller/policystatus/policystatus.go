@@ -136,6 +136,9 @@ func Evaluate(tp *v1alpha1.TrafficPolicy, svc *corev1.Service, rivals []v1alpha1
 	if svc != nil {
 		in.Services = []*corev1.Service{svc}
 	}
+	if xds.OverridesSessionAffinity(svc, tp) {
+		accepted.Message += "; its loadBalancer overrides the Service's sessionAffinity ClientIP"
+	}
 	_, errs := xds.Translate(in, xds.Sidecar)
 	for _, err := range errs {
 		var oe *xds.ObjectError

@@ -135,3 +135,27 @@ func TestStatusFollowsTargetService(t *testing.T) {
 	}
 	expect("cart", "TargetNotFound", "ServiceNotFound")
 }
+
+// A policy that sets loadBalancer on a Service with sessionAffinity
+// ClientIP says that it replaces the affinity; one that does not, nothing.
+func TestEvaluateSaysWhenAffinityIsOverridden(t *testing.T) {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
+		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.1", SessionAffinity: corev1.ServiceAffinityClientIP,
+			Ports: []corev1.ServicePort{{Name: "grpc", Port: 9000}}}}
+	lb := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "rr"},
+		Spec: v1alpha1.TrafficPolicySpec{TargetRef: v1alpha1.TargetRef{Name: "cart"},
+			LoadBalancer: &v1alpha1.LoadBalancer{Policy: v1alpha1.RoundRobin}}}
+	accepted, _ := policystatus.Evaluate(lb, svc, nil)
+	if accepted.Status != metav1.ConditionTrue || !strings.Contains(accepted.Message, "overrides the Service's sessionAffinity ClientIP") {
+		t.Errorf("policy with loadBalancer: %s %q, want accepted and saying it overrides the affinity", accepted.Status, accepted.Message)
+	}
+	retries := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "retries"},
+		Spec: v1alpha1.TrafficPolicySpec{TargetRef: v1alpha1.TargetRef{Name: "cart"}, Retries: &v1alpha1.Retries{Attempts: 2}}}
+	if accepted, _ := policystatus.Evaluate(retries, svc, nil); strings.Contains(accepted.Message, "sessionAffinity") {
+		t.Errorf("policy without loadBalancer: %q, want no word of the affinity", accepted.Message)
+	}
+	svc.Spec.SessionAffinity = corev1.ServiceAffinityNone
+	if accepted, _ := policystatus.Evaluate(lb, svc, nil); strings.Contains(accepted.Message, "sessionAffinity") {
+		t.Errorf("Service without affinity: %q, want no word of it", accepted.Message)
+	}
+}

@@ -43,9 +43,14 @@ type Service struct {
 	// of groups within a family is the order of the slices' names.
 	EndpointGroups []*EndpointGroup `protobuf:"bytes,8,rep,name=endpoint_groups,json=endpointGroups,proto3" json:"endpoint_groups,omitempty"`
 	// The TrafficPolicies whose spec.targetRef names this Service.
-	Policies      []*TrafficPolicy `protobuf:"bytes,9,rep,name=policies,proto3" json:"policies,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Policies []*TrafficPolicy `protobuf:"bytes,9,rep,name=policies,proto3" json:"policies,omitempty"`
+	// spec.sessionAffinity, spec.internalTrafficPolicy and
+	// spec.trafficDistribution, empty when unset.
+	SessionAffinity       string `protobuf:"bytes,10,opt,name=session_affinity,json=sessionAffinity,proto3" json:"session_affinity,omitempty"`
+	InternalTrafficPolicy string `protobuf:"bytes,11,opt,name=internal_traffic_policy,json=internalTrafficPolicy,proto3" json:"internal_traffic_policy,omitempty"`
+	TrafficDistribution   string `protobuf:"bytes,12,opt,name=traffic_distribution,json=trafficDistribution,proto3" json:"traffic_distribution,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
@@ -139,6 +144,27 @@ func (x *Service) GetPolicies() []*TrafficPolicy {
 		return x.Policies
 	}
 	return nil
+}
+
+func (x *Service) GetSessionAffinity() string {
+	if x != nil {
+		return x.SessionAffinity
+	}
+	return ""
+}
+
+func (x *Service) GetInternalTrafficPolicy() string {
+	if x != nil {
+		return x.InternalTrafficPolicy
+	}
+	return ""
+}
+
+func (x *Service) GetTrafficDistribution() string {
+	if x != nil {
+		return x.TrafficDistribution
+	}
+	return ""
 }
 
 type ServicePort struct {
@@ -330,13 +356,22 @@ func (x *EndpointPort) GetProtocol() string {
 	return ""
 }
 
-// Endpoint is a ready endpoint: its first address, and for a Service with
+// Endpoint is a usable endpoint: its first address, and for a Service with
 // endpoints of both address families the object it belongs to, which pairs
-// a dual-stack pod's two addresses.
+// a dual-stack pod's two addresses. Only what the Service's translation
+// reads is set: the node for internalTrafficPolicy Local and
+// trafficDistribution, the zone for trafficDistribution.
 type Endpoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
-	Target        *ObjectRef             `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Target  *ObjectRef             `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// Serving but terminating, not ready: used only when no endpoint is ready.
+	Terminating bool   `protobuf:"varint,3,opt,name=terminating,proto3" json:"terminating,omitempty"`
+	NodeName    string `protobuf:"bytes,4,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	Zone        string `protobuf:"bytes,5,opt,name=zone,proto3" json:"zone,omitempty"`
+	// hints.forZones and hints.forNodes.
+	HintZones     []string `protobuf:"bytes,6,rep,name=hint_zones,json=hintZones,proto3" json:"hint_zones,omitempty"`
+	HintNodes     []string `protobuf:"bytes,7,rep,name=hint_nodes,json=hintNodes,proto3" json:"hint_nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -381,6 +416,41 @@ func (x *Endpoint) GetAddress() string {
 func (x *Endpoint) GetTarget() *ObjectRef {
 	if x != nil {
 		return x.Target
+	}
+	return nil
+}
+
+func (x *Endpoint) GetTerminating() bool {
+	if x != nil {
+		return x.Terminating
+	}
+	return false
+}
+
+func (x *Endpoint) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+func (x *Endpoint) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *Endpoint) GetHintZones() []string {
+	if x != nil {
+		return x.HintZones
+	}
+	return nil
+}
+
+func (x *Endpoint) GetHintNodes() []string {
+	if x != nil {
+		return x.HintNodes
 	}
 	return nil
 }
@@ -509,11 +579,66 @@ func (x *TrafficPolicy) GetSpec() []byte {
 	return nil
 }
 
+// Node is where an agent runs: the zone of the Node of that name (its
+// topology.kubernetes.io/zone label, empty when it has none). Its xDS
+// resource name is the Node's name; agents subscribe to their own.
+type Node struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Zone          string                 `protobuf:"bytes,2,opt,name=zone,proto3" json:"zone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Node) Reset() {
+	*x = Node{}
+	mi := &file_internal_discovery_discoverypb_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Node) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Node) ProtoMessage() {}
+
+func (x *Node) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_discovery_discoverypb_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Node.ProtoReflect.Descriptor instead.
+func (*Node) Descriptor() ([]byte, []int) {
+	return file_internal_discovery_discoverypb_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Node) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Node) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
 var File_internal_discovery_discoverypb_service_proto protoreflect.FileDescriptor
 
 const file_internal_discovery_discoverypb_service_proto_rawDesc = "" +
 	"\n" +
-	",internal/discovery/discoverypb/service.proto\x12\x13tandem.discovery.v1\"\xf5\x02\n" +
+	",internal/discovery/discoverypb/service.proto\x12\x13tandem.discovery.v1\"\x8b\x04\n" +
 	"\aService\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -526,7 +651,11 @@ const file_internal_discovery_discoverypb_service_proto_rawDesc = "" +
 	"ipFamilies\x126\n" +
 	"\x05ports\x18\a \x03(\v2 .tandem.discovery.v1.ServicePortR\x05ports\x12K\n" +
 	"\x0fendpoint_groups\x18\b \x03(\v2\".tandem.discovery.v1.EndpointGroupR\x0eendpointGroups\x12>\n" +
-	"\bpolicies\x18\t \x03(\v2\".tandem.discovery.v1.TrafficPolicyR\bpolicies\"\x8a\x01\n" +
+	"\bpolicies\x18\t \x03(\v2\".tandem.discovery.v1.TrafficPolicyR\bpolicies\x12)\n" +
+	"\x10session_affinity\x18\n" +
+	" \x01(\tR\x0fsessionAffinity\x126\n" +
+	"\x17internal_traffic_policy\x18\v \x01(\tR\x15internalTrafficPolicy\x121\n" +
+	"\x14traffic_distribution\x18\f \x01(\tR\x13trafficDistribution\"\x8a\x01\n" +
 	"\vServicePort\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\x12\x1a\n" +
@@ -543,10 +672,17 @@ const file_internal_discovery_discoverypb_service_proto_rawDesc = "" +
 	"\bprotocol\x18\x03 \x01(\tH\x02R\bprotocol\x88\x01\x01B\a\n" +
 	"\x05_nameB\a\n" +
 	"\x05_portB\v\n" +
-	"\t_protocol\"\\\n" +
+	"\t_protocol\"\xed\x01\n" +
 	"\bEndpoint\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x126\n" +
-	"\x06target\x18\x02 \x01(\v2\x1e.tandem.discovery.v1.ObjectRefR\x06target\"Q\n" +
+	"\x06target\x18\x02 \x01(\v2\x1e.tandem.discovery.v1.ObjectRefR\x06target\x12 \n" +
+	"\vterminating\x18\x03 \x01(\bR\vterminating\x12\x1b\n" +
+	"\tnode_name\x18\x04 \x01(\tR\bnodeName\x12\x12\n" +
+	"\x04zone\x18\x05 \x01(\tR\x04zone\x12\x1d\n" +
+	"\n" +
+	"hint_zones\x18\x06 \x03(\tR\thintZones\x12\x1d\n" +
+	"\n" +
+	"hint_nodes\x18\a \x03(\tR\thintNodes\"Q\n" +
 	"\tObjectRef\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
@@ -554,7 +690,10 @@ const file_internal_discovery_discoverypb_service_proto_rawDesc = "" +
 	"\rTrafficPolicy\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\x03R\acreated\x12\x12\n" +
-	"\x04spec\x18\x03 \x01(\fR\x04specB>Z<github.com/tandem-mesh/tandem/internal/discovery/discoverypbb\x06proto3"
+	"\x04spec\x18\x03 \x01(\fR\x04spec\".\n" +
+	"\x04Node\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04zone\x18\x02 \x01(\tR\x04zoneB>Z<github.com/tandem-mesh/tandem/internal/discovery/discoverypbb\x06proto3"
 
 var (
 	file_internal_discovery_discoverypb_service_proto_rawDescOnce sync.Once
@@ -568,7 +707,7 @@ func file_internal_discovery_discoverypb_service_proto_rawDescGZIP() []byte {
 	return file_internal_discovery_discoverypb_service_proto_rawDescData
 }
 
-var file_internal_discovery_discoverypb_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_internal_discovery_discoverypb_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_internal_discovery_discoverypb_service_proto_goTypes = []any{
 	(*Service)(nil),       // 0: tandem.discovery.v1.Service
 	(*ServicePort)(nil),   // 1: tandem.discovery.v1.ServicePort
@@ -577,6 +716,7 @@ var file_internal_discovery_discoverypb_service_proto_goTypes = []any{
 	(*Endpoint)(nil),      // 4: tandem.discovery.v1.Endpoint
 	(*ObjectRef)(nil),     // 5: tandem.discovery.v1.ObjectRef
 	(*TrafficPolicy)(nil), // 6: tandem.discovery.v1.TrafficPolicy
+	(*Node)(nil),          // 7: tandem.discovery.v1.Node
 }
 var file_internal_discovery_discoverypb_service_proto_depIdxs = []int32{
 	1, // 0: tandem.discovery.v1.Service.ports:type_name -> tandem.discovery.v1.ServicePort
@@ -605,7 +745,7 @@ func file_internal_discovery_discoverypb_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_discovery_discoverypb_service_proto_rawDesc), len(file_internal_discovery_discoverypb_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

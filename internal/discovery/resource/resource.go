@@ -27,6 +27,10 @@ import (
 // TypeURL is the xDS type of the resource.
 const TypeURL = "type.googleapis.com/tandem.discovery.v1.Service"
 
+// NodeTypeURL is the xDS type of a Node's zone (discoverypb.Node), named by
+// the Node's name.
+const NodeTypeURL = "type.googleapis.com/tandem.discovery.v1.Node"
+
 // Name is the resource name of a Service: "<namespace>/<name>".
 func Name(namespace, name string) string { return namespace + "/" + name }
 
@@ -50,6 +54,17 @@ func FromObjects(svc *corev1.Service, slcs []*discoveryv1.EndpointSlice, policie
 	for _, p := range svc.Spec.Ports {
 		out.Ports = append(out.Ports, &pb.ServicePort{Name: p.Name, Port: p.Port, Protocol: string(p.Protocol), AppProtocol: p.AppProtocol})
 	}
+	out.SessionAffinity = string(svc.Spec.SessionAffinity)
+	if p := svc.Spec.InternalTrafficPolicy; p != nil {
+		out.InternalTrafficPolicy = string(*p)
+	}
+	if d := svc.Spec.TrafficDistribution; d != nil {
+		out.TrafficDistribution = *d
+	}
+	// An endpoint's node and zone are sent only to Services whose
+	// translation reads them: they would otherwise grow every resource.
+	wantNode := out.InternalTrafficPolicy == string(corev1.ServiceInternalTrafficPolicyLocal) || out.TrafficDistribution != ""
+	wantZone := out.TrafficDistribution != ""
 
 	// Translation takes a Service's slices in name order, and of an address
 	// listed twice the first listed wins: merging only into the last group
@@ -70,12 +85,28 @@ func FromObjects(svc *corev1.Service, slcs []*discoveryv1.EndpointSlice, policie
 		for i := range sl.Endpoints {
 			ep := &sl.Endpoints[i]
 			c := ep.Conditions
-			if (c.Ready != nil && !*c.Ready) || (c.Terminating != nil && *c.Terminating) || len(ep.Addresses) == 0 {
+			ready := c.Ready == nil || *c.Ready
+			servingTerminating := (c.Serving == nil || *c.Serving) && c.Terminating != nil && *c.Terminating
+			if (!ready && !servingTerminating) || len(ep.Addresses) == 0 {
 				continue
 			}
-			e := &pb.Endpoint{Address: ep.Addresses[0]}
+			e := &pb.Endpoint{Address: ep.Addresses[0], Terminating: !ready}
 			if r := ep.TargetRef; r != nil && r.Name != "" {
 				e.Target = &pb.ObjectRef{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+			}
+			if ep.NodeName != nil && wantNode {
+				e.NodeName = *ep.NodeName
+			}
+			if ep.Zone != nil && wantZone {
+				e.Zone = *ep.Zone
+			}
+			if h := ep.Hints; h != nil {
+				for _, z := range h.ForZones {
+					e.HintZones = append(e.HintZones, z.Name)
+				}
+				for _, n := range h.ForNodes {
+					e.HintNodes = append(e.HintNodes, n.Name)
+				}
 			}
 			g.Endpoints = append(g.Endpoints, e)
 			families[sl.AddressType] = true
@@ -123,6 +154,9 @@ type Objects struct {
 	Policies       []*v1alpha1.TrafficPolicy
 }
 
+// The conditions of a serving but terminating endpoint, shared by all.
+var notReady, serving, terminating = false, true, true
+
 // ToObjects makes the objects translation reads back from a resource: the
 // Service, one EndpointSlice per endpoint group (named so that their order
 // is the groups' order), and the policies.
@@ -140,6 +174,14 @@ func ToObjects(r *pb.Service) (Objects, error) {
 	}
 	for _, p := range r.Ports {
 		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: p.Name, Port: p.Port, Protocol: corev1.Protocol(p.Protocol), AppProtocol: p.AppProtocol})
+	}
+	svc.Spec.SessionAffinity = corev1.ServiceAffinity(r.SessionAffinity)
+	if r.InternalTrafficPolicy != "" {
+		p := corev1.ServiceInternalTrafficPolicy(r.InternalTrafficPolicy)
+		svc.Spec.InternalTrafficPolicy = &p
+	}
+	if r.TrafficDistribution != "" {
+		svc.Spec.TrafficDistribution = &r.TrafficDistribution
 	}
 	out := Objects{Service: svc}
 	for i, g := range r.EndpointGroups {
@@ -162,9 +204,28 @@ func ToObjects(r *pb.Service) (Objects, error) {
 			}
 		}
 		for j, e := range g.Endpoints {
-			sl.Endpoints[j] = discoveryv1.Endpoint{Addresses: []string{e.Address}}
+			ep := &sl.Endpoints[j]
+			*ep = discoveryv1.Endpoint{Addresses: []string{e.Address}}
+			if e.Terminating {
+				ep.Conditions = discoveryv1.EndpointConditions{Ready: &notReady, Serving: &serving, Terminating: &terminating}
+			}
 			if t := e.Target; t != nil {
-				sl.Endpoints[j].TargetRef = &corev1.ObjectReference{Kind: t.Kind, Namespace: t.Namespace, Name: t.Name}
+				ep.TargetRef = &corev1.ObjectReference{Kind: t.Kind, Namespace: t.Namespace, Name: t.Name}
+			}
+			if e.NodeName != "" {
+				ep.NodeName = &e.NodeName
+			}
+			if e.Zone != "" {
+				ep.Zone = &e.Zone
+			}
+			if len(e.HintZones)+len(e.HintNodes) > 0 {
+				ep.Hints = &discoveryv1.EndpointHints{}
+				for _, z := range e.HintZones {
+					ep.Hints.ForZones = append(ep.Hints.ForZones, discoveryv1.ForZone{Name: z})
+				}
+				for _, n := range e.HintNodes {
+					ep.Hints.ForNodes = append(ep.Hints.ForNodes, discoveryv1.ForNode{Name: n})
+				}
 			}
 		}
 		out.EndpointSlices = append(out.EndpointSlices, sl)

@@ -55,6 +55,9 @@ func TestGoldenCasesTranslateAlike(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The locality the golden cases are written for.
+			in.Local = xds.Locality{Node: "node-a", Zone: "zone-a"}
+			back.Local = in.Local
 			for _, mode := range []xds.Mode{xds.Sidecar, xds.Proxyless} {
 				want := translateJSON(t, in, mode)
 				got := translateJSON(t, back, mode)

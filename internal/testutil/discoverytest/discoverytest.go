@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	"github.com/tandem-mesh/tandem/internal/discovery"
@@ -73,7 +74,11 @@ func (d *Instance) Start() {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	s, err := discovery.New(discovery.Options{Sources: src, Kube: kube, TLS: d.tlsCfg, Refused: []string{"tandem-system"}, Logger: d.Logger})
+	meta, err := metadata.NewForConfig(d.cfg)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	s, err := discovery.New(discovery.Options{Sources: src, Kube: kube, Metadata: meta, TLS: d.tlsCfg, Refused: []string{"tandem-system"}, Logger: d.Logger})
 	if err != nil {
 		d.t.Fatal(err)
 	}
