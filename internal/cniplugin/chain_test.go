@@ -66,10 +66,16 @@ func TestChain(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: the chain creates network interfaces and namespaces, which needs root")
 	}
-	if !netnstest.RunTest(t) {
+	// Built before entering the namespace, where the module proxy is out
+	// of reach.
+	var binDir string
+	if !netns.InChild() {
+		binDir = buildChainPlugins(t)
+	}
+	if !netnstest.RunTest(t, chainBinEnv+"="+binDir) {
 		return
 	}
-	c := newChain(t)
+	c := newChain(t, os.Getenv(chainBinEnv))
 
 	tandem := c.pod("tandem", true, "--exclude-outbound-ports=8080")
 	plain := c.pod("plain", false)
@@ -174,7 +180,30 @@ func TestChain(t *testing.T) {
 	})
 }
 
-func newChain(t *testing.T) *chain {
+// chainBinEnv passes the plugins' directory into the test's namespace.
+const chainBinEnv = "TANDEM_TEST_CNI_BIN"
+
+// buildChainPlugins builds tandem-cni and the primary plugins it chains after.
+func buildChainPlugins(t *testing.T) string {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	binDir := filepath.Join(t.TempDir(), "bin")
+	build := func(args ...string) {
+		cmd := exec.Command("go", append([]string{"build"}, args...)...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %v: %v\n%s", args, err, out)
+		}
+	}
+	build("-o", filepath.Join(binDir, "tandem-cni"), "./cmd/cni")
+	build("-o", binDir+"/", "github.com/containernetworking/plugins/plugins/main/ptp", "github.com/containernetworking/plugins/plugins/ipam/host-local")
+	return binDir
+}
+
+func newChain(t *testing.T, binDir string) *chain {
 	t.Helper()
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -185,16 +214,7 @@ func newChain(t *testing.T) *chain {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	c := &chain{t: t, binDir: filepath.Join(dir, "bin")}
-	build := func(args ...string) {
-		cmd := exec.Command("go", append([]string{"build"}, args...)...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %v: %v\n%s", args, err, out)
-		}
-	}
-	build("-o", filepath.Join(c.binDir, "tandem-cni"), "./cmd/cni")
-	build("-o", c.binDir+"/", "github.com/containernetworking/plugins/plugins/main/ptp", "github.com/containernetworking/plugins/plugins/ipam/host-local")
+	c := &chain{t: t, binDir: binDir}
 
 	kubeconfig := filepath.Join(dir, "tandem-cni.kubeconfig")
 	// Only loopback here: the API server needs an address to advertise,
