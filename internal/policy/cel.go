@@ -159,6 +159,13 @@ const podNameExpr = `(has(object.metadata.name) && object.metadata.name != "" ? 
 // labeled out, or with a label value it must refuse.
 func selected() string {
 	l := wellknown.InjectLabel
-	return fmt.Sprintf(`%s || (%s && !%s) || (has(object.metadata.labels) && %s in object.metadata.labels && !(object.metadata.labels[%s] in ["true", "false"]))`,
-		hasLabel("object", l, "true"), hasLabel("namespaceObject", l, wellknown.InjectLabelEnabled), hasLabel("object", l, "false"), lit(l), lit(l))
+	return fmt.Sprintf(`%s || (%s && !%s) || (%s)`,
+		hasLabel("object", l, "true"), hasLabel("namespaceObject", l, wellknown.InjectLabelEnabled), hasLabel("object", l, "false"), badInjectLabel())
+}
+
+// badInjectLabel is true for a pod whose tandem.dev/inject label is neither
+// "true" nor "false", which the injector refuses.
+func badInjectLabel() string {
+	l := lit(wellknown.InjectLabel)
+	return fmt.Sprintf(`has(object.metadata.labels) && %s in object.metadata.labels && !(object.metadata.labels[%s] in ["true", "false"])`, l, l)
 }

@@ -15,10 +15,11 @@ import (
 // the policies a moment later, not when Install returns.
 func Install(ctx context.Context, cs kubernetes.Interface, p *Policies) error {
 	ar := cs.AdmissionregistrationV1()
-	steps := []struct {
+	type step struct {
 		what string
 		do   func() error
-	}{
+	}
+	steps := []step{
 		{"ConfigMap " + p.Params.Name, func() error {
 			_, err := cs.CoreV1().ConfigMaps(p.Params.Namespace).Create(ctx, p.Params, metav1.CreateOptions{})
 			return err
@@ -27,18 +28,22 @@ func Install(ctx context.Context, cs kubernetes.Interface, p *Policies) error {
 			_, err := ar.MutatingAdmissionPolicies().Create(ctx, p.Mutating, metav1.CreateOptions{})
 			return err
 		}},
-		{"MutatingAdmissionPolicyBinding " + p.MutatingBinding.Name, func() error {
-			_, err := ar.MutatingAdmissionPolicyBindings().Create(ctx, p.MutatingBinding, metav1.CreateOptions{})
-			return err
-		}},
 		{"ValidatingAdmissionPolicy " + p.Validating.Name, func() error {
 			_, err := ar.ValidatingAdmissionPolicies().Create(ctx, p.Validating, metav1.CreateOptions{})
 			return err
 		}},
-		{"ValidatingAdmissionPolicyBinding " + p.ValidatingBinding.Name, func() error {
-			_, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, p.ValidatingBinding, metav1.CreateOptions{})
+	}
+	for _, b := range p.MutatingBindings {
+		steps = append(steps, step{"MutatingAdmissionPolicyBinding " + b.Name, func() error {
+			_, err := ar.MutatingAdmissionPolicyBindings().Create(ctx, b, metav1.CreateOptions{})
 			return err
-		}},
+		}})
+	}
+	for _, b := range p.ValidatingBindings {
+		steps = append(steps, step{"ValidatingAdmissionPolicyBinding " + b.Name, func() error {
+			_, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, b, metav1.CreateOptions{})
+			return err
+		}})
 	}
 	for _, s := range steps {
 		if err := s.do(); err != nil && !apierrors.IsAlreadyExists(err) {

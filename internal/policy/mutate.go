@@ -22,7 +22,7 @@ func (c *compiler) firstError(validating bool) string {
 	checks := []check{{"!variables.selected", `""`}}
 	l := lit(wellknown.InjectLabel)
 	checks = append(checks, check{
-		fmt.Sprintf(`has(object.metadata.labels) && %s in object.metadata.labels && !(object.metadata.labels[%s] in ["true", "false"])`, l, l),
+		badInjectLabel(),
 		fmt.Sprintf(`"label %s=" + strings.quote(object.metadata.labels[%s]) + " on pod " + %s + %s`, wellknown.InjectLabel, l, "variables.podName",
 			lit(` is invalid; accepted: "true" (inject, even in a namespace without the label) or "false" (never inject)`)),
 	})
@@ -31,16 +31,7 @@ func (c *compiler) firstError(validating bool) string {
 		// the injector skips it before it reads the annotations.
 		checks = append(checks, check{hasAnnotation("object", wellknown.StatusAnnotation), `""`}, check{"(" + skippedCEL() + ")", `""`})
 	}
-	for _, src := range []struct{ prefix, obj, on string }{
-		{"ns", "namespaceObject", `"namespace " + strings.quote(namespaceObject.metadata.name)`},
-		{"pod", "object", `"pod " + variables.podName`},
-	} {
-		for _, a := range c.annotations {
-			v := "variables." + src.prefix + strings.ToUpper(varName(a.key)[:1]) + varName(a.key)[1:] + "Error"
-			checks = append(checks, check{v + ` != ""`, fmt.Sprintf(`"annotation %s=" + strings.quote(%s) + " on " + %s + " is invalid: " + %s + %s`,
-				a.Annotation, annotation(src.obj, a.Annotation), src.on, v, lit("; accepted: "+a.Accepted))})
-		}
-	}
+	checks = append(checks, check{`variables.annotationError != ""`, "variables.annotationError"})
 	for _, p := range []struct{ what, req, limit, reqName, limitName string }{
 		{"proxy CPU", "proxy-cpu", "proxy-cpu-limit", wellknown.AnnotationProxyCPU, wellknown.AnnotationProxyCPULimit},
 		{"proxy memory", "proxy-memory", "proxy-memory-limit", wellknown.AnnotationProxyMemory, wellknown.AnnotationProxyMemoryLimit},
@@ -58,6 +49,33 @@ func (c *compiler) firstError(validating bool) string {
 	}
 	for _, vr := range c.variants {
 		fmt.Fprintf(&b, "%s ? (%s%s) :\n", vr.selector(), vr.podSecurityRefusal(), vr.clashes())
+	}
+	b.WriteString(`""`)
+	return b.String()
+}
+
+// annotationError is the CEL for the first invalid annotation, the
+// namespace's before the pod's ("" for none). A pod and namespace without
+// any of the injector's annotations, most of them, skip every check.
+func (c *compiler) annotationError() string {
+	keys := make([]string, len(c.annotations))
+	for i, a := range c.annotations {
+		keys[i] = a.Annotation
+	}
+	annotated := func(obj string) string {
+		return fmt.Sprintf("(has(%s.metadata.annotations) && %s.exists(k, k in %s.metadata.annotations))", obj, litList(keys), obj)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "!(%s || %s) ? \"\" :\n", annotated("namespaceObject"), annotated("object"))
+	for _, src := range []struct{ prefix, obj, on string }{
+		{"ns", "namespaceObject", `"namespace " + strings.quote(namespaceObject.metadata.name)`},
+		{"pod", "object", `"pod " + variables.podName`},
+	} {
+		for _, a := range c.annotations {
+			v := "variables." + src.prefix + strings.ToUpper(varName(a.key)[:1]) + varName(a.key)[1:] + "Error"
+			fmt.Fprintf(&b, "%s != \"\" ?\n  \"annotation %s=\" + strings.quote(%s) + \" on \" + %s + \" is invalid: \" + %s + %s :\n",
+				v, a.Annotation, annotation(src.obj, a.Annotation), src.on, v, lit("; accepted: "+a.Accepted))
+		}
 	}
 	b.WriteString(`""`)
 	return b.String()
@@ -170,16 +188,22 @@ func escapeKey(k string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
 }
 
-// mutations: one JSON patch per variant, empty unless the pod renders it.
+// mutations: one JSON patch whose operations are those of the variant the
+// pod renders (none when it renders none). One expression, not one per
+// variant: the API server evaluates the variables afresh and encodes,
+// patches, decodes and defaults the pod once for every mutation, even an
+// empty one, and that made up most of the policies' cost per pod.
 func (c *compiler) mutations() []admissionv1.Mutation {
-	var out []admissionv1.Mutation
+	var b strings.Builder
+	b.WriteString("!(variables.selected && variables.firstError == \"\") ? [] :\n")
 	for _, vr := range c.variants {
-		out = append(out, admissionv1.Mutation{
-			PatchType: admissionv1.PatchTypeJSONPatch,
-			JSONPatch: &admissionv1.JSONPatch{Expression: fmt.Sprintf("variables.selected && variables.firstError == \"\" && %s ?\n%s :\n[]", vr.selector(), vr.patch())},
-		})
+		fmt.Fprintf(&b, "%s ?\n%s :\n", vr.selector(), vr.patch())
 	}
-	return out
+	b.WriteString("[]")
+	return []admissionv1.Mutation{{
+		PatchType: admissionv1.PatchTypeJSONPatch,
+		JSONPatch: &admissionv1.JSONPatch{Expression: b.String()},
+	}}
 }
 
 // patch is the CEL list of JSON patch operations that inject the variant.

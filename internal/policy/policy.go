@@ -26,13 +26,16 @@ const (
 	ParamsName     = "tandem-injection-defaults"
 )
 
-// Policies are the objects that inject without a webhook.
+// Policies are the objects that inject without a webhook. Each policy has
+// two bindings, selecting pods as the webhook configuration's two webhooks
+// do: in labeled namespaces unless labeled out, and labeled in elsewhere;
+// the API server evaluates nothing for any other pod.
 type Policies struct {
-	Params            *corev1.ConfigMap
-	Mutating          *admissionv1.MutatingAdmissionPolicy
-	MutatingBinding   *admissionv1.MutatingAdmissionPolicyBinding
-	Validating        *admissionv1.ValidatingAdmissionPolicy
-	ValidatingBinding *admissionv1.ValidatingAdmissionPolicyBinding
+	Params             *corev1.ConfigMap
+	Mutating           *admissionv1.MutatingAdmissionPolicy
+	MutatingBindings   []*admissionv1.MutatingAdmissionPolicyBinding
+	Validating         *admissionv1.ValidatingAdmissionPolicy
+	ValidatingBindings []*admissionv1.ValidatingAdmissionPolicyBinding
 }
 
 // annotated is one annotation the injector reads, with how to check it.
@@ -136,7 +139,7 @@ func (c *compiler) policies() *Policies {
 	notHostNetwork := admissionv1.MatchCondition{Name: "not-host-network", Expression: `!(has(object.spec.hostNetwork) && object.spec.hostNetwork)`}
 	notInjected := admissionv1.MatchCondition{Name: "not-injected", Expression: "!" + hasAnnotation("object", wellknown.StatusAnnotation)}
 
-	vars := c.variables()
+	vars := append(c.variables(), admissionv1.Variable{Name: "annotationError", Expression: c.annotationError()})
 	p := &Policies{
 		Params: &corev1.ConfigMap{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
@@ -149,17 +152,12 @@ func (c *compiler) policies() *Policies {
 			Spec: admissionv1.MutatingAdmissionPolicySpec{
 				ParamKind:          paramKind,
 				MatchConstraints:   constraints,
-				MatchConditions:    append([]admissionv1.MatchCondition{notHostNetwork, notInjected}, skipConditions()...),
-				Variables:          append(vars, admissionv1.Variable{Name: "firstError", Expression: c.firstError(false)}),
+				MatchConditions:    []admissionv1.MatchCondition{injectable(notHostNetwork, notInjected)},
+				Variables:          append(slices.Clone(vars), admissionv1.Variable{Name: "firstError", Expression: c.firstError(false)}),
 				Mutations:          c.mutations(),
 				FailurePolicy:      &fail,
 				ReinvocationPolicy: admissionv1.IfNeededReinvocationPolicy,
 			},
-		},
-		MutatingBinding: &admissionv1.MutatingAdmissionPolicyBinding{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicyBinding"},
-			ObjectMeta: meta(MutatingName, ""),
-			Spec:       admissionv1.MutatingAdmissionPolicyBindingSpec{PolicyName: MutatingName, ParamRef: paramRef},
 		},
 		Validating: &admissionv1.ValidatingAdmissionPolicy{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
@@ -167,7 +165,7 @@ func (c *compiler) policies() *Policies {
 			Spec: admissionv1.ValidatingAdmissionPolicySpec{
 				ParamKind:        paramKind,
 				MatchConstraints: constraints,
-				MatchConditions:  []admissionv1.MatchCondition{notHostNetwork},
+				MatchConditions:  []admissionv1.MatchCondition{toValidate(notHostNetwork, notInjected)},
 				Variables:        append(slices.Clone(vars), admissionv1.Variable{Name: "firstError", Expression: c.firstError(true)}),
 				Validations: []admissionv1.Validation{{
 					Expression:        `variables.firstError == ""`,
@@ -177,19 +175,72 @@ func (c *compiler) policies() *Policies {
 				FailurePolicy: &fail,
 			},
 		},
-		ValidatingBinding: &admissionv1.ValidatingAdmissionPolicyBinding{
+	}
+	for _, sel := range bindingSelectors() {
+		suffix := ""
+		if sel.suffix != "" {
+			suffix = "-" + sel.suffix
+		}
+		match := &admissionv1.MatchResources{NamespaceSelector: sel.namespace, ObjectSelector: sel.object}
+		p.MutatingBindings = append(p.MutatingBindings, &admissionv1.MutatingAdmissionPolicyBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicyBinding"},
+			ObjectMeta: meta(MutatingName+suffix, ""),
+			Spec:       admissionv1.MutatingAdmissionPolicyBindingSpec{PolicyName: MutatingName, ParamRef: paramRef, MatchResources: match},
+		})
+		p.ValidatingBindings = append(p.ValidatingBindings, &admissionv1.ValidatingAdmissionPolicyBinding{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-			ObjectMeta: meta(ValidatingName, ""),
+			ObjectMeta: meta(ValidatingName+suffix, ""),
 			Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
-				PolicyName: ValidatingName, ParamRef: paramRef,
+				PolicyName: ValidatingName, ParamRef: paramRef, MatchResources: match.DeepCopy(),
 				ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
 			},
-		},
+		})
 	}
 	return p
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// bindingSelectors are the webhook configuration's two selections of pods
+// (config/webhook): pods of labeled namespaces that are not labeled out,
+// and pods labeled in anywhere else.
+func bindingSelectors() []struct {
+	suffix            string
+	namespace, object *metav1.LabelSelector
+} {
+	l := wellknown.InjectLabel
+	req := func(op metav1.LabelSelectorOperator, v string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: l, Operator: op, Values: []string{v}}}}
+	}
+	return []struct {
+		suffix            string
+		namespace, object *metav1.LabelSelector
+	}{
+		{"", req(metav1.LabelSelectorOpIn, wellknown.InjectLabelEnabled), req(metav1.LabelSelectorOpNotIn, "false")},
+		{"object", req(metav1.LabelSelectorOpNotIn, wellknown.InjectLabelEnabled), req(metav1.LabelSelectorOpIn, "true")},
+	}
+}
+
+// toValidate is the validating policy's match condition: a pod that
+// carries tandem.dev/status has been checked already (the mutating policy
+// injects only what passes every check), or was written so and is left
+// alone but for its label, so the API server need not evaluate the
+// validation for every injected pod.
+func toValidate(notHostNetwork, notInjected admissionv1.MatchCondition) admissionv1.MatchCondition {
+	return admissionv1.MatchCondition{Name: "to-validate", Expression: fmt.Sprintf("(%s) && ((%s) || (%s))", notHostNetwork.Expression, notInjected.Expression, badInjectLabel())}
+}
+
+// injectable is one match condition for the pods the mutating policy may
+// inject: the API server evaluates every match condition of a policy for
+// every pod, and again when it reinvokes the mutations, where one
+// expression stops at the first false term (a pod injected already).
+func injectable(first ...admissionv1.MatchCondition) admissionv1.MatchCondition {
+	var terms []string
+	for _, m := range append(first, skipConditions()...) {
+		terms = append(terms, "("+m.Expression+")")
+	}
+	return admissionv1.MatchCondition{Name: "injectable", Expression: strings.Join(terms, " && ")}
+}
 
 // published reads a key the injector writes into the params at run time:
 // absent until it does, and discovery's address only beside its CA, as the

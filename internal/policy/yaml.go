@@ -34,11 +34,11 @@ var comments = map[string]string{
 # and in canonical form. Namespace and pod annotations override them.`,
 	"MutatingAdmissionPolicy": `# Adds the sidecars. Skips pods on the host's network, pods already carrying
 # tandem.dev/status (so re-invocation after another mutation changes
-# nothing) and pods the validating policy refuses. One JSON patch per
-# template, layout and capture mode; each is empty unless the pod renders it.`,
-	"MutatingAdmissionPolicyBinding":   `# Binds the mutating policy to its defaults; without them, pods are refused.`,
+# nothing) and pods the validating policy refuses. One JSON patch: the
+# operations of the template, layout and capture mode the pod renders.`,
+	"MutatingAdmissionPolicyBinding":   `# Binds the mutating policy to its defaults (without them, pods are refused), for the pods the webhook configuration's webhook of the same selectors would see: of labeled namespaces unless labeled out, or labeled in elsewhere. No other pod costs the API server an evaluation.`,
 	"ValidatingAdmissionPolicy":        `# Refuses what the webhook refuses, with its words: a bad annotation (naming the annotation, the value and what is accepted), a bad tandem.dev/inject label, a request over its limit, sidecars the namespace's Pod Security level forbids (init mode), a name the sidecars need that the pod already uses.`,
-	"ValidatingAdmissionPolicyBinding": `# Binds the validating policy to the same defaults.`,
+	"ValidatingAdmissionPolicyBinding": `# Binds the validating policy to the same defaults and pods.`,
 }
 
 // YAML writes the policies as one multi-document YAML file, CEL
@@ -46,7 +46,15 @@ var comments = map[string]string{
 func (p *Policies) YAML() ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString(header)
-	for _, obj := range []runtime.Object{p.Params, p.Mutating, p.MutatingBinding, p.Validating, p.ValidatingBinding} {
+	objs := []runtime.Object{p.Params, p.Mutating}
+	for _, b := range p.MutatingBindings {
+		objs = append(objs, b)
+	}
+	objs = append(objs, p.Validating)
+	for _, b := range p.ValidatingBindings {
+		objs = append(objs, b)
+	}
+	for _, obj := range objs {
 		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 		if err != nil {
 			return nil, err
