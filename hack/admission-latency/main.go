@@ -163,7 +163,7 @@ func profilePolicies(ctx context.Context, cfg *rest.Config, cs kubernetes.Interf
 	const seconds = 20
 	done := make(chan error, 1)
 	go func() {
-		b, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", fmt.Sprint(seconds)).Timeout(2*seconds*time.Second).DoRaw(ctx)
+		b, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", fmt.Sprint(seconds)).Timeout(2 * seconds * time.Second).DoRaw(ctx)
 		if err == nil {
 			err = os.WriteFile(path, b, 0o644)
 		}
