@@ -31,6 +31,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/go-logr/logr"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -41,7 +42,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/tandem-mesh/tandem/internal/controlplane"
 	"github.com/tandem-mesh/tandem/internal/discovery/resource"
@@ -62,6 +65,11 @@ const ns = "scale"
 
 func main() {
 	flag.Parse()
+	// The table is the output: envtest's and client-go's own logging stays
+	// out of it.
+	ctrllog.SetLogger(logr.Discard())
+	klog.SetOutput(io.Discard)
+	klog.LogToStderr(false)
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(1)
@@ -125,6 +133,8 @@ func run() error {
 	if err := os.WriteFile(h.kubeconfig, kubeconfig, 0o600); err != nil {
 		return err
 	}
+	// Thousands of objects are created here: no client-side rate limit.
+	cfg.QPS = -1
 	if h.kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return err
 	}
@@ -132,10 +142,36 @@ func run() error {
 		return err
 	}
 	defer h.stopAll()
-	if err := h.setup(); err != nil {
-		return err
+	if err = h.setup(); err == nil {
+		err = h.measure()
 	}
-	return h.measure()
+	if err != nil {
+		h.printLogs()
+	}
+	return err
+}
+
+// logTo returns the log file of a child process; the logs are shown only
+// when the measurement fails.
+func (h *harness) logTo(name string) *os.File {
+	f, err := os.OpenFile(filepath.Join(h.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		fatalf("scale: %v", err)
+	}
+	return f
+}
+
+// printLogs shows the end of every child's log that has anything in it.
+func (h *harness) printLogs() {
+	logs, _ := filepath.Glob(filepath.Join(h.dir, "*.log"))
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		fmt.Fprintf(os.Stderr, "--- %s (last lines)\n%s\n", filepath.Base(l), strings.Join(lines[max(0, len(lines)-20):], "\n"))
+	}
 }
 
 func (h *harness) setup() error {
@@ -222,7 +258,7 @@ func (h *harness) startInjector() error {
 		"--kubeconfig="+h.kubeconfig, "--cert-dir="+filepath.Dir(h.caFile),
 		"--discovery-addr="+h.discAddr, "--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--native-sidecar=true", "--injector-namespace=tandem-system", "--log-level=error")
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = h.logTo("injector")
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -275,7 +311,7 @@ func (h *harness) startAgents(n int, scope, token string) ([]*agentProc, error) 
 			args = append(args, "--watch-namespaces="+scope)
 		}
 		a.cmd = exec.Command(filepath.Join(h.bin, "agent"), args...)
-		a.cmd.Stderr = os.Stderr
+		a.cmd.Stderr = h.logTo(filepath.Base(a.socket))
 		if err := a.cmd.Start(); err != nil {
 			return nil, err
 		}
