@@ -396,6 +396,9 @@ func (h *harness) measure() error {
 		if err := h.lightweight(*subscribers); err != nil {
 			return err
 		}
+		if err := h.together(*subscribers); err != nil {
+			return err
+		}
 	}
 	// Discovery's restart with the agents attached.
 	before := make([]float64, len(all))
@@ -584,6 +587,73 @@ func (h *harness) lightweight(n int) error {
 	return nil
 }
 
+// together times n streams opened at once until each has its first
+// response, as when a fleet reconnects: with tokens bound to pods, as the
+// agents' projected tokens are (checked by discovery itself), and with
+// tokens bound to no pod (each reviewed by the API server).
+func (h *harness) together(n int) error {
+	ctx := context.Background()
+	bound := make([]string, n)
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			pod, err := h.kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("agent-%d", i)},
+				Spec:       corev1.PodSpec{ServiceAccountName: "agent", Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+			}, metav1.CreateOptions{})
+			var tr *authnv1.TokenRequest
+			if err == nil {
+				tr, err = h.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "agent", &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
+					Audiences:      []string{wellknown.DiscoveryAudience},
+					BoundObjectRef: &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+				}}, metav1.CreateOptions{})
+			}
+			if err == nil {
+				bound[i] = tr.Status.Token
+			}
+			mu.Lock()
+			first = cmp.Or(first, err)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	// Discovery sees the new pods through its watch before they connect.
+	time.Sleep(2 * time.Second)
+	unbound, err := os.ReadFile(h.token)
+	if err != nil {
+		return err
+	}
+	for _, run := range []struct {
+		what   string
+		tokens []string
+	}{
+		{"bound to their pods", bound},
+		{"bound to no pod (reviewed)", slices.Repeat([]string{strings.TrimSpace(string(unbound))}, n)},
+	} {
+		req0 := h.requests()
+		cpu0 := cpuSeconds(h.injector.Process.Pid)
+		start := time.Now()
+		subs, err := h.subscribeWith(run.tokens, "*")
+		if err != nil {
+			return err
+		}
+		took := time.Since(start)
+		cpu := cpuSeconds(h.injector.Process.Pid) - cpu0
+		subs.close()
+		report(fmt.Sprintf("%d streams opened at once, tokens %s", n, run.what), "all answered after %v; discovery %.2f CPU-s; API server requests: %s",
+			took.Round(time.Millisecond), cpu, cmp.Or(since(req0, h.requests()), "none"))
+	}
+	return nil
+}
+
 // subscribers are plain delta xDS streams to discovery.
 type subscriberSet struct {
 	mu      sync.Mutex
@@ -594,23 +664,34 @@ type subscriberSet struct {
 }
 
 func (h *harness) subscribe(n int, sub string) (*subscriberSet, error) {
+	token, err := os.ReadFile(h.token)
+	if err != nil {
+		return nil, err
+	}
+	tokens := make([]string, n)
+	for i := range tokens {
+		tokens[i] = strings.TrimSpace(string(token))
+	}
+	return h.subscribeWith(tokens, sub)
+}
+
+// subscribeWith opens a stream per token, all at once, and returns when
+// each has had its first response.
+func (h *harness) subscribeWith(tokens []string, sub string) (*subscriberSet, error) {
+	n := len(tokens)
 	pem, err := os.ReadFile(h.caFile)
 	if err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
-	token, err := os.ReadFile(h.token)
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &subscriberSet{cancel: cancel}
 	ready := make(chan error, n)
 	for i := range n {
 		conn, err := grpc.NewClient(h.discAddr,
 			grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})),
-			grpc.WithPerRPCCredentials(bearer(strings.TrimSpace(string(token)))))
+			grpc.WithPerRPCCredentials(bearer(tokens[i])))
 		if err != nil {
 			cancel()
 			return nil, err

@@ -2,10 +2,13 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -15,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tandem-mesh/tandem/internal/wellknown"
@@ -22,16 +26,20 @@ import (
 
 // authenticator admits a stream whose bearer token the API server accepts
 // for the audience tandem-discovery, issued to a service account of a
-// namespace with injection enabled (or to a pod that opted in).
+// namespace with injection enabled (or to a pod that opted in). Tokens are
+// checked locally where they can be (tokens.go), else by a TokenReview.
 type authenticator struct {
 	kube      kubernetes.Interface
 	namespace func(ctx context.Context, name string) (*corev1.Namespace, error)
+	local     *localTokens
 	refused   []string
 	log       *slog.Logger
+	// reviews counts TokenReviews sent, local the tokens decided locally.
+	reviews, decidedLocally atomic.Int64
 }
 
-func newAuthenticator(o Options) *authenticator {
-	a := &authenticator{kube: o.Kube, namespace: o.Namespace, refused: o.Refused, log: o.Logger}
+func newAuthenticator(o Options, local *localTokens) *authenticator {
+	a := &authenticator{kube: o.Kube, namespace: o.Namespace, local: local, refused: o.Refused, log: o.Logger}
 	if a.namespace == nil {
 		a.namespace = func(ctx context.Context, name string) (*corev1.Namespace, error) {
 			return o.Kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
@@ -40,21 +48,32 @@ func newAuthenticator(o Options) *authenticator {
 	return a
 }
 
-// podNameKey is the extra field of a TokenReview naming the pod a token is
-// bound to.
-const podNameKey = "authentication.kubernetes.io/pod-name"
+// Extra fields of a TokenReview naming the pod a token is bound to.
+const (
+	podNameKey = "authentication.kubernetes.io/pod-name"
+	podUIDKey  = "authentication.kubernetes.io/pod-uid"
+)
+
+// who names an identity in messages and logs: namespace/pod, else
+// namespace/service account.
+func (id identity) who() string {
+	if id.pod != "" {
+		return id.namespace + "/" + id.pod
+	}
+	return id.namespace + "/" + id.serviceAccount
+}
 
 // check returns who the stream's token belongs to, or a gRPC status error
 // (logged) saying why it is refused.
-func (a *authenticator) check(ctx context.Context) (string, error) {
+func (a *authenticator) check(ctx context.Context) (identity, error) {
 	from := ""
 	if p, ok := peer.FromContext(ctx); ok {
 		from = p.Addr.String()
 	}
-	refuse := func(code codes.Code, format string, args ...any) error {
+	refuse := func(code codes.Code, format string, args ...any) (identity, error) {
 		msg := fmt.Sprintf(format, args...)
 		a.log.Warn("stream refused", "peer", from, "code", code.String(), "reason", msg)
-		return status.Error(code, msg)
+		return identity{}, status.Error(code, msg)
 	}
 	token := ""
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -65,13 +84,59 @@ func (a *authenticator) check(ctx context.Context) (string, error) {
 		}
 	}
 	if token == "" {
-		return "", refuse(codes.Unauthenticated, "no bearer token: send a service-account token of audience %s", Audience)
+		return refuse(codes.Unauthenticated, "no bearer token: send a service-account token of audience %s", Audience)
 	}
+	id, err := a.local.verify(ctx, token, time.Now())
+	switch {
+	case err == nil:
+		a.decidedLocally.Add(1)
+	case errors.Is(err, errUndecided):
+		var st *status.Status
+		if id, st = a.review(ctx, token); st != nil {
+			return refuse(st.Code(), "%s", st.Message())
+		}
+	default:
+		a.decidedLocally.Add(1)
+		return refuse(codes.Unauthenticated, "%v", err)
+	}
+	who := id.who()
+	if slices.Contains(a.refused, id.namespace) {
+		return refuse(codes.PermissionDenied, "%s: namespace %s is never injected, so its pods are not served", who, id.namespace)
+	}
+	n, err := a.namespace(ctx, id.namespace)
+	switch {
+	case apierrors.IsNotFound(err):
+		return refuse(codes.PermissionDenied, "%s: namespace %s does not exist", who, id.namespace)
+	case err != nil:
+		return refuse(codes.Unavailable, "%s: reading namespace %s: %v", who, id.namespace, err)
+	}
+	if n.Labels[wellknown.InjectLabel] == wellknown.InjectLabelEnabled {
+		return id, nil
+	}
+	// A pod may opt in inside a namespace without the label.
+	if id.pod != "" {
+		labels := id.podLabels
+		if labels == nil {
+			if p, err := a.kube.CoreV1().Pods(id.namespace).Get(ctx, id.pod, metav1.GetOptions{}); err == nil {
+				labels = p.Labels
+			}
+		}
+		if labels[wellknown.InjectLabel] == "true" {
+			return id, nil
+		}
+	}
+	return refuse(codes.PermissionDenied, "%s: namespace %s does not have injection enabled (label %s=%s)",
+		who, id.namespace, wellknown.InjectLabel, wellknown.InjectLabelEnabled)
+}
+
+// review asks the API server about a token it could not check locally.
+func (a *authenticator) review(ctx context.Context, token string) (identity, *status.Status) {
+	a.reviews.Add(1)
 	tr, err := a.kube.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{
 		Spec: authnv1.TokenReviewSpec{Token: token, Audiences: []string{Audience}},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return "", refuse(codes.Unavailable, "reviewing the token: %v", err)
+		return identity{}, status.Newf(codes.Unavailable, "reviewing the token: %v", err)
 	}
 	st := tr.Status
 	if !st.Authenticated {
@@ -79,40 +144,22 @@ func (a *authenticator) check(ctx context.Context) (string, error) {
 		if why == "" {
 			why = "not authenticated"
 		}
-		return "", refuse(codes.Unauthenticated, "token refused (wanted audience %s, unexpired): %s", Audience, why)
+		return identity{}, status.Newf(codes.Unauthenticated, "token refused (wanted audience %s, unexpired): %s", Audience, why)
 	}
 	if !slices.Contains(st.Audiences, Audience) {
-		return "", refuse(codes.Unauthenticated, "token is not for audience %s (its audiences: %v)", Audience, st.Audiences)
+		return identity{}, status.Newf(codes.Unauthenticated, "token is not for audience %s (its audiences: %v)", Audience, st.Audiences)
 	}
 	rest, ok := strings.CutPrefix(st.User.Username, "system:serviceaccount:")
 	ns, sa, ok2 := strings.Cut(rest, ":")
 	if !ok || !ok2 {
-		return "", refuse(codes.PermissionDenied, "%s is not a service account; agents use their pod's service account", st.User.Username)
+		return identity{}, status.Newf(codes.PermissionDenied, "%s is not a service account; agents use their pod's service account", st.User.Username)
 	}
-	who := ns + "/" + sa
+	id := identity{namespace: ns, serviceAccount: sa}
 	if pod := st.User.Extra[podNameKey]; len(pod) == 1 {
-		who = ns + "/" + pod[0]
+		id.pod = pod[0]
 	}
-	if slices.Contains(a.refused, ns) {
-		return "", refuse(codes.PermissionDenied, "%s: namespace %s is never injected, so its pods are not served", who, ns)
+	if uid := st.User.Extra[podUIDKey]; len(uid) == 1 {
+		id.podUID = types.UID(uid[0])
 	}
-	n, err := a.namespace(ctx, ns)
-	switch {
-	case apierrors.IsNotFound(err):
-		return "", refuse(codes.PermissionDenied, "%s: namespace %s does not exist", who, ns)
-	case err != nil:
-		return "", refuse(codes.Unavailable, "%s: reading namespace %s: %v", who, ns, err)
-	}
-	if n.Labels[wellknown.InjectLabel] == wellknown.InjectLabelEnabled {
-		return who, nil
-	}
-	// A pod may opt in inside a namespace without the label.
-	if pod := st.User.Extra[podNameKey]; len(pod) == 1 {
-		p, err := a.kube.CoreV1().Pods(ns).Get(ctx, pod[0], metav1.GetOptions{})
-		if err == nil && p.Labels[wellknown.InjectLabel] == "true" {
-			return who, nil
-		}
-	}
-	return "", refuse(codes.PermissionDenied, "%s: namespace %s does not have injection enabled (label %s=%s)",
-		who, ns, wellknown.InjectLabel, wellknown.InjectLabelEnabled)
+	return id, nil
 }

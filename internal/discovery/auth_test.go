@@ -64,7 +64,7 @@ func TestAuthenticatorRefusals(t *testing.T) {
 				return true, &authnv1.TokenReview{Status: tc.review}, nil
 			})
 			var logs strings.Builder
-			auth := newAuthenticator(Options{Kube: kube, Refused: []string{"tandem-system"}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			auth := newAuthenticator(Options{Kube: kube, Refused: []string{"tandem-system"}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil)
 			ctx := context.Background()
 			if tc.token != "" {
 				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer "+tc.token))

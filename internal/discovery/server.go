@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
@@ -52,7 +53,9 @@ type Options struct {
 	// Kube reviews tokens and reads pods, and namespaces when Namespace is nil.
 	Kube kubernetes.Interface
 	// Metadata watches the Nodes' metadata, whose zone labels agents are
-	// told; nil serves no zones.
+	// told, and the pods' and service accounts' metadata, against which
+	// agents' tokens are checked without a TokenReview each; nil serves no
+	// zones and reviews every token.
 	Metadata metadata.Interface
 	// Namespace reads a namespace, from a cache in the injector: every
 	// agent's stream is checked against its namespace, and reading it from
@@ -83,6 +86,9 @@ type Server struct {
 	updateMu sync.Mutex
 	// streams counts open streams (for metrics and tests).
 	streams atomic.Int64
+	// byPod holds the open streams of each pod, ended when it is deleted.
+	byPodMu sync.Mutex
+	byPod   map[types.UID]map[*int]context.CancelFunc
 	sent    atomic.Int64 // bytes of responses sent
 }
 
@@ -94,9 +100,15 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Server{opts: o, log: o.Logger, cache: NewCache(), serving: make(chan struct{})}
-	s.auth = newAuthenticator(o)
+	s := &Server{opts: o, log: o.Logger, cache: NewCache(), serving: make(chan struct{}), byPod: map[types.UID]map[*int]context.CancelFunc{}}
+	var local *localTokens
 	var err error
+	if o.Metadata != nil && o.Kube != nil {
+		if local, err = newLocalTokens(o.Kube.CoreV1().RESTClient(), o.Metadata, s.log, s.endPodStreams); err != nil {
+			return nil, err
+		}
+	}
+	s.auth = newAuthenticator(o, local)
 	if s.nodes, err = newNodeZones(o.Metadata, s.log); err != nil {
 		return nil, err
 	}
@@ -163,6 +175,7 @@ func (s *Server) Start(ctx context.Context, lis net.Listener) error {
 	defer cancel()
 	wg.Go(func() { s.watch.Run(ctx) })
 	wg.Go(func() { s.nodes.run(ctx) })
+	wg.Go(func() { s.auth.local.run(ctx) })
 	g := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(s.opts.TLS)),
 		grpc.StreamInterceptor(s.intercept),
@@ -203,7 +216,7 @@ func (s *Server) Start(ctx context.Context, lis net.Listener) error {
 // the cluster, and one that connects while discovery starts is answered the
 // moment it can be, not after a retry.
 func (s *Server) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	who, err := s.auth.check(ss.Context())
+	id, err := s.auth.check(ss.Context())
 	if err != nil {
 		return err
 	}
@@ -214,8 +227,57 @@ func (s *Server) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	}
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
-	s.log.Debug("stream opened", "agent", who)
-	return handler(srv, ss)
+	s.log.Debug("stream opened", "agent", id.who())
+	if id.podUID == "" {
+		return handler(srv, ss)
+	}
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	defer s.trackPod(id.podUID, cancel)()
+	return handler(srv, podStream{ServerStream: ss, ctx: ctx})
+}
+
+// podStream is a stream whose context ends when its pod is deleted.
+type podStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (p podStream) Context() context.Context { return p.ctx }
+
+// trackPod records a stream of a pod; the returned function forgets it.
+func (s *Server) trackPod(uid types.UID, cancel context.CancelFunc) func() {
+	key := new(int)
+	s.byPodMu.Lock()
+	if s.byPod[uid] == nil {
+		s.byPod[uid] = map[*int]context.CancelFunc{}
+	}
+	s.byPod[uid][key] = cancel
+	s.byPodMu.Unlock()
+	return func() {
+		s.byPodMu.Lock()
+		delete(s.byPod[uid], key)
+		if len(s.byPod[uid]) == 0 {
+			delete(s.byPod, uid)
+		}
+		s.byPodMu.Unlock()
+	}
+}
+
+// endPodStreams ends the streams of a deleted pod: its token no longer
+// admits it, and what it was sent stops there.
+func (s *Server) endPodStreams(uid types.UID) {
+	s.byPodMu.Lock()
+	defer s.byPodMu.Unlock()
+	for _, cancel := range s.byPod[uid] {
+		cancel()
+	}
+}
+
+// TokenChecks reports how many stream tokens were reviewed by the API
+// server and how many were decided locally.
+func (s *Server) TokenChecks() (reviewed, local int64) {
+	return s.auth.reviews.Load(), s.auth.decidedLocally.Load()
 }
 
 // Streams is the number of open streams.
