@@ -528,3 +528,36 @@ func equalJSON(a, b any) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+// AgentDiscovery reads back what the injection gave the agent, in both
+// layouts, and nothing for an agent that watches the API server.
+func TestAgentDiscovery(t *testing.T) {
+	const addr, ca = "tandem-discovery.tandem-system.svc:15012", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+	for _, tc := range []struct {
+		name           string
+		native         bool
+		addr, ca       string
+		wantAddr, want string
+	}{
+		{"native", true, addr, ca, addr, ca},
+		{"classic", false, addr, ca, addr, ca},
+		{"no CA: the API server", true, addr, "", "", ""},
+	} {
+		d := RecommendedDefaults()
+		d.NativeSidecar, d.DiscoveryAddress, d.DiscoveryCA = tc.native, tc.addr, tc.ca
+		in, err := New(Config{Defaults: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod := pc0()
+		if res, err := in.Inject(pod, labeledNamespace("shop"), Admission); err != nil || !res.Injected {
+			t.Fatalf("%s: %+v %v", tc.name, res, err)
+		}
+		if a, c := AgentDiscovery(pod); a != tc.wantAddr || c != tc.want {
+			t.Errorf("%s: AgentDiscovery = %q, %q; want %q, %q", tc.name, a, c, tc.wantAddr, tc.want)
+		}
+	}
+	if a, c := AgentDiscovery(pc0()); a != "" || c != "" {
+		t.Errorf("a pod without sidecars: %q, %q", a, c)
+	}
+}

@@ -108,3 +108,27 @@ func strip(pod *corev1.Pod, s Status) Parts {
 	}
 	return ch
 }
+
+// AgentDiscovery returns the discovery address and CA the injection gave a
+// pod's tandem-agent ("" when it was given none: it watches the API
+// server).
+func AgentDiscovery(p *corev1.Pod) (address, ca string) {
+	for _, list := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for _, c := range list {
+			if c.Name != wellknown.AgentContainerName {
+				continue
+			}
+			for _, a := range c.Args {
+				if v, ok := strings.CutPrefix(a, "--discovery-address="); ok {
+					address = v
+				}
+			}
+			for _, e := range c.Env {
+				if e.Name == wellknown.DiscoveryCAEnv {
+					ca = e.Value
+				}
+			}
+		}
+	}
+	return address, ca
+}

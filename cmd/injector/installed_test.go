@@ -38,6 +38,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/manifests"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
+	"github.com/tandem-mesh/tandem/webhook"
 )
 
 // TestInstalledInjector starts the injector as each install starts it: the
@@ -278,10 +279,11 @@ func testInstalled(t *testing.T, bin string, objs []*unstructured.Unstructured, 
 		pod = p
 		// Policy mode: the agent gets discovery once the injector has
 		// published it; until then the pod is injected without it.
-		return agentArg(p, "--discovery-address=") != "", nil
+		addr, _ := webhook.AgentDiscovery(p)
+		return addr != "", nil
 	}); err != nil {
 		if pod != nil {
-			fail("pod in shop: %v; status %q, agent args %v", err, pod.Annotations[wellknown.StatusAnnotation], agentContainer(pod))
+			fail("pod in shop: %v; status %q, containers %+v", err, pod.Annotations[wellknown.StatusAnnotation], pod.Spec.InitContainers)
 		}
 		fail("pod in shop: %v", err)
 	}
@@ -292,8 +294,7 @@ func testInstalled(t *testing.T, bin string, objs []*unstructured.Unstructured, 
 	if !slices.ContainsFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == wantInit }) {
 		fail("capture %s: the pod has no %s", capture, wantInit)
 	}
-	address := agentArg(pod, "--discovery-address=")
-	ca := agentEnv(pod, wellknown.DiscoveryCAEnv)
+	address, ca := webhook.AgentDiscovery(pod)
 	if issuedCA != nil && ca != string(issuedCA) {
 		fail("the agent trusts %q, not the CA of the certificate the injector serves", ca)
 	}
@@ -490,39 +491,6 @@ func fromUnstructured(t *testing.T, u *unstructured.Unstructured, into any) {
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, into, true); err != nil {
 		t.Fatalf("%s %s: %v", u.GetKind(), u.GetName(), err)
 	}
-}
-
-func agentContainer(p *corev1.Pod) *corev1.Container {
-	for _, list := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
-		for i := range list {
-			if list[i].Name == wellknown.AgentContainerName {
-				return &list[i]
-			}
-		}
-	}
-	return nil
-}
-
-func agentArg(p *corev1.Pod, prefix string) string {
-	if c := agentContainer(p); c != nil {
-		for _, a := range c.Args {
-			if v, ok := strings.CutPrefix(a, prefix); ok {
-				return v
-			}
-		}
-	}
-	return ""
-}
-
-func agentEnv(p *corev1.Pod, name string) string {
-	if c := agentContainer(p); c != nil {
-		for _, e := range c.Env {
-			if e.Name == name {
-				return e.Value
-			}
-		}
-	}
-	return ""
 }
 
 // lockedBuffer collects a process's output while the test reads it.

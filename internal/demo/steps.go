@@ -26,6 +26,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/controlplane"
 	"github.com/tandem-mesh/tandem/internal/manifests"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
+	"github.com/tandem-mesh/tandem/webhook"
 )
 
 func versionOf(v *version.Info) string {
@@ -88,7 +89,7 @@ func startInjector(ctx context.Context, procs *childproc.Group, binDir string, c
 func discoveryCredentials(ctx context.Context, cs kubernetes.Interface, pods []corev1.Pod, work string) error {
 	var ca string
 	for i := range pods {
-		addr, pem := agentDiscovery(&pods[i])
+		addr, pem := webhook.AgentDiscovery(&pods[i])
 		if addr != discoveryAddr || pem == "" {
 			return fmt.Errorf("pod %s: its agent was given discovery %q (CA: %v), want %s with its CA", pods[i].Name, addr, pem != "", discoveryAddr)
 		}
@@ -106,25 +107,6 @@ func discoveryCredentials(ctx context.Context, cs kubernetes.Interface, pods []c
 	return os.WriteFile(filepath.Join(work, "discovery-ca.crt"), []byte(ca), 0o644)
 }
 
-// agentDiscovery returns the discovery address and CA of a pod's tandem-agent.
-func agentDiscovery(p *corev1.Pod) (addr, ca string) {
-	for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
-		if c.Name != wellknown.AgentContainerName {
-			continue
-		}
-		for _, a := range c.Args {
-			if v, ok := strings.CutPrefix(a, "--discovery-address="); ok {
-				addr = v
-			}
-		}
-		for _, e := range c.Env {
-			if e.Name == wellknown.DiscoveryCAEnv {
-				ca = e.Value
-			}
-		}
-	}
-	return addr, ca
-}
 
 // applyExample creates the labeled namespace and every object the example's
 // kustomization builds, in that namespace, as `kubectl apply -n demo -k dir`

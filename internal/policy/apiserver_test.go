@@ -488,21 +488,7 @@ func testDiscoveryParams(t *testing.T, cs kubernetes.Interface) {
 		if err != nil {
 			return "", "", false, err
 		}
-		for _, c := range pod.Spec.InitContainers {
-			if c.Name != wellknown.AgentContainerName {
-				continue
-			}
-			for _, a := range c.Args {
-				if v, ok := strings.CutPrefix(a, "--discovery-address="); ok {
-					arg = v
-				}
-			}
-			for _, e := range c.Env {
-				if e.Name == wellknown.DiscoveryCAEnv {
-					env = e.Value
-				}
-			}
-		}
+		arg, env = webhook.AgentDiscovery(pod)
 		for _, v := range pod.Spec.Volumes {
 			if v.Projected == nil {
 				continue
