@@ -107,7 +107,6 @@ func discoveryCredentials(ctx context.Context, cs kubernetes.Interface, pods []c
 	return os.WriteFile(filepath.Join(work, "discovery-ca.crt"), []byte(ca), 0o644)
 }
 
-
 // applyExample creates the labeled namespace and every object the example's
 // kustomization builds, in that namespace, as `kubectl apply -n demo -k dir`
 // would.
