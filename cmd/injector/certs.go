@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -30,8 +31,9 @@ type servingCerts struct {
 	ca func() string
 	// keep keeps the certificate current until ctx ends.
 	keep func(ctx context.Context) error
-	// caChanged, when not nil, receives a value each time ca() changes.
-	caChanged <-chan struct{}
+	// onCAChange, when not nil, returns a new channel that receives a
+	// value each time ca() changes (each reader subscribes its own).
+	onCAChange func() <-chan struct{}
 }
 
 // loadServingCerts prepares the certificate of --cert-secret or --cert-dir.
@@ -46,15 +48,20 @@ func loadServingCerts(ctx context.Context, cfg *rest.Config, o *serveOptions, lo
 		return nil, err
 	}
 	dns, ips := servingNames(o.injectorNamespace, o.defaults.DiscoveryAddress)
-	changed := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var subscribers []chan struct{}
 	k, err := servingcert.New(servingcert.Options{
 		Client: kube, Namespace: o.injectorNamespace, Name: o.certSecret,
 		DNSNames: dns, IPs: ips,
 		Logger: slog.New(logr.ToSlogHandler(log.WithName("certificate"))),
 		OnCA: func(string) {
-			select {
-			case changed <- struct{}{}:
-			default:
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range subscribers {
+				select {
+				case c <- struct{}{}:
+				default:
+				}
 			}
 		},
 	})
@@ -68,7 +75,14 @@ func loadServingCerts(ctx context.Context, cfg *rest.Config, o *serveOptions, lo
 	if err := k.Load(lctx); err != nil {
 		return nil, fmt.Errorf("flag --cert-secret=%s: %w", o.certSecret, err)
 	}
-	return &servingCerts{get: k.GetCertificate, ca: k.CA, keep: k.Start, caChanged: changed}, nil
+	subscribe := func() <-chan struct{} {
+		c := make(chan struct{}, 1)
+		mu.Lock()
+		defer mu.Unlock()
+		subscribers = append(subscribers, c)
+		return c
+	}
+	return &servingCerts{get: k.GetCertificate, ca: k.CA, keep: k.Start, onCAChange: subscribe}, nil
 }
 
 // dirCerts serves the files of dir, reloaded when they change; the CA is
