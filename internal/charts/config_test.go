@@ -41,6 +41,11 @@ func render(t testing.TB, name, namespace string, values map[string]any) []*unst
 	return objs
 }
 
+// renderAs renders case c under another release name.
+func renderAs(t testing.TB, c renderCase, release string) ([]*unstructured.Unstructured, error) {
+	return charts.Render(filepath.Join(root(t), "charts", c.chart), charts.Release{Name: release, Namespace: "tandem-system", Values: c.valuesOf(t)})
+}
+
 // values parses YAML values as -f would give them.
 func values(t testing.TB, y string) map[string]any {
 	t.Helper()

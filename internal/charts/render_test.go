@@ -34,7 +34,7 @@ var renderCases = []renderCase{
 	{name: "tandem-cni-defaults", chart: "tandem-cni"},
 }
 
-func (c renderCase) values_(t testing.TB) map[string]any {
+func (c renderCase) valuesOf(t testing.TB) map[string]any {
 	t.Helper()
 	v := map[string]any{}
 	for _, f := range c.files {
@@ -80,7 +80,7 @@ func TestGoldenRenders(t *testing.T) {
 	for _, c := range renderCases {
 		t.Run(c.name, func(t *testing.T) {
 			var objs []map[string]any
-			for _, o := range render(t, c.chart, c.namespace(), c.values_(t)) {
+			for _, o := range render(t, c.chart, c.namespace(), c.valuesOf(t)) {
 				objs = append(objs, o.Object)
 			}
 			d.Check(t, c.name+".yaml", toYAML(t, objs))
