@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -101,22 +102,28 @@ func dirCerts(dir string) (*servingCerts, error) {
 }
 
 // servingNames are the names the injector is reached by: its webhook and
-// discovery Services, and the host of the discovery address agents dial.
+// discovery Services, the host of the discovery address agents dial, and
+// loopback, where kubectl port-forward (or a test's API server) reaches it.
+// The certificate it issues is trusted only through its own CA, so the
+// loopback names let no one else pose as it.
 func servingNames(namespace, discoveryAddress string) (dns []string, ips []net.IP) {
 	for _, svc := range []string{wellknown.DiscoveryService, wellknown.WebhookService} {
 		dns = append(dns, svc+"."+namespace+".svc", svc+"."+namespace+".svc.cluster.local")
 	}
+	dns = append(dns, "localhost")
+	ips = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	host, _, err := net.SplitHostPort(discoveryAddress)
 	if err != nil || host == "" {
-		return dns, nil
+		return dns, ips
 	}
 	if ip := net.ParseIP(host); ip != nil {
-		return dns, []net.IP{ip}
-	}
-	for _, d := range dns {
-		if d == host {
-			return dns, nil
+		if !slices.ContainsFunc(ips, ip.Equal) {
+			ips = append(ips, ip)
 		}
+		return dns, ips
 	}
-	return append(dns, host), nil
+	if !slices.Contains(dns, host) {
+		dns = append(dns, host)
+	}
+	return dns, ips
 }

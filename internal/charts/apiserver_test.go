@@ -77,11 +77,11 @@ func TestRendersAreAcceptedByTheAPIServer(t *testing.T) {
 	kinds := map[string]bool{}
 	for _, ns := range []string{"tandem-system", "mesh-x"} {
 		for _, rc := range renderCases {
-			if ns != "tandem-system" && rc.chart == "tandem-cni" {
+			if ns != "tandem-system" && rc.Chart == "tandem-cni" {
 				continue
 			}
-			t.Run(ns+"/"+rc.name, func(t *testing.T) {
-				for _, o := range render(t, rc.chart, rc.namespaceIn(ns), rc.valuesOf(t)) {
+			t.Run(ns+"/"+rc.Name, func(t *testing.T) {
+				for _, o := range render(t, rc.Chart, rc.Namespace(ns), valuesOf(t, rc)) {
 					kinds[o.GetKind()] = true
 					if o.GroupVersionKind().Group == "cert-manager.io" {
 						strictDecode(t, o)
@@ -101,14 +101,6 @@ func TestRendersAreAcceptedByTheAPIServer(t *testing.T) {
 			t.Errorf("no render has a %s", k)
 		}
 	}
-}
-
-// namespaceIn is the namespace of the case's release when the others go to ns.
-func (c renderCase) namespaceIn(ns string) string {
-	if c.chart == "tandem-cni" {
-		return "kube-system"
-	}
-	return ns
 }
 
 // In policy mode, a pod created in a labeled namespace after the charts

@@ -43,7 +43,7 @@ func render(t testing.TB, name, namespace string, values map[string]any) []*unst
 
 // renderAs renders case c under another release name.
 func renderAs(t testing.TB, c renderCase, release string) ([]*unstructured.Unstructured, error) {
-	return charts.Render(filepath.Join(root(t), "charts", c.chart), charts.Release{Name: release, Namespace: "tandem-system", Values: c.valuesOf(t)})
+	return charts.Render(filepath.Join(root(t), "charts", c.Chart), charts.Release{Name: release, Namespace: "tandem-system", Values: valuesOf(t, c)})
 }
 
 // values parses YAML values as -f would give them.
@@ -188,19 +188,17 @@ func sameObjects(t *testing.T, fromCharts, fromConfig []*unstructured.Unstructur
 func TestChartsInstallWhatConfigInstalls(t *testing.T) {
 	crds := render(t, "tandem-crds", "tandem-system", nil)
 	for _, c := range []struct {
-		name    string
-		values  string
-		cni     bool
-		config  string
-		imagesC bool
+		Name   string
+		values string
+		config string
 	}{
-		{name: "default", config: "resources:\n- %s\n", values: ""},
-		{name: "policy", values: "injection: {mode: policy}\ncertManager: {enabled: false}", config: "resources:\n- %s\n"},
-		{name: "policy-certmanager", values: "injection: {mode: policy}", config: "resources:\n- %[1]s\ncomponents:\n- %[1]s/certmanager\n"},
+		{Name: "default", config: "resources:\n- %s\n", values: ""},
+		{Name: "policy", values: "injection: {mode: policy}\ncertManager: {enabled: false}", config: "resources:\n- %s\n"},
+		{Name: "policy-certmanager", values: "injection: {mode: policy}", config: "resources:\n- %[1]s\ncomponents:\n- %[1]s/certmanager\n"},
 	} {
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			dir := "config/default"
-			if strings.HasPrefix(c.name, "policy") {
+			if strings.HasPrefix(c.Name, "policy") {
 				dir = "config/policy"
 			}
 			objs := append(render(t, "tandem", "tandem-system", values(t, c.values)), crds...)

@@ -24,8 +24,8 @@ var clusterScoped = map[string]bool{
 func TestRendersHonourTheNamespace(t *testing.T) {
 	const ns = "mesh-x"
 	for _, c := range renderCases {
-		t.Run(c.name, func(t *testing.T) {
-			objs := render(t, c.chart, ns, c.valuesOf(t))
+		t.Run(c.Name, func(t *testing.T) {
+			objs := render(t, c.Chart, ns, valuesOf(t, c))
 			for _, o := range objs {
 				if clusterScoped[o.GetKind()] != (o.GetNamespace() == "") {
 					t.Errorf("%s in namespace %q", key(o), o.GetNamespace())
@@ -50,7 +50,7 @@ func TestRendersHonourTheNamespace(t *testing.T) {
 
 // wantNamespaceRefs are fragments each render must hold, naming mesh-x.
 func wantNamespaceRefs(t testing.TB, c renderCase) []string {
-	switch c.chart {
+	switch c.Chart {
 	case "tandem-cni":
 		return []string{"- kind: ServiceAccount\n  name: tandem-cni\n  namespace: mesh-x\n"}
 	case "tandem":
@@ -58,7 +58,7 @@ func wantNamespaceRefs(t testing.TB, c renderCase) []string {
 		return nil
 	}
 	refs := []string{"- kind: ServiceAccount\n  name: tandem-injector\n  namespace: mesh-x\n", "fieldPath: metadata.namespace"}
-	v := c.valuesOf(t)
+	v := valuesOf(t, c)
 	inj, _ := v["injection"].(map[string]any)
 	if inj["mode"] == "policy" {
 		refs = append(refs, "    name: tandem-injection-defaults\n    namespace: mesh-x\n", "- kube-node-lease\n        - mesh-x\n")
@@ -83,18 +83,18 @@ func objectsOf(objs []*unstructured.Unstructured) []map[string]any {
 // Helm's instance label does.
 func TestRendersDoNotDependOnTheReleaseName(t *testing.T) {
 	for _, c := range renderCases {
-		a := render(t, c.chart, "tandem-system", c.valuesOf(t))
+		a := render(t, c.Chart, "tandem-system", valuesOf(t, c))
 		b, err := renderAs(t, c, "another-release")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(a) != len(b) {
-			t.Fatalf("%s: %d and %d objects", c.name, len(a), len(b))
+			t.Fatalf("%s: %d and %d objects", c.Name, len(a), len(b))
 		}
 		for i := range a {
 			x, y := plain(t, a[i], true), plain(t, b[i], true)
 			if d := cmp.Diff(x, y); d != "" {
-				t.Errorf("%s: %s depends on the release name:\n%s", c.name, key(a[i]), d)
+				t.Errorf("%s: %s depends on the release name:\n%s", c.Name, key(a[i]), d)
 			}
 		}
 	}

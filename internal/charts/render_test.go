@@ -14,49 +14,18 @@ import (
 	"github.com/tandem-mesh/tandem/internal/testutil/golden"
 )
 
-// renderCase is one render of a chart: its values, as -f files and YAML.
-type renderCase struct {
-	name, chart string
-	files       []string // values files of the chart
-	values      string
-}
+// renderCase is one of charts.Cases.
+type renderCase = charts.Case
 
-// renderCases are the golden renders: every injection mode × capture mode,
-// the defaults, HA, the injector's own certificate, and the other charts.
-var renderCases = []renderCase{
-	{name: "tandem-defaults", chart: "tandem"},
-	{name: "tandem-webhook-cni", chart: "tandem", values: "capture: {mode: cni}"},
-	{name: "tandem-policy-init", chart: "tandem", values: "injection: {mode: policy}\ncertManager: {enabled: false}"},
-	{name: "tandem-policy-cni", chart: "tandem", values: "injection: {mode: policy}\ncertManager: {enabled: false}\ncapture: {mode: cni}"},
-	{name: "tandem-webhook-selfsigned", chart: "tandem", values: "certManager: {enabled: false}"},
-	{name: "tandem-ha", chart: "tandem", files: []string{"values-ha.yaml"}},
-	{name: "tandem-crds-defaults", chart: "tandem-crds"},
-	{name: "tandem-cni-defaults", chart: "tandem-cni"},
-}
+var renderCases = charts.Cases
 
-func (c renderCase) valuesOf(t testing.TB) map[string]any {
+func valuesOf(t testing.TB, c renderCase) map[string]any {
 	t.Helper()
-	v := map[string]any{}
-	for _, f := range c.files {
-		b, err := os.ReadFile(filepath.Join(root(t), "charts", c.chart, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := yaml.Unmarshal(b, &v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for k, x := range values(t, c.values) {
-		v[k] = x
+	v, err := c.ValuesIn(root(t))
+	if err != nil {
+		t.Fatal(err)
 	}
 	return v
-}
-
-func (c renderCase) namespace() string {
-	if c.chart == "tandem-cni" {
-		return "kube-system"
-	}
-	return "tandem-system"
 }
 
 func toYAML(t testing.TB, objs []map[string]any) []byte {
@@ -78,19 +47,19 @@ func toYAML(t testing.TB, objs []map[string]any) []byte {
 func TestGoldenRenders(t *testing.T) {
 	d := golden.New(t, filepath.Join("testdata", "golden"))
 	for _, c := range renderCases {
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			var objs []map[string]any
-			for _, o := range render(t, c.chart, c.namespace(), c.valuesOf(t)) {
+			for _, o := range render(t, c.Chart, c.Namespace("tandem-system"), valuesOf(t, c)) {
 				objs = append(objs, o.Object)
 			}
-			d.Check(t, c.name+".yaml", toYAML(t, objs))
+			d.Check(t, c.Name+".yaml", toYAML(t, objs))
 		})
 	}
 }
 
 // The schema refuses what the chart cannot install, naming the key.
 func TestSchemaRefusesBadValues(t *testing.T) {
-	for _, c := range []struct{ chart, values, key string }{
+	for _, c := range []struct{ Chart, values, key string }{
 		{"tandem", "injection: {mode: sidecar}", "/injection/mode"},
 		{"tandem", "capture: {mode: iptables}", "/capture/mode"},
 		{"tandem", "injectoin: {mode: policy}", "'injectoin' not allowed"},
@@ -121,21 +90,21 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		{"tandem-cni", "image: {tag: latest, name: x}", "'name' not allowed"},
 		{"tandem-cni", "resources: {limits: {memory: lots}}", "/resources/limits/memory"},
 	} {
-		_, err := charts.Render(filepath.Join(root(t), "charts", c.chart), charts.Release{Namespace: "tandem-system", Values: values(t, c.values)})
+		_, err := charts.Render(filepath.Join(root(t), "charts", c.Chart), charts.Release{Namespace: "tandem-system", Values: values(t, c.values)})
 		if err == nil || !strings.Contains(err.Error(), c.key) || !strings.Contains(err.Error(), "schema") {
-			t.Errorf("%s with %q: %v; want a schema error naming %s", c.chart, c.values, err, c.key)
+			t.Errorf("%s with %q: %v; want a schema error naming %s", c.Chart, c.values, err, c.key)
 		}
 	}
 	// What the schema cannot say, the templates refuse, naming the keys.
-	for _, c := range []struct{ chart, values, want string }{
+	for _, c := range []struct{ Chart, values, want string }{
 		{"tandem", "injector: {autoscaling: {enabled: true, minReplicas: 6, maxReplicas: 3}}", "injector.autoscaling: minReplicas 6 is above maxReplicas 3"},
 		{"tandem-crds", "gatewayAPI: {install: true}", "gatewayAPI.install"},
 	} {
-		if _, err := charts.Render(filepath.Join(root(t), "charts", c.chart), charts.Release{Namespace: "tandem-system", Values: values(t, c.values)}); err == nil || !strings.Contains(err.Error(), c.want) {
-			if c.chart == "tandem-crds" && gatewayAPIPresent(t) {
+		if _, err := charts.Render(filepath.Join(root(t), "charts", c.Chart), charts.Release{Namespace: "tandem-system", Values: values(t, c.values)}); err == nil || !strings.Contains(err.Error(), c.want) {
+			if c.Chart == "tandem-crds" && gatewayAPIPresent(t) {
 				continue
 			}
-			t.Errorf("%s with %q: %v; want an error saying %q", c.chart, c.values, err, c.want)
+			t.Errorf("%s with %q: %v; want an error saying %q", c.Chart, c.values, err, c.want)
 		}
 	}
 }
