@@ -120,7 +120,7 @@ func TestSetValues(t *testing.T) {
 	objs := render(t, "tandem", "tandem-system", map[string]any{
 		"injector": map[string]any{"replicas": int64(3)},
 		"sidecar": map[string]any{"nativeSidecar": false, "proxy": map[string]any{"resources": map[string]any{
-			"limits": map[string]any{"cpu": int64(2)}, "requests": map[string]any{"cpu": 0.5}}}},
+			"limits": map[string]any{"cpu": int64(2), "memory": nil}, "requests": map[string]any{"cpu": 0.5}}}},
 	})
 	var args []string
 	for _, o := range objs {
@@ -131,7 +131,8 @@ func TestSetValues(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"--native-sidecar=false", "--proxy-cpu-limit=2", "--proxy-cpu=0.5", "--proxy-memory=128Mi"} {
+	// null takes a default out.
+	for _, want := range []string{"--native-sidecar=false", "--proxy-cpu-limit=2", "--proxy-cpu=0.5", "--proxy-memory=128Mi", "--proxy-memory-limit="} {
 		if !slices.Contains(args, want) {
 			t.Errorf("args %q lack %s", args, want)
 		}
