@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/tandem-mesh/tandem/internal/charts"
-	"github.com/tandem-mesh/tandem/internal/controlplane"
 )
 
 func main() {
@@ -24,9 +23,10 @@ func main() {
 }
 
 func run(args []string) error {
-	root, err := controlplane.RepoRoot()
-	if err != nil {
-		return err
+	// make runs it from the repository's root.
+	root := "."
+	if b, err := os.ReadFile("go.mod"); err != nil || !strings.HasPrefix(string(b), "module github.com/tandem-mesh/tandem\n") {
+		return fmt.Errorf("run from the root of the tandem repository (make charts, make helm-lint, make helm-package)")
 	}
 	if len(args) == 0 {
 		return fmt.Errorf("usage: charts generate | lint | package DIR [VERSION]")
