@@ -56,13 +56,18 @@ vet: ## Run go vet.
 policy: ## Generate the admission policies of config/policy from the templates and the injector's defaults.
 	$(GO) run ./cmd/injector policy > config/policy/policies.yaml
 
+.PHONY: charts
+charts: manifests policy ## Generate the charts' files made from config/ and the injector (CRDs, the injector's role, the admission policies) and docs/helm.md's value tables.
+	$(GO) run ./hack/charts generate
+
 .PHONY: verify
-verify: manifests generate policy ## Fail when generated files or formatting are out of date.
+verify: manifests generate policy charts ## Fail when generated files or formatting are out of date.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
-	@if ! git diff --quiet -- api config internal/discovery/discoverypb; then \
-	  echo "generated files are stale; run 'make manifests generate policy' and commit:"; \
-	  git diff --stat -- api config internal/discovery/discoverypb; exit 1; fi
+	@if ! git diff --quiet -- api config internal/discovery/discoverypb charts docs/helm.md || \
+	    [ -n "$$(git ls-files --others --exclude-standard -- charts)" ]; then \
+	  echo "generated files are stale; run 'make manifests generate policy charts' and commit:"; \
+	  git status --short -- api config internal/discovery/discoverypb charts docs/helm.md; exit 1; fi
 
 .PHONY: envtest
 envtest: ## Prepare kube-apiserver, etcd and kube-controller-manager (built from Go modules when offline).
@@ -90,6 +95,20 @@ balance: ## Measure balancing with one slow server (calls per server, p50/p99/p9
 .PHONY: admission-latency
 admission-latency: envtest ## Pod-creation latency through the webhook and through the admission policies, side by side (500 pods each).
 	KUBEBUILDER_ASSETS="$$($(ENVTEST_ASSETS))" $(GO) run ./hack/admission-latency
+
+##@ Helm
+
+# Charts' version for helm-package: the project's (e.g. 0.2.0); empty keeps Chart.yaml's.
+VERSION ?=
+CHARTS_DIR ?= bin/charts
+
+.PHONY: helm-lint
+helm-lint: ## helm lint --strict of the three charts (Helm's Go packages, no helm binary), with each values file they ship.
+	$(GO) run ./hack/charts lint
+
+.PHONY: helm-package
+helm-package: ## Package the charts into bin/charts (VERSION=0.2.0 sets their version, and v0.2.0 as appVersion, the images' default tag).
+	$(GO) run ./hack/charts package $(CHARTS_DIR) $(VERSION)
 
 ##@ Build
 

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -30,8 +32,9 @@ type servingCerts struct {
 	ca func() string
 	// keep keeps the certificate current until ctx ends.
 	keep func(ctx context.Context) error
-	// caChanged, when not nil, receives a value each time ca() changes.
-	caChanged <-chan struct{}
+	// onCAChange, when not nil, returns a new channel that receives a
+	// value each time ca() changes (each reader subscribes its own).
+	onCAChange func() <-chan struct{}
 }
 
 // loadServingCerts prepares the certificate of --cert-secret or --cert-dir.
@@ -46,15 +49,20 @@ func loadServingCerts(ctx context.Context, cfg *rest.Config, o *serveOptions, lo
 		return nil, err
 	}
 	dns, ips := servingNames(o.injectorNamespace, o.defaults.DiscoveryAddress)
-	changed := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var subscribers []chan struct{}
 	k, err := servingcert.New(servingcert.Options{
 		Client: kube, Namespace: o.injectorNamespace, Name: o.certSecret,
 		DNSNames: dns, IPs: ips,
 		Logger: slog.New(logr.ToSlogHandler(log.WithName("certificate"))),
 		OnCA: func(string) {
-			select {
-			case changed <- struct{}{}:
-			default:
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range subscribers {
+				select {
+				case c <- struct{}{}:
+				default:
+				}
 			}
 		},
 	})
@@ -68,7 +76,14 @@ func loadServingCerts(ctx context.Context, cfg *rest.Config, o *serveOptions, lo
 	if err := k.Load(lctx); err != nil {
 		return nil, fmt.Errorf("flag --cert-secret=%s: %w", o.certSecret, err)
 	}
-	return &servingCerts{get: k.GetCertificate, ca: k.CA, keep: k.Start, caChanged: changed}, nil
+	subscribe := func() <-chan struct{} {
+		c := make(chan struct{}, 1)
+		mu.Lock()
+		defer mu.Unlock()
+		subscribers = append(subscribers, c)
+		return c
+	}
+	return &servingCerts{get: k.GetCertificate, ca: k.CA, keep: k.Start, onCAChange: subscribe}, nil
 }
 
 // dirCerts serves the files of dir, reloaded when they change; the CA is
@@ -87,22 +102,28 @@ func dirCerts(dir string) (*servingCerts, error) {
 }
 
 // servingNames are the names the injector is reached by: its webhook and
-// discovery Services, and the host of the discovery address agents dial.
+// discovery Services, the host of the discovery address agents dial, and
+// loopback, where kubectl port-forward (or a test's API server) reaches it.
+// The certificate it issues is trusted only through its own CA, so the
+// loopback names let no one else pose as it.
 func servingNames(namespace, discoveryAddress string) (dns []string, ips []net.IP) {
 	for _, svc := range []string{wellknown.DiscoveryService, wellknown.WebhookService} {
 		dns = append(dns, svc+"."+namespace+".svc", svc+"."+namespace+".svc.cluster.local")
 	}
+	dns = append(dns, "localhost")
+	ips = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	host, _, err := net.SplitHostPort(discoveryAddress)
 	if err != nil || host == "" {
-		return dns, nil
+		return dns, ips
 	}
 	if ip := net.ParseIP(host); ip != nil {
-		return dns, []net.IP{ip}
-	}
-	for _, d := range dns {
-		if d == host {
-			return dns, nil
+		if !slices.ContainsFunc(ips, ip.Equal) {
+			ips = append(ips, ip)
 		}
+		return dns, ips
 	}
-	return append(dns, host), nil
+	if !slices.Contains(dns, host) {
+		dns = append(dns, host)
+	}
+	return dns, ips
 }

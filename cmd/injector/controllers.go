@@ -11,6 +11,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
 	"github.com/tandem-mesh/tandem/internal/controller/policyparams"
 	"github.com/tandem-mesh/tandem/internal/controller/policystatus"
+	"github.com/tandem-mesh/tandem/internal/controller/webhookca"
 	"github.com/tandem-mesh/tandem/webhook/admit"
 )
 
@@ -49,6 +50,16 @@ func setupManager(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error 
 			return fmt.Errorf("setting up the admission policies' parameters: %w", err)
 		}
 	}
+	if o.webhookConfiguration != "" {
+		r := &webhookca.Reconciler{Client: mgr.GetClient(), Name: o.webhookConfiguration, CA: certs.ca}
+		var err error
+		if r.Changed, err = caEvents(mgr, certs); err != nil {
+			return err
+		}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the webhook configuration's CA: %w", err)
+		}
+	}
 	if err := (&agentrbac.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the agent RBAC controller: %w", err)
 	}
@@ -67,26 +78,34 @@ func setupPolicyParams(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) e
 	}
 	if o.discovery && certs != nil {
 		r.CA = certs.ca
-		if certs.caChanged != nil {
-			events := make(chan event.GenericEvent)
-			r.Changed = events
-			if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-				for {
-					select {
-					case <-ctx.Done():
-						return nil
-					case <-certs.caChanged:
-						select {
-						case events <- event.GenericEvent{}:
-						case <-ctx.Done():
-							return nil
-						}
-					}
-				}
-			})); err != nil {
-				return err
-			}
+		var err error
+		if r.Changed, err = caEvents(mgr, certs); err != nil {
+			return err
 		}
 	}
 	return r.SetupWithManager(mgr)
+}
+
+// caEvents returns a channel of an event each time the serving CA changes,
+// for a controller to watch (nil when the CA never changes).
+func caEvents(mgr ctrl.Manager, certs *servingCerts) (<-chan event.GenericEvent, error) {
+	if certs.onCAChange == nil {
+		return nil, nil
+	}
+	changed := certs.onCAChange()
+	events := make(chan event.GenericEvent)
+	return events, mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+				select {
+				case events <- event.GenericEvent{}:
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}
+	}))
 }

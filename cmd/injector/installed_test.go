@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -28,12 +29,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/tandem-mesh/tandem/internal/charts"
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
 	"github.com/tandem-mesh/tandem/internal/manifests"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
@@ -84,6 +87,31 @@ func TestInstalledInjector(t *testing.T) {
 		}
 		testInstalled(t, bin, objs, "init")
 	})
+	// Every render of the tandem chart, as `helm install -n tandem-system` installs it.
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range charts.Cases {
+		if c.Chart != "tandem" {
+			continue
+		}
+		t.Run("chart/"+c.Name, func(t *testing.T) {
+			values, err := c.ValuesIn(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs, err := charts.Render(filepath.Join(root, "charts", c.Chart), charts.Release{Name: "tandem", Namespace: "tandem-system", Values: values})
+			if err != nil {
+				t.Fatal(err)
+			}
+			capture := "init"
+			if strings.Contains(c.Values, "mode: cni") {
+				capture = "cni"
+			}
+			testInstalled(t, bin, objs, capture)
+		})
+	}
 }
 
 // portFlags are the injector's flags that bind a port, with the name of the
@@ -123,7 +151,10 @@ func testInstalled(t *testing.T, bin string, objs []*unstructured.Unstructured, 
 	args := expandArgs(t, ctr, byKind["ConfigMap"], ns)
 	defaults := &serveOptions{}
 	fs := flagSetFor(defaults)
-	if err := fs.Parse(args[1:]); err != nil {
+	if len(args) < 2 || args[1] != "serve" {
+		t.Fatalf("the install runs %q, not injector serve", args)
+	}
+	if err := fs.Parse(args[2:]); err != nil {
 		t.Fatalf("the install's args %q: %v", args, err)
 	}
 	local := map[string]string{}
@@ -153,7 +184,11 @@ func testInstalled(t *testing.T, bin string, objs []*unstructured.Unstructured, 
 	readyURL := "http://" + local["health"] + ctr.ReadinessProbe.HTTPGet.Path
 
 	// What the cluster would hold: the install, with cert-manager's work
-	// done by the test where the install relies on it.
+	// done by the test where the install relies on it. A chart has no
+	// Namespace: helm install --create-namespace makes it.
+	if len(byKind["Namespace"]) == 0 {
+		mustCreate(ctx, t, admin, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	}
 	for _, kind := range []string{"Namespace", "ServiceAccount", "ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding", "ConfigMap"} {
 		for _, o := range byKind[kind] {
 			create(ctx, t, c, o)
@@ -166,12 +201,20 @@ func testInstalled(t *testing.T, bin string, objs []*unstructured.Unstructured, 
 			issuedCA = ca
 		}
 	}
+	// The webhook configuration's caBundle: cert-manager's (played by the
+	// test), or, without it, the injector's own, which it writes itself.
+	injectorWritesCA := false
 	if webhook := byKind["MutatingWebhookConfiguration"]; len(webhook) > 0 {
 		if local["webhook"] == "" {
 			t.Fatal("the install registers a webhook, but the injector declares no webhook port")
 		}
-		if ca := registerWebhook(ctx, t, admin, webhook[0], local["webhook"]); !bytes.Equal(ca, issuedCA) {
+		ca := registerWebhook(ctx, t, admin, webhook[0], local["webhook"])
+		if injectorWritesCA = ca == nil; !injectorWritesCA && !bytes.Equal(ca, issuedCA) {
 			t.Fatal("the webhook configuration's CA is not the one of the certificate the injector serves")
+		}
+		if injectorWritesCA && fs.Lookup("webhook-configuration").Value.String() != webhook[0].GetName() {
+			t.Fatalf("nothing writes the caBundle: no cert-manager annotation, and the injector's --webhook-configuration is %q, not %s",
+				fs.Lookup("webhook-configuration").Value.String(), webhook[0].GetName())
 		}
 	}
 	for kind, list := range byKind {
@@ -242,6 +285,36 @@ func testInstalled(t *testing.T, bin string, objs []*unstructured.Unstructured, 
 		return code == 200, nil
 	}); err != nil {
 		fail("%s: %v", readyURL, err)
+	}
+
+	// A certificate the injector issued itself: the CA agents and the
+	// webhook configuration must carry is the one in its Secret.
+	if secret := fs.Lookup("cert-secret").Value.String(); secret != "" && issuedCA == nil {
+		s, err := admin.CoreV1().Secrets(ns).Get(ctx, secret, metav1.GetOptions{})
+		if err != nil || len(s.Data["ca.crt"]) == 0 {
+			fail("the injector's Secret %s: %v", secret, err)
+		}
+		issuedCA = s.Data["ca.crt"]
+	}
+	if injectorWritesCA {
+		name := byKind["MutatingWebhookConfiguration"][0].GetName()
+		if err := waitUntil(ctx, 30*time.Second, func() (bool, error) {
+			wh, err := admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			for _, w := range wh.Webhooks {
+				if w.ClientConfig.URL == nil || w.ClientConfig.Service != nil {
+					return false, fmt.Errorf("webhook %s: the test's URL was lost: %+v", w.Name, w.ClientConfig)
+				}
+				if !bytes.Equal(w.ClientConfig.CABundle, issuedCA) {
+					return false, nil
+				}
+			}
+			return true, nil
+		}); err != nil {
+			fail("the injector did not write its CA into every webhook of %s: %v", name, err)
+		}
 	}
 
 	// Its job: the agents of a labeled namespace may watch what they need.
@@ -410,15 +483,41 @@ func playCertManager(ctx context.Context, t *testing.T, cs kubernetes.Interface,
 	return data["ca.crt"]
 }
 
-// registerWebhook creates the install's webhook configuration with the CA
-// cert-manager's injector would write and, as this API server cannot reach
-// Services, the webhook's URL on addr; it returns the CA.
+// registerWebhook creates the install's webhook configuration and, as this
+// API server cannot reach Services, gives each webhook its URL on addr.
+// With cert-manager (its inject-ca-from annotation) the test writes the CA
+// cert-manager's injector would and returns it; without, it creates the
+// configuration as the install has it and then changes nothing but the
+// Service to the URL, as the caBundle is the injector's to write (nil).
 func registerWebhook(ctx context.Context, t *testing.T, cs kubernetes.Interface, o *unstructured.Unstructured, addr string) []byte {
 	var wh admissionregv1.MutatingWebhookConfiguration
 	fromUnstructured(t, o, &wh)
-	from := strings.SplitN(wh.Annotations["cert-manager.io/inject-ca-from"], "/", 2)
+	injectFrom, ok := wh.Annotations["cert-manager.io/inject-ca-from"]
+	if !ok {
+		mustCreate(ctx, t, cs, &wh)
+		var ops []map[string]any
+		for i, w := range wh.Webhooks {
+			if w.ClientConfig.Service == nil || w.ClientConfig.Service.Path == nil {
+				t.Fatalf("webhook %s: no Service with a path", w.Name)
+			}
+			at := fmt.Sprintf("/webhooks/%d/clientConfig", i)
+			ops = append(ops,
+				map[string]any{"op": "test", "path": fmt.Sprintf("/webhooks/%d/name", i), "value": w.Name},
+				map[string]any{"op": "remove", "path": at + "/service"},
+				map[string]any{"op": "add", "path": at + "/url", "value": "https://" + addr + *w.ClientConfig.Service.Path})
+		}
+		patch, err := json.Marshal(ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx, wh.Name, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatalf("webhook configuration %s: giving the webhooks a URL: %v", wh.Name, err)
+		}
+		return nil
+	}
+	from := strings.SplitN(injectFrom, "/", 2)
 	if len(from) != 2 {
-		t.Fatalf("webhook configuration %s: no cert-manager.io/inject-ca-from annotation", wh.Name)
+		t.Fatalf("webhook configuration %s: cert-manager.io/inject-ca-from %q is not NAMESPACE/NAME", wh.Name, injectFrom)
 	}
 	var ca []byte
 	if err := waitUntil(ctx, 10*time.Second, func() (bool, error) {

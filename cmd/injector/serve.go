@@ -31,6 +31,7 @@ import (
 	tandemv1alpha1 "github.com/tandem-mesh/tandem/api/v1alpha1"
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
 	"github.com/tandem-mesh/tandem/internal/controller/policyparams"
+	"github.com/tandem-mesh/tandem/internal/controller/webhookca"
 	tdiscovery "github.com/tandem-mesh/tandem/internal/discovery"
 	"github.com/tandem-mesh/tandem/internal/memory"
 )
@@ -53,6 +54,9 @@ type serveOptions struct {
 	discoveryAddr  string
 	certSecret     string
 	policyParams   string
+	// webhookConfiguration names the MutatingWebhookConfiguration whose
+	// caBundle the injector writes.
+	webhookConfiguration string
 }
 
 func (o *serveOptions) bind(fs *flag.FlagSet) {
@@ -64,6 +68,7 @@ func (o *serveOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the serving certificate (tls.crt, tls.key, and ca.crt for agents), reloaded when it changes; not read with --cert-secret")
 	fs.StringVar(&o.certSecret, "cert-secret", "", "Secret of the injector's namespace holding the serving certificate of the webhook and discovery instead of --cert-dir: used as it is when cert-manager (or you) wrote it, else issued and renewed by the injector with a CA of its own")
 	fs.StringVar(&o.policyParams, "policy-params", "", "ConfigMap of the injector's namespace that the admission policies read (config/policy): the injector writes discovery's address and CA into it, so the agents of policy-injected pods follow discovery")
+	fs.StringVar(&o.webhookConfiguration, "webhook-configuration", "", "MutatingWebhookConfiguration whose webhooks' caBundle the injector keeps equal to the CA of its --cert-secret certificate, where nothing else writes it (no cert-manager); only its caBundle fields are changed")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint (\"0\" turns it off)")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader among replicas for the controllers (the webhook is served by all)")
@@ -110,6 +115,9 @@ func (o *serveOptions) check(fs *flag.FlagSet) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.certSecret != "" && set["cert-dir"] {
 		return errors.New("flags --cert-dir and --cert-secret: give one, the certificate comes from files or from the Secret")
+	}
+	if o.webhookConfiguration != "" && (o.certSecret == "" || !o.webhook) {
+		return errors.New("flag --webhook-configuration: needs --cert-secret and the webhook (--webhook=true): the caBundle written is the CA of the certificate the webhook serves from that Secret")
 	}
 	return nil
 }
@@ -196,6 +204,9 @@ func cacheByObject(o *serveOptions) map[client.Object]cache.ByObject {
 	by := agentrbac.CacheByObject()
 	if o.policyParams != "" {
 		maps.Copy(by, policyparams.CacheByObject(o.injectorNamespace, o.policyParams))
+	}
+	if o.webhookConfiguration != "" {
+		maps.Copy(by, webhookca.CacheByObject(o.webhookConfiguration))
 	}
 	return by
 }

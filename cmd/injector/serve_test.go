@@ -310,3 +310,28 @@ func grepLines(text, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// Flags that contradict each other stop serve before it starts, naming them.
+func TestServeRefusesContradictoryFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cert-dir=/certs", "--cert-secret=s"}, "--cert-dir and --cert-secret"},
+		{[]string{"--webhook-configuration=tandem-injector"}, "--webhook-configuration: needs --cert-secret"},
+		{[]string{"--webhook-configuration=tandem-injector", "--cert-secret=s", "--webhook=false"}, "--webhook-configuration: needs --cert-secret and the webhook"},
+	} {
+		var stderr strings.Builder
+		if code := runServe(c.args, nil, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("serve %v: exit %d, %q; want 2 and %q", c.args, code, stderr.String(), c.want)
+		}
+	}
+	o := &serveOptions{}
+	fs := flagSetFor(o)
+	if err := fs.Parse([]string{"--webhook-configuration=tandem-injector", "--cert-secret=s"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.check(fs); err != nil {
+		t.Errorf("--webhook-configuration with --cert-secret: %v", err)
+	}
+}
