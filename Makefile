@@ -145,12 +145,12 @@ docker-push: ## Push the injector and agent images.
 
 # deploy writes an overlay that sets the three images, of config/default
 # (MODE=default: the webhook) or config/policy (MODE=policy: admission
-# policies, Kubernetes 1.36+, no webhook and no cert-manager).
+# policies, Kubernetes 1.36+, no webhook).
 DEPLOY_DIR = bin/deploy
 MODE ?= default
 
 .PHONY: deploy
-deploy: ## Install Tandem into the cluster of the current kubeconfig (needs kubectl; cert-manager unless MODE=policy).
+deploy: ## Install Tandem into the cluster of the current kubeconfig (needs kubectl).
 	hack/deploy-overlay.sh $(DEPLOY_DIR) $(IMG_INJECTOR) $(IMG_AGENT) $(IMG_PROXY) $(MODE) $(CAPTURE)
 	kubectl apply --server-side -k $(DEPLOY_DIR)
 

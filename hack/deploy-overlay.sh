@@ -2,7 +2,7 @@
 # Writes a kustomize overlay that sets Tandem's images:
 #   hack/deploy-overlay.sh DIR INJECTOR_IMAGE AGENT_IMAGE PROXY_IMAGE [default|policy] [init|cni]
 # MODE default installs config/default (the webhook); policy installs
-# config/policy (admission policies, no webhook, no cert-manager).
+# config/policy (admission policies, no webhook).
 # The injector image goes through kustomize `images`; the agent and proxy
 # images, which the injector writes into pods, through the tandem-images
 # ConfigMap, and in policy mode also through the policies' defaults.

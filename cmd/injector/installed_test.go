@@ -66,27 +66,35 @@ func TestInstalledInjector(t *testing.T) {
 			})
 		}
 	}
-	// Policy mode with cert-manager issuing discovery's certificate.
-	t.Run("policy-certmanager", func(t *testing.T) {
-		root, err := testenv.RepoRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		rel, err := filepath.Rel(dir, filepath.Join(root, "config", "policy"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		k := fmt.Sprintf("resources:\n- %s\ncomponents:\n- %s\n", rel, filepath.Join(rel, "certmanager"))
-		if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		objs, err := manifests.Build(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		testInstalled(t, bin, objs, "init")
-	})
+	// Both modes with cert-manager issuing the certificate (its components).
+	for _, v := range []struct{ name, base, component string }{
+		{"default-certmanager", "default", "certmanager"},
+		{"policy-certmanager", "policy", "policy/certmanager"},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			root, err := testenv.RepoRoot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			rel := func(p string) string {
+				r, err := filepath.Rel(dir, filepath.Join(root, "config", p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			k := fmt.Sprintf("resources:\n- %s\ncomponents:\n- %s\n", rel(v.base), rel(v.component))
+			if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			objs, err := manifests.Build(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			testInstalled(t, bin, objs, "init")
+		})
+	}
 	// Every render of the tandem chart, as `helm install -n tandem-system` installs it.
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -325,14 +333,19 @@ func testInstalled(t *testing.T, bin string, objs []*unstructured.Unstructured, 
 	}); err != nil {
 		fail("no agent binding for namespace shop: %v", err)
 	}
+	// The API server's authorizer sees a new binding a moment after it exists.
 	for _, r := range []struct{ group, resource string }{{"", "services"}, {"discovery.k8s.io", "endpointslices"}} {
 		for _, verb := range []string{"list", "watch"} {
-			sar, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
-				User:               "system:serviceaccount:shop:default",
-				Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:shop"},
-				ResourceAttributes: &authzv1.ResourceAttributes{Verb: verb, Group: r.group, Resource: r.resource},
-			}}, metav1.CreateOptions{})
-			if err != nil || !sar.Status.Allowed {
+			var sar *authzv1.SubjectAccessReview
+			if err := waitUntil(ctx, 10*time.Second, func() (bool, error) {
+				var err error
+				sar, err = admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+					User:               "system:serviceaccount:shop:default",
+					Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:shop"},
+					ResourceAttributes: &authzv1.ResourceAttributes{Verb: verb, Group: r.group, Resource: r.resource},
+				}}, metav1.CreateOptions{})
+				return err == nil && sar.Status.Allowed, err
+			}); err != nil {
 				fail("the agents of shop may not %s %s: %v %+v", verb, r.resource, err, sar)
 			}
 		}

@@ -121,7 +121,6 @@ func TestPolicyInstallInjectsWithNoTandemProcess(t *testing.T) {
 	}
 	objs := append(render(t, "tandem-crds", ns, nil), render(t, "tandem", ns, values(t, `
 injection: {mode: policy}
-certManager: {enabled: false}
 capture: {mode: cni}
 sidecar:
   logLevel: debug

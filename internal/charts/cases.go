@@ -16,15 +16,16 @@ type Case struct {
 	Values string
 }
 
-// Cases: every injection mode × capture mode, the defaults, HA, the
-// injector's own certificate, and the other charts' defaults.
+// Cases: every injection mode × capture mode, the defaults (the injector's
+// own certificate), cert-manager in both modes, HA, and the other charts'
+// defaults.
 var Cases = []Case{
 	{Name: "tandem-defaults", Chart: "tandem"},
 	{Name: "tandem-webhook-cni", Chart: "tandem", Values: "capture: {mode: cni}"},
-	{Name: "tandem-webhook-selfsigned", Chart: "tandem", Values: "certManager: {enabled: false}"},
-	{Name: "tandem-policy-init", Chart: "tandem", Values: "injection: {mode: policy}\ncertManager: {enabled: false}"},
-	{Name: "tandem-policy-cni", Chart: "tandem", Values: "injection: {mode: policy}\ncertManager: {enabled: false}\ncapture: {mode: cni}"},
-	{Name: "tandem-policy-certmanager", Chart: "tandem", Values: "injection: {mode: policy}"},
+	{Name: "tandem-webhook-certmanager", Chart: "tandem", Values: "certManager: {enabled: true}"},
+	{Name: "tandem-policy-init", Chart: "tandem", Values: "injection: {mode: policy}"},
+	{Name: "tandem-policy-cni", Chart: "tandem", Values: "injection: {mode: policy}\ncapture: {mode: cni}"},
+	{Name: "tandem-policy-certmanager", Chart: "tandem", Values: "injection: {mode: policy}\ncertManager: {enabled: true}"},
 	{Name: "tandem-ha", Chart: "tandem", Files: []string{"values-ha.yaml"}},
 	{Name: "tandem-crds-defaults", Chart: "tandem-crds"},
 	{Name: "tandem-cni-defaults", Chart: "tandem-cni"},

@@ -193,8 +193,9 @@ func TestChartsInstallWhatConfigInstalls(t *testing.T) {
 		config string
 	}{
 		{Name: "default", config: "resources:\n- %s\n", values: ""},
-		{Name: "policy", values: "injection: {mode: policy}\ncertManager: {enabled: false}", config: "resources:\n- %s\n"},
-		{Name: "policy-certmanager", values: "injection: {mode: policy}", config: "resources:\n- %[1]s\ncomponents:\n- %[1]s/certmanager\n"},
+		{Name: "default-certmanager", values: "certManager: {enabled: true}", config: "resources:\n- %[1]s\ncomponents:\n- %[1]s/../certmanager\n"},
+		{Name: "policy", values: "injection: {mode: policy}", config: "resources:\n- %s\n"},
+		{Name: "policy-certmanager", values: "injection: {mode: policy}\ncertManager: {enabled: true}", config: "resources:\n- %[1]s\ncomponents:\n- %[1]s/certmanager\n"},
 	} {
 		t.Run(c.Name, func(t *testing.T) {
 			dir := "config/default"

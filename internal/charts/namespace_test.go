@@ -65,7 +65,7 @@ func wantNamespaceRefs(t testing.TB, c renderCase) []string {
 	} else {
 		refs = append(refs, "    service:\n      name: tandem-webhook\n      namespace: mesh-x\n", "- kube-node-lease\n      - mesh-x\n")
 	}
-	if cm, _ := v["certManager"].(map[string]any); cm["enabled"] != false {
+	if cm, _ := v["certManager"].(map[string]any); cm["enabled"] == true {
 		refs = append(refs, "- tandem-discovery.mesh-x.svc\n")
 	}
 	return refs

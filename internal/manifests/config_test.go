@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,19 +17,40 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tandem-mesh/tandem/internal/manifests"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 )
 
-func buildDefault(t *testing.T) []*unstructured.Unstructured {
+// buildDefault builds config/default, with the given components of config/
+// (as a user's overlay adds them).
+func buildDefault(t *testing.T, components ...string) []*unstructured.Unstructured {
 	t.Helper()
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := manifests.Build(filepath.Join(root, "config", "default"))
+	dir := filepath.Join(root, "config", "default")
+	if len(components) > 0 {
+		dir = t.TempDir()
+		rel := func(p string) string {
+			r, err := filepath.Rel(dir, filepath.Join(root, "config", p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		k := "resources:\n- " + rel("default") + "\ncomponents:\n"
+		for _, c := range components {
+			k += "- " + rel(c) + "\n"
+		}
+		if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	objs, err := manifests.Build(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +76,16 @@ func strictDecode(t *testing.T, u *unstructured.Unstructured, into any) {
 // real API server; cert-manager's objects, whose CRDs a test API server does
 // not have, are decoded strictly into cert-manager's own Go types instead.
 func TestDefaultConfigIsAcceptedByAPIServer(t *testing.T) {
-	objs := buildDefault(t)
 	_, cfg := testenv.Start(t, testenv.Options{})
+	base := []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+		"Role", "RoleBinding", "Deployment", "PodDisruptionBudget", "Service", "ConfigMap", "MutatingWebhookConfiguration"}
+	t.Run("default", func(t *testing.T) { acceptedByAPIServer(t, cfg, buildDefault(t), base) })
+	t.Run("certmanager", func(t *testing.T) {
+		acceptedByAPIServer(t, cfg, buildDefault(t, "certmanager"), append(base, "Issuer", "Certificate"))
+	})
+}
+
+func acceptedByAPIServer(t *testing.T, cfg *rest.Config, objs []*unstructured.Unstructured, want []string) {
 	c, err := client.New(cfg, client.Options{Scheme: runtime.NewScheme()})
 	if err != nil {
 		t.Fatal(err)
@@ -90,9 +120,7 @@ func TestDefaultConfigIsAcceptedByAPIServer(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-		"Role", "RoleBinding", "Deployment", "PodDisruptionBudget", "Service", "ConfigMap",
-		"MutatingWebhookConfiguration", "Issuer", "Certificate"} {
+	for _, k := range want {
 		if kinds[k] == 0 {
 			t.Errorf("config/default has no %s", k)
 		}
@@ -110,30 +138,48 @@ func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string) *u
 	return nil
 }
 
-// The pieces that must name each other do: webhook Service, certificate,
-// its Secret, the CA injection annotation, the injector's RBAC.
+// The pieces that must name each other do: webhook Service, the injector's
+// certificate Secret and webhook configuration, cert-manager's certificate
+// (with its component), the injector's RBAC.
 func TestDefaultConfigIsConsistent(t *testing.T) {
 	objs := buildDefault(t)
-
-	var cert cmv1.Certificate
-	strictDecode(t, find(t, objs, "Certificate", "tandem-webhook-cert"), &cert)
-	var ca cmv1.Certificate
-	strictDecode(t, find(t, objs, "Certificate", "tandem-ca"), &ca)
-	if !ca.Spec.IsCA {
-		t.Errorf("Certificate tandem-ca is not a CA")
-	}
 	var mwc admissionregv1.MutatingWebhookConfiguration
 	strictDecode(t, find(t, objs, "MutatingWebhookConfiguration", ""), &mwc)
 	var dep appsv1.Deployment
 	strictDecode(t, find(t, objs, "Deployment", "tandem-injector"), &dep)
-
-	// cert-manager takes the caBundle from the serving certificate's
-	// Secret (its ca.crt), which holds the CA agents verify discovery with.
-	if got, want := mwc.Annotations["cert-manager.io/inject-ca-from"], cert.Namespace+"/"+cert.Name; got != want {
-		t.Errorf("webhook inject-ca-from = %q, want %q", got, want)
+	arg := func(name string) string {
+		for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
+			if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	// The injector writes the caBundle of the configuration the API server
+	// calls, and keeps its certificate in a Secret (no volume).
+	if got := arg("webhook-configuration"); got != mwc.Name {
+		t.Errorf("--webhook-configuration=%q, but the webhook configuration is %q", got, mwc.Name)
+	}
+	secret := arg("cert-secret")
+	if secret == "" || len(dep.Spec.Template.Spec.Volumes) != 0 {
+		t.Errorf("--cert-secret=%q, volumes %v: want the certificate read from a Secret, no volume", secret, dep.Spec.Template.Spec.Volumes)
 	}
 	if len(mwc.Webhooks) != 2 {
 		t.Fatalf("webhook configuration has %d entries, want 2 (namespace label, pod label)", len(mwc.Webhooks))
+	}
+
+	// With cert-manager: its certificate goes into that Secret and names the
+	// Services the injector is reached by.
+	withCM := buildDefault(t, "certmanager")
+	var cert cmv1.Certificate
+	strictDecode(t, find(t, withCM, "Certificate", "tandem-webhook-cert"), &cert)
+	var ca cmv1.Certificate
+	strictDecode(t, find(t, withCM, "Certificate", "tandem-ca"), &ca)
+	if !ca.Spec.IsCA {
+		t.Errorf("Certificate tandem-ca is not a CA")
+	}
+	if cert.Spec.SecretName != secret {
+		t.Errorf("cert-manager writes Secret %s, the injector reads %s", cert.Spec.SecretName, secret)
 	}
 	for _, wh := range mwc.Webhooks {
 		svc := wh.ClientConfig.Service
@@ -148,15 +194,6 @@ func TestDefaultConfigIsConsistent(t *testing.T) {
 	}
 	if dns := "tandem-discovery." + cert.Namespace + ".svc"; !slices.Contains(cert.Spec.DNSNames, dns) {
 		t.Errorf("certificate dnsNames %v lack the discovery Service %s", cert.Spec.DNSNames, dns)
-	}
-	secretMounted := false
-	for _, v := range dep.Spec.Template.Spec.Volumes {
-		if v.Secret != nil && v.Secret.SecretName == cert.Spec.SecretName {
-			secretMounted = true
-		}
-	}
-	if !secretMounted {
-		t.Errorf("the injector Deployment does not mount the certificate's Secret %s", cert.Spec.SecretName)
 	}
 	if dep.Spec.Replicas == nil || *dep.Spec.Replicas < 2 {
 		t.Error("the injector must run at least 2 replicas")

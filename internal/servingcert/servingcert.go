@@ -4,8 +4,8 @@
 // a serving certificate signed by it, and stores both there (the CA's key
 // too, as ca.key); it renews the serving certificate before it expires and
 // keeps the CA, so agents that trust the CA keep verifying. A Secret it did
-// not issue (no ca.key: cert-manager's, or one you wrote) is used as it is
-// and renewed by whoever wrote it.
+// not issue (cert-manager's, or one you wrote without a ca.key) is used as
+// it is and renewed by whoever wrote it.
 //
 // Every replica reads the same Secret; the first to write wins (updates
 // carry the resourceVersion they read), the others load what it wrote.
@@ -49,6 +49,9 @@ const (
 	KeyCA    = "ca.crt"
 	KeyCAKey = "ca.key"
 )
+
+// certManagerAnnotation marks the Secrets cert-manager writes.
+const certManagerAnnotation = "cert-manager.io/certificate-name"
 
 // Lifetimes of what the injector issues. The CA outlives every pod that
 // trusts it; the serving certificate is renewed when a third of its life
@@ -251,7 +254,10 @@ func (k *Keeper) sync(ctx context.Context) error {
 // it must be issued again ("" when it need not); a Secret of someone
 // else's is only checked to be usable.
 func (k *Keeper) check(s *corev1.Secret, now time.Time) (*loaded, string, error) {
-	ours := len(s.Data[KeyCAKey]) > 0
+	// cert-manager may leave a ca.key of the injector's beside what it
+	// writes over a Secret the injector issued first: its annotation wins.
+	_, certManager := s.Annotations[certManagerAnnotation]
+	ours := len(s.Data[KeyCAKey]) > 0 && !certManager
 	pair, err := tls.X509KeyPair(s.Data[KeyCert], s.Data[KeyKey])
 	if err != nil {
 		if ours {

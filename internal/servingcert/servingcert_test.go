@@ -248,6 +248,19 @@ func TestUsesSecretsOfOthers(t *testing.T) {
 	if _, ours := s.Data[servingcert.KeyCAKey]; ours || string(s.Data["tls.crt"]) != string(data["tls.crt"]) {
 		t.Error("cert-manager's Secret was rewritten")
 	}
+	// cert-manager writing over a Secret the injector issued first keeps
+	// the injector's ca.key beside its own certificate: still cert-manager's.
+	s.Data[servingcert.KeyCAKey] = []byte("-----BEGIN EC PRIVATE KEY-----\nleft over\n-----END EC PRIVATE KEY-----\n")
+	if _, err := cs.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k2 := keeper(t, cs, "cert-manager", nil)
+	if err := k2.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s2, _ := cs.CoreV1().Secrets(ns).Get(ctx, "cert-manager", metav1.GetOptions{}); string(s2.Data["tls.crt"]) != string(data["tls.crt"]) || k2.CA() != string(caPEM) {
+		t.Error("a cert-manager Secret holding a left-over ca.key was taken for the injector's and rewritten")
+	}
 
 	if _, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "broken"}, Data: map[string][]byte{"tls.crt": []byte("nope")},
