@@ -44,6 +44,16 @@ generate: ## Generate DeepCopy methods for the API types and the Go code of the 
 	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative internal/discovery/discoverypb/*.proto
 
+# The Gateway API CRDs of config/gateway-api, from the module go.mod pins.
+GATEWAY_API_CRDS = httproutes grpcroutes
+
+.PHONY: gateway-api-crds
+gateway-api-crds: ## Copy the standard-channel HTTPRoute and GRPCRoute CRDs of the pinned sigs.k8s.io/gateway-api into config/gateway-api.
+	@dir=$$($(GO) list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api); \
+	  for k in $(GATEWAY_API_CRDS); do \
+	    install -m 0644 "$$dir/config/crd/standard/gateway.networking.k8s.io_$$k.yaml" config/gateway-api/; \
+	  done
+
 .PHONY: fmt
 fmt: ## Run gofmt on the project's Go files.
 	gofmt -l -w $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')
@@ -57,11 +67,11 @@ policy: ## Generate the admission policies of config/policy from the templates a
 	$(GO) run ./cmd/injector policy > config/policy/policies.yaml
 
 .PHONY: verify
-verify: manifests generate policy ## Fail when generated files or formatting are out of date.
+verify: manifests generate policy gateway-api-crds ## Fail when generated files or formatting are out of date.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
 	@if ! git diff --quiet -- api config internal/discovery/discoverypb; then \
-	  echo "generated files are stale; run 'make manifests generate policy' and commit:"; \
+	  echo "generated files are stale; run 'make manifests generate policy gateway-api-crds' and commit:"; \
 	  git diff --stat -- api config internal/discovery/discoverypb; exit 1; fi
 
 .PHONY: envtest
