@@ -272,19 +272,84 @@ func parseRoutes(in Inputs, mode Mode) ([]*meshRoute, []error) {
 	return out, errs
 }
 
+// ServiceParents returns the Services among a route's parentRefs, as
+// "namespace/name", each once: the Services whose traffic it routes.
+// namespace is the route's, the parents' default.
+func ServiceParents(namespace string, refs []gatewayv1.ParentReference) []string {
+	var out []string
+	for _, p := range refs {
+		if key, ok := serviceParent(namespace, p); ok && !slices.Contains(out, key.String()) {
+			out = append(out, key.String())
+		}
+	}
+	return out
+}
+
+// serviceParent is the Service a parentRef names: group "" and kind
+// Service; every other parent (a Gateway) is some other controller's.
+func serviceParent(namespace string, p gatewayv1.ParentReference) (objectKey, bool) {
+	if p.Group == nil || *p.Group != "" || p.Kind == nil || *p.Kind != "Service" {
+		return objectKey{}, false
+	}
+	if p.Namespace != nil && *p.Namespace != "" {
+		namespace = string(*p.Namespace)
+	}
+	return objectKey{namespace, string(p.Name)}, true
+}
+
+// RouteBackends returns the Services the routes of in send requests to or
+// mirror them to, as "namespace/name", sorted: a client following only
+// some Services needs these too.
+func RouteBackends(in Inputs) []string {
+	var out []string
+	add := func(namespace string, o gatewayv1.BackendObjectReference) {
+		if (o.Group != nil && *o.Group != "") || (o.Kind != nil && *o.Kind != "Service") {
+			return
+		}
+		if o.Namespace != nil && *o.Namespace != "" {
+			namespace = string(*o.Namespace)
+		}
+		if k := namespace + "/" + string(o.Name); !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	for _, r := range in.HTTPRoutes {
+		for _, rule := range r.Spec.Rules {
+			for _, b := range rule.BackendRefs {
+				add(r.Namespace, b.BackendObjectReference)
+			}
+			for _, f := range rule.Filters {
+				if f.RequestMirror != nil {
+					add(r.Namespace, f.RequestMirror.BackendRef)
+				}
+			}
+		}
+	}
+	for _, r := range in.GRPCRoutes {
+		for _, rule := range r.Spec.Rules {
+			for _, b := range rule.BackendRefs {
+				add(r.Namespace, b.BackendObjectReference)
+			}
+			for _, f := range rule.Filters {
+				if f.RequestMirror != nil {
+					add(r.Namespace, f.RequestMirror.BackendRef)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // newMeshRoute reads what both kinds share: identity and parents.
 func newMeshRoute(kind routeKind, meta objectKey, created time.Time, parents []gatewayv1.ParentReference) *meshRoute {
 	r := &meshRoute{kind: kind, key: meta, created: created}
 	for i, p := range parents {
-		// Group "" and kind Service; every other parent (a Gateway) is
-		// some other controller's.
-		if p.Group == nil || *p.Group != "" || p.Kind == nil || *p.Kind != "Service" {
+		key, ok := serviceParent(meta.namespace, p)
+		if !ok {
 			continue
 		}
-		rp := routeParent{index: i, service: objectKey{meta.namespace, string(p.Name)}}
-		if p.Namespace != nil && *p.Namespace != "" {
-			rp.service.namespace = string(*p.Namespace)
-		}
+		rp := routeParent{index: i, service: key}
 		if p.Port != nil {
 			rp.port = *p.Port
 		}
