@@ -48,6 +48,9 @@ type Handler struct {
 type Watcher struct {
 	h    Handler
 	sets map[string]*informerSet // by namespace; "" when watching all
+	// routeIndex adds the index of routes by parent on the first call of
+	// Routes: discovery's. An agent never asks, and keeps no index.
+	routeIndex sync.Once
 }
 
 type informerSet struct {
@@ -154,7 +157,9 @@ func (w *Watcher) newInformerSet(src Sources, ns string) (*informerSet, error) {
 			return nil, nil
 		}
 		opt := newOptional(lw(ns), newList, func(err error) { w.h.Unserved(what, ns, err) })
-		inf := cache.NewSharedIndexInformerWithOptions(opt, obj, cache.SharedIndexInformerOptions{Indexers: cache.Indexers{parentIndex: routeParents}})
+		// No index yet (see Watcher.routeIndex), but a map to add it to:
+		// client-go cannot add indexers to a nil one.
+		inf := cache.NewSharedIndexInformerWithOptions(opt, obj, cache.SharedIndexInformerOptions{Indexers: cache.Indexers{}})
 		if err := inf.SetTransform(strip); err != nil {
 			return nil, err
 		}
@@ -275,6 +280,16 @@ func (w *Watcher) Inputs() xds.Inputs {
 // ("namespace/name") as a parent, from every watched namespace: consumer
 // routes live in their clients' namespaces.
 func (w *Watcher) Routes(key string) (http []*gatewayv1.HTTPRoute, grpc []*gatewayv1.GRPCRoute) {
+	w.routeIndex.Do(func() {
+		for _, set := range w.sets {
+			for _, inf := range []cache.SharedIndexInformer{set.httpRoutes, set.grpcRoutes} {
+				if inf != nil {
+					// Fails only on a stopped informer, which has nothing to index.
+					_ = inf.AddIndexers(cache.Indexers{parentIndex: routeParents})
+				}
+			}
+		}
+	})
 	for _, set := range w.sets {
 		if set.httpRoutes != nil {
 			objs, _ := set.httpRoutes.GetIndexer().ByIndex(parentIndex, key)

@@ -1239,7 +1239,7 @@ func (bad *problems) gatewayDuration(field string, d *gatewayv1.Duration) *time.
 func (bad *problems) envoyCheck(rule *routeRule, mode Mode) {
 	probe := &servicePort{svc: &service{key: objectKey{"probe", "probe"}}, port: 1, policy: defaultPolicy}
 	for _, m := range rule.matches {
-		if err := validateMessage(envoyRoute(probe, routeEntry{rule: rule, match: m}, mode)); err != nil {
+		if err := validateMessage(envoyRoute(probe, routeEntry{rule: rule, match: m}, nil, mode)); err != nil {
 			bad.add("Envoy would refuse it: %v", err)
 			return
 		}

@@ -25,8 +25,17 @@ const retryOtherHost = "envoy.retry_host_predicates.previous_hosts"
 // proxyless gRPC gets it without endpoints, and fails them UNAVAILABLE.
 const unresolvedCluster = "unresolved-backend"
 
-// notFoundRoute answers what no rule of a port's routes matches.
-const notFoundRoute = "no-route-matched"
+// Parts of route configurations shared by all of them (resources are
+// read-only): the route answering what no rule of a port's routes
+// matches, and the zero timeout that turns Envoy's default off.
+var (
+	notFound = &routev3.Route{
+		Name:   "no-route-matched",
+		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 404}},
+	}
+	noTimeout = duration(0)
+)
 
 // routeConfiguration routes the requests for one Service port: by the
 // port's HTTPRoutes or GRPCRoutes when some apply, else all of them to its
@@ -43,18 +52,15 @@ func routeConfiguration(p *servicePort, mode Mode) *routev3.RouteConfiguration {
 		}}
 	} else {
 		routes = make([]*routev3.Route, 0, len(p.routes.entries)+1)
+		retries := retryPolicy(p.policy.retry, mode)
 		for _, e := range p.routes.entries {
-			routes = append(routes, envoyRoute(p, e, mode))
+			routes = append(routes, envoyRoute(p, e, retries, mode))
 		}
 		// Proxyless gRPC fails a call no route matches (UNAVAILABLE) by
 		// itself; Envoy answers 404, which it turns into UNIMPLEMENTED
 		// for gRPC.
 		if mode == Sidecar {
-			routes = append(routes, &routev3.Route{
-				Name:   notFoundRoute,
-				Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-				Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 404}},
-			})
+			routes = append(routes, notFound)
 		}
 	}
 	return &routev3.RouteConfiguration{
@@ -87,20 +93,23 @@ func setTimeout(a *routev3.RouteAction, timeout time.Duration, mode Mode) {
 	switch {
 	case mode == Proxyless && timeout > 0:
 		a.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: duration(timeout)}
+	case mode == Sidecar && timeout == 0:
+		a.Timeout = noTimeout
 	case mode == Sidecar:
 		a.Timeout = duration(timeout)
 	}
 }
 
-// envoyRoute is one match of a rule on Service port p.
-func envoyRoute(p *servicePort, e routeEntry, mode Mode) *routev3.Route {
+// envoyRoute is one match of a rule on Service port p, whose retries are
+// retries (shared by the port's routes).
+func envoyRoute(p *servicePort, e routeEntry, retries *routev3.RetryPolicy, mode Mode) *routev3.Route {
 	rule := e.rule
 	out := &routev3.Route{Name: e.match.name, Match: e.match.envoy}
 	if rule.redirect != nil {
 		out.Action = &routev3.Route_Redirect{Redirect: rule.redirect}
 		return out
 	}
-	out.Action = &routev3.Route_Route{Route: ruleAction(p, rule, mode)}
+	out.Action = &routev3.Route_Route{Route: ruleAction(p, rule, retries, mode)}
 	if mode == Sidecar {
 		out.RequestHeadersToAdd, out.RequestHeadersToRemove = rule.requestHeaders.add, rule.requestHeaders.remove
 		out.ResponseHeadersToAdd, out.ResponseHeadersToRemove = rule.responseHeaders.add, rule.responseHeaders.remove
@@ -114,8 +123,8 @@ func envoyRoute(p *servicePort, e routeEntry, mode Mode) *routev3.Route {
 // unresolvedCluster: Envoy answers it 500 for an HTTPRoute, 503 (gRPC
 // UNAVAILABLE) for a GRPCRoute, as the specification wants; it is never
 // given to the other backends.
-func ruleAction(p *servicePort, rule *routeRule, mode Mode) *routev3.RouteAction {
-	a := &routev3.RouteAction{RetryPolicy: retryPolicy(p.policy.retry, mode)}
+func ruleAction(p *servicePort, rule *routeRule, retries *routev3.RetryPolicy, mode Mode) *routev3.RouteAction {
+	a := &routev3.RouteAction{RetryPolicy: retries}
 	var (
 		weighted   []*routev3.WeightedCluster_ClusterWeight
 		unresolved uint32
@@ -171,6 +180,7 @@ func ruleAction(p *servicePort, rule *routeRule, mode Mode) *routev3.RouteAction
 	// gRPC, which has no timeout per attempt, the whole call.
 	if bt := rule.backendTimeout; bt != nil {
 		if mode == Sidecar && a.RetryPolicy != nil {
+			a.RetryPolicy = proto.CloneOf(a.RetryPolicy)
 			a.RetryPolicy.PerTryTimeout = duration(*bt)
 		} else if *bt > 0 && (timeout == 0 || *bt < timeout) {
 			timeout = *bt
