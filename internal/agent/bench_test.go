@@ -100,7 +100,7 @@ func (r staticRoutes) List(metav1.ListOptions) (k8sruntime.Object, error) {
 	return list, nil
 }
 func (staticRoutes) Watch(metav1.ListOptions) (watch.Interface, error) { return watch.NewFake(), nil }
-func (staticRoutes) IsWatchListSemanticsUnSupported() bool            { return true }
+func (staticRoutes) IsWatchListSemanticsUnSupported() bool             { return true }
 
 // routed reports whether svc-3's port is served by its route.
 func routed(srv *server.Server) bool {
