@@ -72,17 +72,7 @@ const routeRecheck = 30 * time.Second
 // makes the routes part of TrafficPolicy status, once their CRDs are
 // installed: at start, or whenever they are.
 func setupRouteStatus(mgr ctrl.Manager, policies *policystatus.Reconciler) error {
-	return routestatus.WhenServed(mgr, routeRecheck, func() error {
-		if err := routestatus.IndexFields(mgr); err != nil {
-			return err
-		}
-		for _, kind := range routestatus.Kinds {
-			if err := (&routestatus.Reconciler{Client: mgr.GetClient(), Kind: kind}).SetupWithManager(mgr); err != nil {
-				return err
-			}
-		}
-		return policies.WatchRoutes(mgr)
-	})
+	return routestatus.Setup(mgr, routeRecheck, func() error { return policies.WatchRoutes(mgr) })
 }
 
 // setupPolicyParams publishes discovery's address and CA for the

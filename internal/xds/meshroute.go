@@ -491,25 +491,12 @@ func (r *meshRoute) httpRule(i int, spec *gatewayv1.HTTPRouteRule, mode Mode) (*
 	if len(rule.mirrors) > 0 {
 		r.noteProxyless(rule, "RequestMirror")
 	}
-	for k := range spec.BackendRefs {
-		b := &spec.BackendRefs[k]
-		field := fmt.Sprintf("backendRefs[%d]", k)
-		rb := bad.backend(field, b.BackendRef, r.key.namespace)
-		for l := range b.Filters {
-			f := &b.Filters[l]
-			ffield := fmt.Sprintf("%s.filters[%d]", field, l)
-			switch f.Type {
-			case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
-				rb.requestHeaders = bad.headerFilter(ffield+".requestHeaderModifier", f.RequestHeaderModifier)
-				r.noteProxyless(rule, "%s RequestHeaderModifier", field)
-			case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
-				rb.responseHeaders = bad.headerFilter(ffield+".responseHeaderModifier", f.ResponseHeaderModifier)
-				r.noteProxyless(rule, "%s ResponseHeaderModifier", field)
-			default:
-				bad.add("%s: filter type %q is not supported on a backendRef; supported there: RequestHeaderModifier, ResponseHeaderModifier", ffield, f.Type)
-			}
+	for k, b := range spec.BackendRefs {
+		filters := make([]backendFilter, len(b.Filters))
+		for l, f := range b.Filters {
+			filters[l] = backendFilter{string(f.Type), f.RequestHeaderModifier, f.ResponseHeaderModifier}
 		}
-		rule.backends = append(rule.backends, rb)
+		rule.backends = append(rule.backends, r.backendRef(&bad, rule, k, b.BackendRef, filters))
 	}
 	if rule.redirect != nil && len(rule.backends) > 0 {
 		bad.add("backendRefs: a rule with a RequestRedirect filter has no backendRefs")
@@ -578,31 +565,45 @@ func (r *meshRoute) grpcRule(i int, spec *gatewayv1.GRPCRouteRule) (*routeRule, 
 	if len(rule.mirrors) > 0 {
 		r.noteProxyless(rule, "RequestMirror")
 	}
-	for k := range spec.BackendRefs {
-		b := &spec.BackendRefs[k]
-		field := fmt.Sprintf("backendRefs[%d]", k)
-		rb := bad.backend(field, b.BackendRef, r.key.namespace)
-		for l := range b.Filters {
-			f := &b.Filters[l]
-			ffield := fmt.Sprintf("%s.filters[%d]", field, l)
-			switch f.Type {
-			case gatewayv1.GRPCRouteFilterRequestHeaderModifier:
-				rb.requestHeaders = bad.headerFilter(ffield+".requestHeaderModifier", f.RequestHeaderModifier)
-				r.noteProxyless(rule, "%s RequestHeaderModifier", field)
-			case gatewayv1.GRPCRouteFilterResponseHeaderModifier:
-				rb.responseHeaders = bad.headerFilter(ffield+".responseHeaderModifier", f.ResponseHeaderModifier)
-				r.noteProxyless(rule, "%s ResponseHeaderModifier", field)
-			default:
-				bad.add("%s: filter type %q is not supported on a backendRef; supported there: RequestHeaderModifier, ResponseHeaderModifier", ffield, f.Type)
-			}
+	for k, b := range spec.BackendRefs {
+		filters := make([]backendFilter, len(b.Filters))
+		for l, f := range b.Filters {
+			filters[l] = backendFilter{string(f.Type), f.RequestHeaderModifier, f.ResponseHeaderModifier}
 		}
-		rule.backends = append(rule.backends, rb)
+		rule.backends = append(rule.backends, r.backendRef(&bad, rule, k, b.BackendRef, filters))
 	}
 	if spec.SessionPersistence != nil {
 		r.ignored = append(r.ignored, fmt.Sprintf("%s: sessionPersistence (an experimental-channel field)", ruleName(i, rule.name)))
 	}
 	rule.decideAction()
 	return rule, bad
+}
+
+// backendFilter is a filter of a backendRef, of either route kind: only
+// the header modifiers are supported there.
+type backendFilter struct {
+	typ               string
+	request, response *gatewayv1.HTTPHeaderFilter
+}
+
+// backendRef checks backendRefs[k] of a rule and its filters.
+func (r *meshRoute) backendRef(bad *problems, rule *routeRule, k int, b gatewayv1.BackendRef, filters []backendFilter) *routeBackend {
+	field := fmt.Sprintf("backendRefs[%d]", k)
+	rb := bad.backend(field, b, r.key.namespace)
+	for l, f := range filters {
+		ffield := fmt.Sprintf("%s.filters[%d]", field, l)
+		switch f.typ {
+		case string(gatewayv1.HTTPRouteFilterRequestHeaderModifier):
+			rb.requestHeaders = bad.headerFilter(ffield+".requestHeaderModifier", f.request)
+			r.noteProxyless(rule, "%s RequestHeaderModifier", field)
+		case string(gatewayv1.HTTPRouteFilterResponseHeaderModifier):
+			rb.responseHeaders = bad.headerFilter(ffield+".responseHeaderModifier", f.response)
+			r.noteProxyless(rule, "%s ResponseHeaderModifier", field)
+		default:
+			bad.add("%s: filter type %q is not supported on a backendRef; supported there: RequestHeaderModifier, ResponseHeaderModifier", ffield, f.typ)
+		}
+	}
+	return rb
 }
 
 // decideAction sets fail when the rule can forward nowhere: an

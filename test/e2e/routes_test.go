@@ -60,27 +60,49 @@ func (o outcome) String() string {
 	return fmt.Sprintf("answers %v, failures %v", o.answers, o.failures)
 }
 
-// callEach makes n SayHello calls, each on its own, with md when set.
+// callEach makes n SayHello calls, each on its own, with md when set,
+// counted by the backend that answered.
 func callEach(conn *grpc.ClientConn, n int, md metadata.MD) outcome {
-	o := outcome{answers: map[string]int{}, failures: map[codes.Code]int{}}
 	client := pb.NewGreeterClient(conn)
-	for range n {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	return each(n, func(ctx context.Context) (string, error) {
 		if md != nil {
 			ctx = metadata.NewOutgoingContext(ctx, md)
 		}
 		reply, err := client.SayHello(ctx, &pb.HelloRequest{Name: "e2e"})
+		if err != nil {
+			return "", err
+		}
+		return greeter.Backend(reply.GetMessage())
+	})
+}
+
+// checkEach makes n health checks (another method of the same servers),
+// counted by the address that answered.
+func checkEach(conn *grpc.ClientConn, n int) outcome {
+	client := healthpb.NewHealthClient(conn)
+	return each(n, func(ctx context.Context) (string, error) {
+		var p peer.Peer
+		if _, err := client.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p)); err != nil {
+			return "", err
+		}
+		host, _, err := net.SplitHostPort(p.Addr.String())
+		return host, err
+	})
+}
+
+// each makes n calls, each with a timeout of its own, and counts the
+// backends they name and the failures by status code.
+func each(n int, call func(context.Context) (string, error)) outcome {
+	o := outcome{answers: map[string]int{}, failures: map[codes.Code]int{}}
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		backend, err := call(ctx)
 		cancel()
 		if err != nil {
 			o.failures[status.Code(err)]++
 			continue
 		}
-		host, err := greeter.Backend(reply.GetMessage())
-		if err != nil {
-			o.failures[codes.Unknown]++
-			continue
-		}
-		o.answers[host]++
+		o.answers[backend]++
 	}
 	return o
 }
@@ -153,26 +175,6 @@ func raceFailures(failed []failure) (raced int, window time.Duration, other []er
 	return raced, last.Sub(first), other
 }
 
-// checkEach makes n health checks (another method of the same servers)
-// and counts them by the address that answered.
-func checkEach(conn *grpc.ClientConn, n int) outcome {
-	o := outcome{answers: map[string]int{}, failures: map[codes.Code]int{}}
-	client := healthpb.NewHealthClient(conn)
-	for range n {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		var p peer.Peer
-		_, err := client.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p))
-		cancel()
-		if err != nil {
-			o.failures[status.Code(err)]++
-			continue
-		}
-		host, _, _ := net.SplitHostPort(p.Addr.String())
-		o.answers[host]++
-	}
-	return o
-}
-
 func serviceRef(name string, port int32, weight int32) gatewayv1.GRPCBackendRef {
 	return gatewayv1.GRPCBackendRef{BackendRef: gatewayv1.BackendRef{Weight: &weight,
 		BackendObjectReference: gatewayv1.BackendObjectReference{Name: gatewayv1.ObjectName(name), Port: &port}}}
@@ -197,17 +199,7 @@ func TestProxylessRoutes(t *testing.T) {
 		}
 	}
 	testenv.StartManager(t, c.cfg, manager.Options{}, func(mgr ctrl.Manager) error {
-		return routestatus.WhenServed(mgr, time.Second, func() error {
-			if err := routestatus.IndexFields(mgr); err != nil {
-				return err
-			}
-			for _, kind := range routestatus.Kinds {
-				if err := (&routestatus.Reconciler{Client: mgr.GetClient(), Kind: kind}).SetupWithManager(mgr); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		return routestatus.Setup(mgr, time.Second)
 	})
 	kc := testenv.Client(t, c.cfg)
 	c.disc.Start()

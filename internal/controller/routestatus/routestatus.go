@@ -134,8 +134,8 @@ func services(obj client.Object) []string {
 	return out
 }
 
-// IndexFields registers the field indexes of both route kinds; once per
-// manager, whoever sets up a controller first.
+// IndexFields registers the field indexes of both route kinds, once per
+// manager (Setup does).
 func IndexFields(mgr ctrl.Manager) error {
 	for _, kind := range Kinds {
 		for name, keys := range map[string]func(client.Object) []string{ParentIndex: ServiceParents, serviceIndex: services} {
@@ -150,7 +150,7 @@ func IndexFields(mgr ctrl.Manager) error {
 // SetupWithManager registers the controller: a route, a Service it names
 // as parent or backend, and for HTTPRoutes a GRPCRoute on the same parent
 // (which may take a port from it) re-evaluate the route. The field
-// indexes must be registered (IndexFields).
+// indexes must be registered (IndexFields); Setup does both.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("routestatus-"+strings.ToLower(string(r.Kind))).
@@ -321,10 +321,33 @@ func parentsEqual(a, b []gatewayv1.RouteParentStatus) bool {
 	return reflect.DeepEqual(strip(a), strip(b))
 }
 
-// WhenServed runs setup once the API server serves both route kinds (the
-// Gateway API CRDs are installed, now or later), asking every `every`.
-// It runs on the leader: the controllers it sets up write status.
-func WhenServed(mgr ctrl.Manager, every time.Duration, setup func() error) error {
+// Setup sets up the status controllers of both route kinds once the API
+// server serves them (the Gateway API CRDs are installed, now or later),
+// asking every `every`; then also, what else needs the routes (the
+// TrafficPolicy status's watch of them).
+func Setup(mgr ctrl.Manager, every time.Duration, also ...func() error) error {
+	return whenServed(mgr, every, func() error {
+		if err := IndexFields(mgr); err != nil {
+			return err
+		}
+		for _, kind := range Kinds {
+			if err := (&Reconciler{Client: mgr.GetClient(), Kind: kind}).SetupWithManager(mgr); err != nil {
+				return err
+			}
+		}
+		for _, f := range also {
+			if err := f(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// whenServed runs setup once the API server serves both route kinds,
+// asking every `every`. It runs on the leader: the controllers it sets up
+// write status.
+func whenServed(mgr ctrl.Manager, every time.Duration, setup func() error) error {
 	log := mgr.GetLogger().WithName("routestatus")
 	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		for waited := false; ; waited = true {

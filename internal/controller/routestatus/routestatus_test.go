@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -35,17 +36,7 @@ func setup(mgr ctrl.Manager, recheck time.Duration) error {
 	if err := policies.SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return routestatus.WhenServed(mgr, recheck, func() error {
-		if err := routestatus.IndexFields(mgr); err != nil {
-			return err
-		}
-		for _, kind := range routestatus.Kinds {
-			if err := (&routestatus.Reconciler{Client: mgr.GetClient(), Kind: kind}).SetupWithManager(mgr); err != nil {
-				return err
-			}
-		}
-		return policies.WatchRoutes(mgr)
-	})
+	return routestatus.Setup(mgr, recheck, func() error { return policies.WatchRoutes(mgr) })
 }
 
 // managerOptions let each test of the package run the injector's
@@ -188,10 +179,17 @@ func TestRouteStatus(t *testing.T) {
 		if err := c.Create(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		// A Gateway controller's entry, written before ours.
-		r.Status.Parents = []gatewayv1.RouteParentStatus{{ParentRef: other, ControllerName: "example.com/gateway",
-			Conditions: []metav1.Condition{{Type: "Accepted", Status: metav1.ConditionTrue, Reason: "Accepted", LastTransitionTime: metav1.Now()}}}}
-		if err := c.Status().Update(ctx, r); err != nil {
+		// A Gateway controller's entry, written beside ours (which may be
+		// there already).
+		gatewayEntry := gatewayv1.RouteParentStatus{ParentRef: other, ControllerName: "example.com/gateway",
+			Conditions: []metav1.Condition{{Type: "Accepted", Status: metav1.ConditionTrue, Reason: "Accepted", LastTransitionTime: metav1.Now()}}}
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(r), r); err != nil {
+				return err
+			}
+			r.Status.Parents = append(r.Status.Parents, gatewayEntry)
+			return c.Status().Update(ctx, r)
+		}); err != nil {
 			t.Fatal(err)
 		}
 		ours(t, c, r, conditions(r, "ghost", map[string]string{"Accepted": "False/NoMatchingParent"}))
@@ -203,8 +201,13 @@ func TestRouteStatus(t *testing.T) {
 			t.Errorf("status.parents %+v: want the Gateway controller's entry kept beside ours", r.Status.Parents)
 		}
 		// A parent taken out of the spec takes Tandem's entry with it.
-		r.Spec.ParentRefs = []gatewayv1.ParentReference{other}
-		if err := c.Update(ctx, r); err != nil {
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(r), r); err != nil {
+				return err
+			}
+			r.Spec.ParentRefs = []gatewayv1.ParentReference{other}
+			return c.Update(ctx, r)
+		}); err != nil {
 			t.Fatal(err)
 		}
 		ours(t, c, r, func(parents []gatewayv1.RouteParentStatus) error {
