@@ -14,6 +14,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
@@ -252,7 +254,7 @@ func parseRoutes(in Inputs, mode Mode) ([]*meshRoute, []error) {
 		if r == nil {
 			continue
 		}
-		if err := firstDefinition(seen, "HTTPRoute", objectKey{r.Namespace, r.Name}); err != nil {
+		if err := checkRouteName(seen, "HTTPRoute", r.ObjectMeta); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -263,13 +265,40 @@ func parseRoutes(in Inputs, mode Mode) ([]*meshRoute, []error) {
 		if r == nil {
 			continue
 		}
-		if err := firstDefinition(seen, "GRPCRoute", objectKey{r.Namespace, r.Name}); err != nil {
+		if err := checkRouteName(seen, "GRPCRoute", r.ObjectMeta); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		out = append(out, parseGRPCRoute(r, mode))
 	}
 	return out, errs
+}
+
+// checkRouteName refuses a route whose name or namespace Kubernetes would
+// not accept (they end up in Envoy's route names), or defined twice.
+func checkRouteName(seen map[objectKey]bool, kind string, meta metav1.ObjectMeta) error {
+	fail := func(format string, args ...any) error {
+		return &ObjectError{Kind: kind, Namespace: meta.Namespace, Name: meta.Name, Err: fmt.Errorf(format, args...)}
+	}
+	if msgs := validation.IsDNS1123Subdomain(meta.Name); len(msgs) > 0 {
+		return fail("metadata.name %q is not a route name: %s", meta.Name, strings.Join(msgs, "; "))
+	}
+	if msgs := validation.IsDNS1123Label(meta.Namespace); len(msgs) > 0 {
+		return fail("metadata.namespace %q is not a namespace name: %s", meta.Namespace, strings.Join(msgs, "; "))
+	}
+	return firstDefinition(seen, kind, objectKey{meta.Namespace, meta.Name})
+}
+
+// ruleName checks a rule's name: a section name of the Gateway API.
+func (bad *problems) ruleName(name *gatewayv1.SectionName) string {
+	if name == nil {
+		return ""
+	}
+	if msgs := validation.IsDNS1123Subdomain(string(*name)); len(msgs) > 0 {
+		bad.add("name: %q is not a rule name: %s", *name, strings.Join(msgs, "; "))
+		return ""
+	}
+	return string(*name)
 }
 
 // ServiceParents returns the Services among a route's parentRefs, as
@@ -431,10 +460,8 @@ func parseGRPCRoute(gr *gatewayv1.GRPCRoute, mode Mode) *meshRoute {
 // httpRule checks one HTTPRoute rule.
 func (r *meshRoute) httpRule(i int, spec *gatewayv1.HTTPRouteRule, mode Mode) (*routeRule, problems) {
 	rule := &routeRule{route: r, index: i}
-	if spec.Name != nil {
-		rule.name = string(*spec.Name)
-	}
 	var bad problems
+	rule.name = bad.ruleName(spec.Name)
 	matches := spec.Matches
 	if len(matches) == 0 {
 		matches = []gatewayv1.HTTPRouteMatch{{}}
@@ -521,10 +548,8 @@ func (r *meshRoute) httpRule(i int, spec *gatewayv1.HTTPRouteRule, mode Mode) (*
 // grpcRule checks one GRPCRoute rule.
 func (r *meshRoute) grpcRule(i int, spec *gatewayv1.GRPCRouteRule) (*routeRule, problems) {
 	rule := &routeRule{route: r, index: i}
-	if spec.Name != nil {
-		rule.name = string(*spec.Name)
-	}
 	var bad problems
+	rule.name = bad.ruleName(spec.Name)
 	matches := spec.Matches
 	if len(matches) == 0 {
 		matches = []gatewayv1.GRPCRouteMatch{{}}
@@ -711,8 +736,8 @@ func (bad *problems) valueMatch(field string, list []valueMatch, name, value str
 		bad.regex(field+".value", value)
 	case value == "" || len(value) > 4096:
 		bad.add("%s.value: must be 1 to 4096 characters", field)
-	case strings.ContainsAny(value, "\x00\r\n"):
-		bad.add("%s.value: must not contain NUL, CR or LF", field)
+	default:
+		bad.headerValue(field+".value", value)
 	}
 	same := func(v valueMatch) bool {
 		if header {
@@ -724,6 +749,17 @@ func (bad *problems) valueMatch(field string, list []valueMatch, name, value str
 		return list
 	}
 	return append(list, valueMatch{name: name, value: value, regex: regex})
+}
+
+// headerValue checks what a header value may hold: UTF-8 (xDS strings
+// are), without NUL, CR or LF.
+func (bad *problems) headerValue(field, v string) {
+	switch {
+	case !utf8.ValidString(v):
+		bad.add("%s: %q is not UTF-8", field, v)
+	case strings.ContainsAny(v, "\x00\r\n"):
+		bad.add("%s: must not contain NUL, CR or LF", field)
+	}
 }
 
 // path checks an Exact or PathPrefix value as the CRD does.
@@ -991,11 +1027,10 @@ func (bad *problems) headerFilter(field string, f *gatewayv1.HTTPHeaderFilter) h
 	option := func(list string, h gatewayv1.HTTPHeader, action corev3.HeaderValueOption_HeaderAppendAction) {
 		name := string(h.Name)
 		if bad.modifiableHeader(field+"."+list, name) {
-			switch {
-			case len(h.Value) > 4096:
+			if len(h.Value) > 4096 {
 				bad.add("%s.%s: the value of %s is longer than 4096 characters", field, list, name)
-			case strings.ContainsAny(h.Value, "\x00\r\n"):
-				bad.add("%s.%s: the value of %s must not contain NUL, CR or LF", field, list, name)
+			} else {
+				bad.headerValue(fmt.Sprintf("%s.%s: the value of %s", field, list, name), h.Value)
 			}
 		}
 		out.add = append(out.add, &corev3.HeaderValueOption{
