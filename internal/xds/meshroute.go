@@ -476,54 +476,9 @@ func (r *meshRoute) httpRule(i int, spec *gatewayv1.HTTPRouteRule, mode Mode) (*
 		}
 		rule.matches = append(rule.matches, m.envoyMatches(r, rule, j, mode)...)
 	}
-	var seen []gatewayv1.HTTPRouteFilterType
-	for k := range spec.Filters {
-		f := &spec.Filters[k]
-		field := fmt.Sprintf("filters[%d]", k)
-		if f.Type != gatewayv1.HTTPRouteFilterRequestMirror && f.Type != gatewayv1.HTTPRouteFilterExtensionRef && slices.Contains(seen, f.Type) {
-			bad.add("%s: filter %s is given twice; it may be given once", field, f.Type)
-			continue
-		}
-		seen = append(seen, f.Type)
-		switch f.Type {
-		case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
-			rule.requestHeaders = bad.headerFilter(field+".requestHeaderModifier", f.RequestHeaderModifier)
-			r.noteProxyless(rule, "RequestHeaderModifier")
-		case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
-			rule.responseHeaders = bad.headerFilter(field+".responseHeaderModifier", f.ResponseHeaderModifier)
-			r.noteProxyless(rule, "ResponseHeaderModifier")
-		case gatewayv1.HTTPRouteFilterRequestRedirect:
-			rule.redirect = bad.redirect(field+".requestRedirect", f.RequestRedirect, prefixMatches, prefix)
-			r.noteProxyless(rule, "RequestRedirect (its calls fail UNAVAILABLE)")
-		case gatewayv1.HTTPRouteFilterURLRewrite:
-			rule.rewrite = bad.urlRewrite(field+".urlRewrite", f.URLRewrite, prefixMatches, prefix)
-			r.noteProxyless(rule, "URLRewrite")
-		case gatewayv1.HTTPRouteFilterRequestMirror:
-			if f.RequestMirror == nil {
-				bad.add("%s: type RequestMirror needs requestMirror", field)
-				continue
-			}
-			rule.mirrors = append(rule.mirrors, bad.mirror(field+".requestMirror", f.RequestMirror, r.key.namespace))
-		case gatewayv1.HTTPRouteFilterExtensionRef:
-			rule.extensionRef = bad.extensionRef(field, f.ExtensionRef)
-		case gatewayv1.HTTPRouteFilterCORS, gatewayv1.HTTPRouteFilterExternalAuth:
-			bad.add("%s: filter type %s is not supported; supported: RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror", field, f.Type)
-		default:
-			bad.add("%s: type %q is not a filter type; supported: RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror", field, f.Type)
-		}
-	}
-	if rule.redirect != nil && !rule.rewrite.empty() {
-		bad.add("filters: RequestRedirect and URLRewrite cannot be combined")
-	}
-	if len(rule.mirrors) > 0 {
-		r.noteProxyless(rule, "RequestMirror")
-	}
+	r.filters(&bad, rule, spec.Filters, httpFilters, prefixMatches, prefix)
 	for k, b := range spec.BackendRefs {
-		filters := make([]backendFilter, len(b.Filters))
-		for l, f := range b.Filters {
-			filters[l] = backendFilter{string(f.Type), f.RequestHeaderModifier, f.ResponseHeaderModifier}
-		}
-		rule.backends = append(rule.backends, r.backendRef(&bad, rule, k, b.BackendRef, filters))
+		rule.backends = append(rule.backends, r.backendRef(&bad, rule, k, b.BackendRef, b.Filters))
 	}
 	if rule.redirect != nil && len(rule.backends) > 0 {
 		bad.add("backendRefs: a rule with a RequestRedirect filter has no backendRefs")
@@ -559,43 +514,9 @@ func (r *meshRoute) grpcRule(i int, spec *gatewayv1.GRPCRouteRule) (*routeRule, 
 		m.name = matchName(r, rule, j, "")
 		rule.matches = append(rule.matches, m)
 	}
-	var seen []gatewayv1.GRPCRouteFilterType
-	for k := range spec.Filters {
-		f := &spec.Filters[k]
-		field := fmt.Sprintf("filters[%d]", k)
-		if f.Type != gatewayv1.GRPCRouteFilterRequestMirror && f.Type != gatewayv1.GRPCRouteFilterExtensionRef && slices.Contains(seen, f.Type) {
-			bad.add("%s: filter %s is given twice; it may be given once", field, f.Type)
-			continue
-		}
-		seen = append(seen, f.Type)
-		switch f.Type {
-		case gatewayv1.GRPCRouteFilterRequestHeaderModifier:
-			rule.requestHeaders = bad.headerFilter(field+".requestHeaderModifier", f.RequestHeaderModifier)
-			r.noteProxyless(rule, "RequestHeaderModifier")
-		case gatewayv1.GRPCRouteFilterResponseHeaderModifier:
-			rule.responseHeaders = bad.headerFilter(field+".responseHeaderModifier", f.ResponseHeaderModifier)
-			r.noteProxyless(rule, "ResponseHeaderModifier")
-		case gatewayv1.GRPCRouteFilterRequestMirror:
-			if f.RequestMirror == nil {
-				bad.add("%s: type RequestMirror needs requestMirror", field)
-				continue
-			}
-			rule.mirrors = append(rule.mirrors, bad.mirror(field+".requestMirror", f.RequestMirror, r.key.namespace))
-		case gatewayv1.GRPCRouteFilterExtensionRef:
-			rule.extensionRef = bad.extensionRef(field, f.ExtensionRef)
-		default:
-			bad.add("%s: type %q is not a filter type; supported: RequestHeaderModifier, ResponseHeaderModifier, RequestMirror", field, f.Type)
-		}
-	}
-	if len(rule.mirrors) > 0 {
-		r.noteProxyless(rule, "RequestMirror")
-	}
+	r.filters(&bad, rule, asHTTPFilters(spec.Filters), grpcFilters, 0, "")
 	for k, b := range spec.BackendRefs {
-		filters := make([]backendFilter, len(b.Filters))
-		for l, f := range b.Filters {
-			filters[l] = backendFilter{string(f.Type), f.RequestHeaderModifier, f.ResponseHeaderModifier}
-		}
-		rule.backends = append(rule.backends, r.backendRef(&bad, rule, k, b.BackendRef, filters))
+		rule.backends = append(rule.backends, r.backendRef(&bad, rule, k, b.BackendRef, asHTTPFilters(b.Filters)))
 	}
 	if spec.SessionPersistence != nil {
 		r.ignored = append(r.ignored, fmt.Sprintf("%s: sessionPersistence (an experimental-channel field)", ruleName(i, rule.name)))
@@ -604,28 +525,98 @@ func (r *meshRoute) grpcRule(i int, spec *gatewayv1.GRPCRouteRule) (*routeRule, 
 	return rule, bad
 }
 
-// backendFilter is a filter of a backendRef, of either route kind: only
-// the header modifiers are supported there.
-type backendFilter struct {
-	typ               string
-	request, response *gatewayv1.HTTPHeaderFilter
+// The filter types each route kind supports.
+var (
+	httpFilters = []gatewayv1.HTTPRouteFilterType{gatewayv1.HTTPRouteFilterRequestHeaderModifier, gatewayv1.HTTPRouteFilterResponseHeaderModifier,
+		gatewayv1.HTTPRouteFilterRequestRedirect, gatewayv1.HTTPRouteFilterURLRewrite, gatewayv1.HTTPRouteFilterRequestMirror, gatewayv1.HTTPRouteFilterExtensionRef}
+	grpcFilters = []gatewayv1.HTTPRouteFilterType{gatewayv1.HTTPRouteFilterRequestHeaderModifier, gatewayv1.HTTPRouteFilterResponseHeaderModifier,
+		gatewayv1.HTTPRouteFilterRequestMirror, gatewayv1.HTTPRouteFilterExtensionRef}
+	backendFilters = []gatewayv1.HTTPRouteFilterType{gatewayv1.HTTPRouteFilterRequestHeaderModifier, gatewayv1.HTTPRouteFilterResponseHeaderModifier}
+)
+
+// asHTTPFilters are a GRPCRoute's filters as HTTPRoute filters: the types
+// the two kinds share have the same names and fields.
+func asHTTPFilters(fs []gatewayv1.GRPCRouteFilter) []gatewayv1.HTTPRouteFilter {
+	out := make([]gatewayv1.HTTPRouteFilter, len(fs))
+	for i, f := range fs {
+		out[i] = gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterType(f.Type), RequestHeaderModifier: f.RequestHeaderModifier,
+			ResponseHeaderModifier: f.ResponseHeaderModifier, RequestMirror: f.RequestMirror, ExtensionRef: f.ExtensionRef}
+	}
+	return out
 }
 
-// backendRef checks backendRefs[k] of a rule and its filters.
-func (r *meshRoute) backendRef(bad *problems, rule *routeRule, k int, b gatewayv1.BackendRef, filters []backendFilter) *routeBackend {
+func filterTypes(types []gatewayv1.HTTPRouteFilterType) string {
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = string(t)
+	}
+	return strings.Join(names, ", ")
+}
+
+// filters checks a rule's filters, of the types supported: each but
+// RequestMirror and ExtensionRef at most once. A prefix rewrite or
+// redirect needs the rule to have exactly one PathPrefix match (prefix).
+func (r *meshRoute) filters(bad *problems, rule *routeRule, fs []gatewayv1.HTTPRouteFilter, supported []gatewayv1.HTTPRouteFilterType, prefixMatches int, prefix string) {
+	var seen []gatewayv1.HTTPRouteFilterType
+	for k := range fs {
+		f := &fs[k]
+		field := fmt.Sprintf("filters[%d]", k)
+		switch {
+		case !slices.Contains(supported, f.Type):
+			bad.add("%s: filter type %q is not supported; supported: %s", field, f.Type, filterTypes(supported))
+			continue
+		case f.Type != gatewayv1.HTTPRouteFilterRequestMirror && f.Type != gatewayv1.HTTPRouteFilterExtensionRef && slices.Contains(seen, f.Type):
+			bad.add("%s: filter %s is given twice; it may be given once", field, f.Type)
+			continue
+		}
+		seen = append(seen, f.Type)
+		switch f.Type {
+		case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
+			rule.requestHeaders = bad.headerFilter(field+".requestHeaderModifier", f.RequestHeaderModifier)
+			r.noteProxyless(rule, "RequestHeaderModifier")
+		case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
+			rule.responseHeaders = bad.headerFilter(field+".responseHeaderModifier", f.ResponseHeaderModifier)
+			r.noteProxyless(rule, "ResponseHeaderModifier")
+		case gatewayv1.HTTPRouteFilterRequestRedirect:
+			rule.redirect = bad.redirect(field+".requestRedirect", f.RequestRedirect, prefixMatches, prefix)
+			r.noteProxyless(rule, "RequestRedirect (its calls fail UNAVAILABLE)")
+		case gatewayv1.HTTPRouteFilterURLRewrite:
+			rule.rewrite = bad.urlRewrite(field+".urlRewrite", f.URLRewrite, prefixMatches, prefix)
+			r.noteProxyless(rule, "URLRewrite")
+		case gatewayv1.HTTPRouteFilterRequestMirror:
+			if f.RequestMirror == nil {
+				bad.add("%s: type RequestMirror needs requestMirror", field)
+				continue
+			}
+			rule.mirrors = append(rule.mirrors, bad.mirror(field+".requestMirror", f.RequestMirror, r.key.namespace))
+		case gatewayv1.HTTPRouteFilterExtensionRef:
+			rule.extensionRef = bad.extensionRef(field, f.ExtensionRef)
+		}
+	}
+	if rule.redirect != nil && !rule.rewrite.empty() {
+		bad.add("filters: RequestRedirect and URLRewrite cannot be combined")
+	}
+	if len(rule.mirrors) > 0 {
+		r.noteProxyless(rule, "RequestMirror")
+	}
+}
+
+// backendRef checks backendRefs[k] of a rule and its filters, which may
+// modify headers only.
+func (r *meshRoute) backendRef(bad *problems, rule *routeRule, k int, b gatewayv1.BackendRef, filters []gatewayv1.HTTPRouteFilter) *routeBackend {
 	field := fmt.Sprintf("backendRefs[%d]", k)
 	rb := bad.backend(field, b, r.key.namespace)
 	for l, f := range filters {
 		ffield := fmt.Sprintf("%s.filters[%d]", field, l)
-		switch f.typ {
-		case string(gatewayv1.HTTPRouteFilterRequestHeaderModifier):
-			rb.requestHeaders = bad.headerFilter(ffield+".requestHeaderModifier", f.request)
+		switch f.Type {
+		case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
+			rb.requestHeaders = bad.headerFilter(ffield+".requestHeaderModifier", f.RequestHeaderModifier)
 			r.noteProxyless(rule, "%s RequestHeaderModifier", field)
-		case string(gatewayv1.HTTPRouteFilterResponseHeaderModifier):
-			rb.responseHeaders = bad.headerFilter(ffield+".responseHeaderModifier", f.response)
+		case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
+			rb.responseHeaders = bad.headerFilter(ffield+".responseHeaderModifier", f.ResponseHeaderModifier)
 			r.noteProxyless(rule, "%s ResponseHeaderModifier", field)
 		default:
-			bad.add("%s: filter type %q is not supported on a backendRef; supported there: RequestHeaderModifier, ResponseHeaderModifier", ffield, f.typ)
+			bad.add("%s: filter type %q is not supported on a backendRef; supported there: %s", ffield, f.Type, filterTypes(backendFilters))
 		}
 	}
 	return rb
