@@ -44,6 +44,16 @@ generate: ## Generate DeepCopy methods for the API types and the Go code of the 
 	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	protoc --plugin=protoc-gen-go=bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative internal/discovery/discoverypb/*.proto
 
+# The Gateway API CRDs of config/gateway-api, from the module go.mod pins.
+GATEWAY_API_CRDS = httproutes grpcroutes
+
+.PHONY: gateway-api-crds
+gateway-api-crds: ## Copy the standard-channel HTTPRoute and GRPCRoute CRDs of the pinned sigs.k8s.io/gateway-api into config/gateway-api.
+	@dir=$$($(GO) list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api); \
+	  for k in $(GATEWAY_API_CRDS); do \
+	    install -m 0644 "$$dir/config/crd/standard/gateway.networking.k8s.io_$$k.yaml" config/gateway-api/; \
+	  done
+
 .PHONY: fmt
 fmt: ## Run gofmt on the project's Go files.
 	gofmt -l -w $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')
@@ -61,12 +71,12 @@ charts: manifests policy ## Generate the charts' files made from config/ and the
 	$(GO) run ./hack/charts generate
 
 .PHONY: verify
-verify: manifests generate policy charts ## Fail when generated files or formatting are out of date.
+verify: manifests generate policy gateway-api-crds charts ## Fail when generated files or formatting are out of date.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on: $$out"; exit 1; fi
 	@if ! git diff --quiet -- api config internal/discovery/discoverypb charts docs/helm.md || \
-	    [ -n "$$(git ls-files --others --exclude-standard -- charts)" ]; then \
-	  echo "generated files are stale; run 'make manifests generate policy charts' and commit:"; \
+	    [ -n "$$(git ls-files --others --exclude-standard -- charts config)" ]; then \
+	  echo "generated files are stale; run 'make manifests generate policy gateway-api-crds charts' and commit:"; \
 	  git status --short -- api config internal/discovery/discoverypb charts docs/helm.md; exit 1; fi
 
 .PHONY: envtest

@@ -144,7 +144,8 @@ type Retries struct {
 	// +optional
 	RetryOn string `json:"retryOn,omitempty"`
 
-	// PerTryTimeout bounds each attempt.
+	// PerTryTimeout bounds each attempt. An HTTPRoute rule's
+	// timeouts.backendRequest wins where it sets one.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive duration such as 500ms, 5s, 1.5m or 1h30m"
@@ -169,7 +170,9 @@ type TrafficPolicySpec struct {
 	// +optional
 	Retries *Retries `json:"retries,omitempty"`
 
-	// Timeout bounds a whole request, retries included.
+	// Timeout bounds a whole request, retries included. An HTTPRoute rule's
+	// timeouts win where they set one (the policy's status names the
+	// routes).
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a positive duration such as 500ms, 5s, 1.5m or 1h30m"

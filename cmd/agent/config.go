@@ -12,7 +12,7 @@ import (
 )
 
 // configCommand prints exactly what xds.Translate returns for the Services,
-// EndpointSlices and TrafficPolicies of a file. Exit status: 0 when every
+// EndpointSlices, TrafficPolicies, HTTPRoutes and GRPCRoutes of a file. Exit status: 0 when every
 // object was translated, 1 when some were left out or not applied (the
 // reasons go to stderr; the resources are printed all the same), 2 for bad
 // flags or a file that cannot be read.
@@ -25,11 +25,13 @@ func configCommand(args []string, stdout, stderr io.Writer) int {
 	var local xds.Locality
 	fs.StringVar(&local.Node, "node", "", "the Node the client runs on (internalTrafficPolicy Local, topology); unknown when empty")
 	fs.StringVar(&local.Zone, "zone", "", "the zone the client runs in (topology); unknown when empty")
+	fs.StringVar(&local.Namespace, "namespace", "", "the namespace the client runs in, whose consumer routes apply to it; when empty, only producer routes apply")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: agent config -f FILE [-o json|yaml] [--proxyless] [--node NAME] [--zone ZONE]\n\n"+
+		fmt.Fprintf(stderr, "Usage: agent config -f FILE [-o json|yaml] [--proxyless] [--node NAME] [--zone ZONE] [--namespace NS]\n\n"+
 			"Prints the listeners, routes, clusters and endpoints the agent serves for the\n"+
-			"Services, EndpointSlices and TrafficPolicies in FILE; other kinds are ignored.\n"+
-			"--node and --zone say where the client runs, as an agent learns it.\n"+
+			"Services, EndpointSlices, TrafficPolicies, HTTPRoutes and GRPCRoutes in FILE;\n"+
+			"other kinds are ignored. --node, --zone and --namespace say where the client\n"+
+			"runs, as an agent learns it.\n"+
 			"Exit status 1 when some objects were left out (reasons on stderr).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}

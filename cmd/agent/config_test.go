@@ -47,6 +47,10 @@ func TestConfigPrintsTheTranslation(t *testing.T) {
 		// The golden cases' client runs on node-a in zone-a.
 		{[]string{"config", "-f", golden + "topology.yaml", "--node", "node-a", "--zone", "zone-a"}, "topology.sidecar.json"},
 		{[]string{"config", "--proxyless", "--node=node-a", "--zone=zone-a", "-f", golden + "internal-traffic-local.yaml"}, "internal-traffic-local.proxyless.json"},
+		// Its namespace is "client", whose consumer routes apply to it.
+		{[]string{"config", "-f", golden + "route-consumer.yaml", "--namespace", "client"}, "route-consumer.sidecar.json"},
+		{[]string{"config", "-f", golden + "route-consumer.yaml", "--namespace", "mesh"}, "route-consumer.producer.sidecar.json"},
+		{[]string{"config", "-f", golden + "route-matching.yaml", "--proxyless"}, "route-matching.proxyless.json"},
 	} {
 		code, stdout, stderr := agentConfigRun(t, "", c.args...)
 		if code != 0 || stderr != "" {
@@ -120,7 +124,7 @@ func TestConfigReportsProblems(t *testing.T) {
 
 	other := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: demo}\n"
 	code, stdout, stderr = agentConfigRun(t, other, "config", "-f", "-")
-	if code != 0 || !strings.Contains(stderr, "agent config: stdin: document 1 (line 1): apps/v1 Deployment demo/web: ignored: not a Service, EndpointSlice or TrafficPolicy") {
+	if code != 0 || !strings.Contains(stderr, "agent config: stdin: document 1 (line 1): apps/v1 Deployment demo/web: ignored: not a Service, EndpointSlice, TrafficPolicy, HTTPRoute or GRPCRoute") {
 		t.Errorf("other kinds: exit %d, stderr %q; want them reported as ignored, exit 0", code, stderr)
 	}
 	if !strings.Contains(stdout, `"name": "outbound"`) {

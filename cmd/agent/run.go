@@ -85,6 +85,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.locality.Node, "node", os.Getenv(wellknown.NodeNameEnv), "name of the Node the pod runs on, for internalTrafficPolicy Local and topology (default $"+wellknown.NodeNameEnv+")")
 	fs.StringVar(&c.locality.Zone, "zone", os.Getenv(wellknown.ZoneEnv), "zone the pod runs in, for topology (default $"+wellknown.ZoneEnv+"; when empty, discovery reads the Node's)")
+	fs.StringVar(&c.locality.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "namespace the pod runs in, whose consumer routes (Gateway API) apply to it (default $POD_NAMESPACE)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (default: the in-cluster configuration)")
 	fs.StringVar(&c.discovery.address, "discovery-address", "", "discovery's host:port, like tandem-discovery.tandem-system.svc:15012 (default: watch the API server directly)")
 	fs.StringVar(&c.discovery.caFile, "discovery-ca", "", "file of the CA certificate that signed discovery's serving certificate (default: the PEM in $"+wellknown.DiscoveryCAEnv+")")
@@ -234,7 +235,7 @@ func runAgent(ctx context.Context, c *runConfig, stderr io.Writer) int {
 		}()
 	}
 	log.Info("agent running", "xdsSocket", c.socket, "health", c.healthAddr, "metrics", c.metricsAddr,
-		"proxyless", c.proxyless, "nodeName", c.locality.Node, "zone", c.locality.Zone, "namespaces", strings.Join(c.namespaces, ","), "discovery", c.discovery.address)
+		"proxyless", c.proxyless, "nodeName", c.locality.Node, "zone", c.locality.Zone, "namespace", c.locality.Namespace, "namespaces", strings.Join(c.namespaces, ","), "discovery", c.discovery.address)
 
 	code := 0
 	select {

@@ -70,17 +70,17 @@ func TestRunDefaultNodeID(t *testing.T) {
 		c.metricsAddr != ":15020" || c.drain != 5*time.Second || c.proxyless || len(c.namespaces) != 0 {
 		t.Fatalf("defaults = %+v", c)
 	}
-	if c.locality != (xds.Locality{}) {
-		t.Errorf("locality %+v without NODE_NAME and TANDEM_ZONE, want unknown", c.locality)
+	if c.locality != (xds.Locality{Namespace: "demo"}) {
+		t.Errorf("locality %+v without NODE_NAME and TANDEM_ZONE, want only the namespace, demo", c.locality)
 	}
-	// The injection sets both from the downward API.
+	// The injection sets them from the downward API.
 	t.Setenv("NODE_NAME", "node-a")
 	t.Setenv("TANDEM_ZONE", "zone-a")
-	if c, err = parseRunFlags(nil, io.Discard); err != nil || c.locality != (xds.Locality{Node: "node-a", Zone: "zone-a"}) {
-		t.Errorf("locality %+v (%v), want node-a in zone-a from the environment", c.locality, err)
+	if c, err = parseRunFlags(nil, io.Discard); err != nil || c.locality != (xds.Locality{Node: "node-a", Zone: "zone-a", Namespace: "demo"}) {
+		t.Errorf("locality %+v (%v), want node-a in zone-a, namespace demo, from the environment", c.locality, err)
 	}
-	if c, err = parseRunFlags([]string{"--node=node-b", "--zone="}, io.Discard); err != nil || c.locality != (xds.Locality{Node: "node-b"}) {
-		t.Errorf("flags: locality %+v (%v), want node-b and no zone", c.locality, err)
+	if c, err = parseRunFlags([]string{"--node=node-b", "--zone=", "--namespace=shop"}, io.Discard); err != nil || c.locality != (xds.Locality{Node: "node-b", Namespace: "shop"}) {
+		t.Errorf("flags: locality %+v (%v), want node-b, no zone, namespace shop", c.locality, err)
 	}
 }
 

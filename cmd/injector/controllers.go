@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -11,6 +12,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
 	"github.com/tandem-mesh/tandem/internal/controller/policyparams"
 	"github.com/tandem-mesh/tandem/internal/controller/policystatus"
+	"github.com/tandem-mesh/tandem/internal/controller/routestatus"
 	"github.com/tandem-mesh/tandem/internal/controller/webhookca"
 	"github.com/tandem-mesh/tandem/webhook/admit"
 )
@@ -63,10 +65,25 @@ func setupManager(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error 
 	if err := (&agentrbac.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the agent RBAC controller: %w", err)
 	}
-	if err := (&policystatus.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	policies := &policystatus.Reconciler{Client: mgr.GetClient()}
+	if err := policies.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the TrafficPolicy status controller: %w", err)
 	}
+	if err := setupRouteStatus(mgr, policies); err != nil {
+		return fmt.Errorf("setting up the route status controllers: %w", err)
+	}
 	return nil
+}
+
+// routeRecheck is how often the injector asks whether the API server
+// serves the Gateway API routes, until it does.
+const routeRecheck = 30 * time.Second
+
+// setupRouteStatus writes the status of HTTPRoutes and GRPCRoutes, and
+// makes the routes part of TrafficPolicy status, once their CRDs are
+// installed: at start, or whenever they are.
+func setupRouteStatus(mgr ctrl.Manager, policies *policystatus.Reconciler) error {
+	return routestatus.Setup(mgr, routeRecheck, func() error { return policies.WatchRoutes(mgr) })
 }
 
 // setupPolicyParams publishes discovery's address and CA for the

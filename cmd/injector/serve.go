@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	tandemv1alpha1 "github.com/tandem-mesh/tandem/api/v1alpha1"
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
@@ -167,6 +168,9 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 		return err
 	}
 	if err := tandemv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := gatewayv1.Install(scheme); err != nil {
 		return err
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{

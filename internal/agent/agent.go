@@ -150,6 +150,7 @@ func (a *Agent) newKubeSource() (kubeSource, error) {
 			a.log.Warn("watch failed; serving the last configuration and retrying with backoff",
 				"resource", what, "namespace", ns, "error", err)
 		},
+		Unserved: kubewatch.LogUnserved(a.log),
 	})
 	src.Watcher = w
 	return src, err

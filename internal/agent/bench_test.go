@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
 	pb "github.com/tandem-mesh/tandem/internal/discovery/discoverypb"
@@ -71,6 +73,41 @@ func benchObjects() []k8sruntime.Object {
 	return objs
 }
 
+// benchRoutes are an HTTPRoute on each Service of benchObjects, canary
+// style: two rules, three backends, the next Service in another namespace.
+func benchRoutes(objs []k8sruntime.Object) []*gatewayv1.HTTPRoute {
+	var svcs []*corev1.Service
+	for _, o := range objs {
+		if s, ok := o.(*corev1.Service); ok {
+			svcs = append(svcs, s)
+		}
+	}
+	routes := make([]*gatewayv1.HTTPRoute, len(svcs))
+	for i, s := range svcs {
+		routes[i] = kubeobj.CanaryRoute(s, svcs[(i+1)%len(svcs)], 50051)
+	}
+	return routes
+}
+
+// staticRoutes is an HTTPRoute source that never changes.
+type staticRoutes []*gatewayv1.HTTPRoute
+
+func (r staticRoutes) List(metav1.ListOptions) (k8sruntime.Object, error) {
+	list := &gatewayv1.HTTPRouteList{ListMeta: metav1.ListMeta{ResourceVersion: "1"}}
+	for _, route := range r {
+		list.Items = append(list.Items, *route.DeepCopy())
+	}
+	return list, nil
+}
+func (staticRoutes) Watch(metav1.ListOptions) (watch.Interface, error) { return watch.NewFake(), nil }
+func (staticRoutes) IsWatchListSemanticsUnSupported() bool             { return true }
+
+// routed reports whether svc-3's port is served by its route.
+func routed(srv *server.Server) bool {
+	rc, ok := srv.Resources(server.Route)[xds.ServiceHost("ns-3", "svc-3", 50051)].(*routev3.RouteConfiguration)
+	return ok && rc.GetVirtualHosts()[0].GetRoutes()[0].GetName() != "default"
+}
+
 // newDiscoveryBenchAgent is an agent following discovery, fed by the
 // benchmark through its source rather than a stream, serving into a real
 // xDS server.
@@ -89,16 +126,21 @@ func newDiscoveryBenchAgent(b *testing.B) (*Agent, *server.Server) {
 	return a, srv
 }
 
-// benchResources are benchObjects as discovery serves them.
-func benchResources(b *testing.B) []*pb.Service {
+// benchResources are benchObjects as discovery serves them, with
+// benchRoutes when routes is set.
+func benchResources(b *testing.B, routes bool) []*pb.Service {
 	var in xds.Inputs
-	for _, o := range benchObjects() {
+	objs := benchObjects()
+	for _, o := range objs {
 		switch o := o.(type) {
 		case *corev1.Service:
 			in.Services = append(in.Services, o)
 		case *discoveryv1.EndpointSlice:
 			in.EndpointSlices = append(in.EndpointSlices, o)
 		}
+	}
+	if routes {
+		in.HTTPRoutes = benchRoutes(objs)
 	}
 	rs, err := resource.FromInputs(in)
 	if err != nil {
@@ -107,14 +149,18 @@ func benchResources(b *testing.B) []*pb.Service {
 	return rs
 }
 
-// runBenchAgent starts an agent on kube, serving into a real xDS server,
-// and waits for its first configuration.
-func runBenchAgent(b *testing.B, kube kubernetes.Interface) (*Agent, *server.Server, func()) {
+// runBenchAgent starts an agent on kube and routes, serving into a real
+// xDS server, and waits for its first configuration.
+func runBenchAgent(b *testing.B, kube kubernetes.Interface, routes staticRoutes) (*Agent, *server.Server, func()) {
 	b.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := server.New(server.Options{Logger: quiet})
+	src := kubewatch.Sources{Kube: kube, Policies: func(string) cache.ListerWatcher { return noPolicies{} }}
+	if routes != nil {
+		src.HTTPRoutes = func(string) cache.ListerWatcher { return routes }
+	}
 	a, err := New(Options{
-		Sources:   kubewatch.Sources{Kube: kube, Policies: func(string) cache.ListerWatcher { return noPolicies{} }},
+		Sources:   src,
 		Publisher: srv,
 		Logger:    quiet,
 	})
@@ -135,7 +181,7 @@ func runBenchAgent(b *testing.B, kube kubernetes.Interface) (*Agent, *server.Ser
 // recompute and publish that Service's assignments.
 func BenchmarkApplyResource(b *testing.B) {
 	a, srv := newDiscoveryBenchAgent(b)
-	rs := benchResources(b)
+	rs := benchResources(b, false)
 	if err := a.disc.apply(response(b, rs...)); err != nil {
 		b.Fatal(err)
 	}
@@ -177,8 +223,17 @@ func response(b testing.TB, rs ...*pb.Service) *discoverygrpc.DeltaDiscoveryResp
 
 // BenchmarkCacheHeap measures the heap the agent keeps for 1,000 Services
 // with 10,000 endpoints: its informer caches and the served xDS resources.
-func BenchmarkCacheHeap(b *testing.B) {
+func BenchmarkCacheHeap(b *testing.B) { cacheHeap(b, false) }
+
+// The same with an HTTPRoute on every Service.
+func BenchmarkCacheHeapRoutes(b *testing.B) { cacheHeap(b, true) }
+
+func cacheHeap(b *testing.B, withRoutes bool) {
 	objs := benchObjects()
+	var routes staticRoutes
+	if withRoutes {
+		routes = benchRoutes(objs)
+	}
 	var inuse, alloc float64
 	for b.Loop() {
 		b.StopTimer()
@@ -186,11 +241,14 @@ func BenchmarkCacheHeap(b *testing.B) {
 		kube := fake.NewClientset(objs...)
 		before := heap()
 		b.StartTimer()
-		a, srv, stop := runBenchAgent(b, kube)
+		a, srv, stop := runBenchAgent(b, kube, routes)
 		b.StopTimer()
 		after := heap()
 		if n := srv.Stats().Endpoints[xds.ClusterName("ns-3", "svc-3", 50051)]; n != benchEndpoints {
 			b.Fatalf("svc-3 serves %d endpoints, want %d", n, benchEndpoints)
+		}
+		if routed(srv) != withRoutes {
+			b.Fatalf("svc-3 routed by its HTTPRoute: %v, want %v", routed(srv), withRoutes)
 		}
 		inuse = float64(int64(after.HeapInuse)-int64(before.HeapInuse)) / (1 << 20)
 		alloc = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / (1 << 20)
@@ -205,8 +263,13 @@ func BenchmarkCacheHeap(b *testing.B) {
 // BenchmarkDiscoveryHeap measures the heap an agent following discovery
 // keeps for 1,000 Services with 10,000 endpoints: the resources as received
 // and the served xDS resources.
-func BenchmarkDiscoveryHeap(b *testing.B) {
-	rs := benchResources(b)
+func BenchmarkDiscoveryHeap(b *testing.B) { discoveryHeap(b, false) }
+
+// The same with an HTTPRoute on every Service.
+func BenchmarkDiscoveryHeapRoutes(b *testing.B) { discoveryHeap(b, true) }
+
+func discoveryHeap(b *testing.B, withRoutes bool) {
+	rs := benchResources(b, withRoutes)
 	var alloc float64
 	for b.Loop() {
 		b.StopTimer()
@@ -223,6 +286,9 @@ func BenchmarkDiscoveryHeap(b *testing.B) {
 		after := heap()
 		if n := srv.Stats().Endpoints[xds.ClusterName("ns-3", "svc-3", 50051)]; n != benchEndpoints {
 			b.Fatalf("svc-3 serves %d endpoints, want %d", n, benchEndpoints)
+		}
+		if routed(srv) != withRoutes {
+			b.Fatalf("svc-3 routed by its HTTPRoute: %v, want %v", routed(srv), withRoutes)
 		}
 		alloc = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / (1 << 20)
 		runtime.KeepAlive(a)

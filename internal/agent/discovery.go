@@ -75,6 +75,10 @@ type discoverySource struct {
 	mu       sync.Mutex
 	held     map[string][]byte // serialized Services by resource name, "namespace/name"
 	versions map[string]string
+	// backends are, by held resource, the Services its routes send to: a
+	// subscription follows them too, where it does not already.
+	backends map[string][]string
+	dialed   map[string]bool // on demand: the Services the app dials
 	want     map[string]bool // names to subscribe to
 	sent     map[string]bool // names the current stream subscribed to
 	stream   discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
@@ -92,8 +96,8 @@ func newDiscoverySource(o DiscoveryOptions, namespaces []string, a *Agent) (*dis
 	d := &discoverySource{
 		opts: o, a: a, log: a.log.With("component", "discovery"),
 		changed: make(chan struct{}, 1),
-		held:    map[string][]byte{}, versions: map[string]string{},
-		want: map[string]bool{}, sent: map[string]bool{},
+		held:    map[string][]byte{}, versions: map[string]string{}, backends: map[string][]string{},
+		dialed: map[string]bool{}, want: map[string]bool{}, sent: map[string]bool{},
 	}
 	switch {
 	case o.OnDemand:
@@ -259,6 +263,8 @@ func (d *discoverySource) follow(ctx context.Context) error {
 		}
 		if resp.GetTypeUrl() == resource.TypeURL {
 			d.setUp(true)
+			// New routes may send to Services not followed yet.
+			d.resubscribe()
 		}
 	}
 }
@@ -349,14 +355,17 @@ func (d *discoverySource) apply(resp *discoverygrpc.DeltaDiscoveryResponse) erro
 		}
 		d.held[r.Name] = r.GetResource().GetValue()
 		d.versions[r.Name] = r.Version
+		delete(d.backends, r.Name)
+		if o := decoded[r.Name]; len(o.HTTPRoutes)+len(o.GRPCRoutes) > 0 && !slices.Contains(d.scope, "*") {
+			d.backends[r.Name] = xds.RouteBackends(xds.Inputs{HTTPRoutes: o.HTTPRoutes, GRPCRoutes: o.GRPCRoutes})
+		}
 		changes = append(changes, change{r.Name, endpointsOnly})
 	}
 	for _, name := range resp.RemovedResources {
 		if _, had := d.held[name]; had {
 			changes = append(changes, change{key: name})
 		}
-		delete(d.held, name)
-		delete(d.versions, name)
+		d.forget(name)
 	}
 	d.mu.Unlock()
 	for _, c := range changes {
@@ -383,19 +392,31 @@ func decodeService(name string, wire []byte) (resource.Objects, error) {
 }
 
 func sameExceptEndpoints(a, b resource.Objects) bool {
-	return reflect.DeepEqual(a.Service, b.Service) && reflect.DeepEqual(a.Policies, b.Policies)
+	return reflect.DeepEqual(a.Service, b.Service) && reflect.DeepEqual(a.Policies, b.Policies) &&
+		reflect.DeepEqual(a.HTTPRoutes, b.HTTPRoutes) && reflect.DeepEqual(a.GRPCRoutes, b.GRPCRoutes)
 }
 
-// subscribe changes an on-demand subscription to exactly keys.
+// subscribe changes an on-demand subscription to exactly keys (and the
+// Services their routes send to).
 func (d *discoverySource) subscribe(keys []string) {
 	if !d.opts.OnDemand {
 		return
 	}
 	d.mu.Lock()
-	d.want = map[string]bool{}
+	d.dialed = map[string]bool{}
 	for _, k := range keys {
-		d.want[k] = true
+		d.dialed[k] = true
 	}
+	d.mu.Unlock()
+	d.resubscribe()
+}
+
+// resubscribe brings the subscription to what is wanted now: the scope,
+// or the dialled Services, and the backends of their routes that these
+// do not cover. Held resources no longer wanted are forgotten.
+func (d *discoverySource) resubscribe() {
+	d.mu.Lock()
+	d.want = d.wanted()
 	st := d.stream
 	var req *discoverygrpc.DeltaDiscoveryRequest
 	if st != nil {
@@ -410,15 +431,16 @@ func (d *discoverySource) subscribe(keys []string) {
 				req.ResourceNamesUnsubscribe = append(req.ResourceNamesUnsubscribe, k)
 			}
 		}
+		slices.Sort(req.ResourceNamesSubscribe)
+		slices.Sort(req.ResourceNamesUnsubscribe)
 		d.sent = maps.Clone(d.want)
 	}
 	// The protocol has the client forget what it unsubscribed from; the
 	// server sends no removal for it.
 	dropped := false
 	for name := range d.held {
-		if !d.want[name] {
-			delete(d.held, name)
-			delete(d.versions, name)
+		if !covered(d.want, name) {
+			d.forget(name)
 			dropped = true
 		}
 	}
@@ -435,6 +457,47 @@ func (d *discoverySource) subscribe(keys []string) {
 	}
 }
 
+// wanted is the subscription: the scope or the dialled Services (the
+// frontends), and the backends of the frontends' routes. Must hold d.mu.
+func (d *discoverySource) wanted() map[string]bool {
+	front := map[string]bool{}
+	for _, n := range d.scope {
+		front[n] = true
+	}
+	for n := range d.dialed {
+		front[n] = true
+	}
+	want := maps.Clone(front)
+	for name, backends := range d.backends {
+		if !covered(front, name) {
+			continue
+		}
+		for _, b := range backends {
+			if !covered(front, b) {
+				want[b] = true
+			}
+		}
+	}
+	return want
+}
+
+// covered reports whether a subscription to names includes the Service
+// resource name: by wildcard, by its namespace or by name.
+func covered(names map[string]bool, name string) bool {
+	if names["*"] || names[name] {
+		return true
+	}
+	ns, _, _ := strings.Cut(name, "/")
+	return names[resource.NamespaceName(ns)]
+}
+
+// forget drops a held resource. Must hold d.mu.
+func (d *discoverySource) forget(name string) {
+	delete(d.held, name)
+	delete(d.versions, name)
+	delete(d.backends, name)
+}
+
 // Inputs lists every held resource's objects, decoded outside the lock so
 // that responses keep being applied meanwhile.
 func (d *discoverySource) Inputs() xds.Inputs {
@@ -442,15 +505,14 @@ func (d *discoverySource) Inputs() xds.Inputs {
 	held := maps.Clone(d.held)
 	d.mu.Unlock()
 	var in xds.Inputs
+	routes := map[string]bool{}
 	for name, wire := range held {
 		o, err := decodeService(name, wire)
 		if err != nil { // cannot happen: it decoded when it arrived
 			d.log.Error("held resource unreadable", "resource", name, "error", err)
 			continue
 		}
-		in.Services = append(in.Services, o.Service)
-		in.EndpointSlices = append(in.EndpointSlices, o.EndpointSlices...)
-		in.Policies = append(in.Policies, o.Policies...)
+		o.AddTo(&in, routes)
 	}
 	return in
 }

@@ -81,10 +81,13 @@ type Options struct {
 	APIServerFlags map[string]string
 	// WithControllerManager also prepares kube-controller-manager's binary.
 	WithControllerManager bool
+	// GatewayAPI also installs the Gateway API CRDs Tandem ships
+	// (config/gateway-api: HTTPRoute, GRPCRoute).
+	GatewayAPI bool
 }
 
 // New returns an envtest environment, not yet started, with the project's
-// CRDs from config/crd.
+// CRDs from config/crd (and config/gateway-api when asked).
 func New(opts Options) (*envtest.Environment, error) {
 	assets, err := AssetsDir(opts.WithControllerManager)
 	if err != nil {
@@ -94,9 +97,13 @@ func New(opts Options) (*envtest.Environment, error) {
 	if err != nil {
 		return nil, err
 	}
+	crds := []string{filepath.Join(root, "config", "crd", "bases")}
+	if opts.GatewayAPI {
+		crds = append(crds, filepath.Join(root, "config", "gateway-api"))
+	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		CRDDirectoryPaths:     crds,
 		ErrorIfCRDPathMissing: true,
 		WebhookInstallOptions: opts.WebhookInstall,
 	}

@@ -1,6 +1,7 @@
 // Package discovery serves the cluster's Services, with their ready
-// endpoints and TrafficPolicies, to agents over delta xDS: one resource per
-// Service (package resource), subscriptions to everything, to namespaces or
+// endpoints, TrafficPolicies and the Gateway API routes naming them as
+// parents, to agents over delta xDS: one resource per Service (package
+// resource), subscriptions to everything, to namespaces or
 // to single Services. It watches the API server once for all agents, so
 // the API server's cost does not grow with the number of injected pods.
 // Streams are TLS, and each must carry a service-account token of audience
@@ -48,7 +49,8 @@ const Port = wellknown.DiscoveryPort
 
 // Options configure a Server.
 type Options struct {
-	// Sources list-watch the cluster's Services, EndpointSlices and policies.
+	// Sources list-watch the cluster's Services, EndpointSlices, policies
+	// and routes.
 	Sources kubewatch.Sources
 	// Kube reviews tokens and reads pods, and namespaces when Namespace is nil.
 	Kube kubernetes.Interface
@@ -118,6 +120,7 @@ func New(o Options) (*Server, error) {
 		WatchError: func(what, _ string, err error) {
 			s.log.Warn("watch failed; serving the last state and retrying with backoff", "resource", what, "error", err)
 		},
+		Unserved: kubewatch.LogUnserved(s.log),
 	})
 	if err != nil {
 		return nil, err
@@ -141,7 +144,8 @@ func (s *Server) update(key string) {
 		s.cache.Delete(ns, name)
 		return
 	}
-	r, err := dresource.FromObjects(svc, slices, policies)
+	httpRoutes, grpcRoutes := s.watch.Routes(key)
+	r, err := dresource.FromObjects(dresource.Objects{Service: svc, EndpointSlices: slices, Policies: policies, HTTPRoutes: httpRoutes, GRPCRoutes: grpcRoutes})
 	if err != nil {
 		s.log.Error("Service not served", "service", key, "error", err)
 		return

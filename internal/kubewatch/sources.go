@@ -5,10 +5,12 @@ import (
 
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
 )
@@ -20,11 +22,16 @@ type Sources struct {
 	// Policies lists and watches the TrafficPolicies of one namespace
 	// (metav1.NamespaceAll for all).
 	Policies func(namespace string) cache.ListerWatcher
+	// HTTPRoutes and GRPCRoutes list and watch the Gateway API routes of
+	// one namespace; nil watches none. Where the API server does not
+	// serve them (their CRDs are not installed) they are watched as empty
+	// until it does.
+	HTTPRoutes, GRPCRoutes func(namespace string) cache.ListerWatcher
 }
 
 // NewSources builds the clients from a REST config. Services and
-// EndpointSlices travel as protobuf, cheaper to decode than JSON; the
-// TrafficPolicy custom resource is served as JSON only.
+// EndpointSlices travel as protobuf, cheaper to decode than JSON; custom
+// resources (TrafficPolicies, Gateway API routes) are served as JSON only.
 func NewSources(cfg *rest.Config) (Sources, error) {
 	kcfg := rest.CopyConfig(cfg)
 	kcfg.ContentType = "application/vnd.kubernetes.protobuf"
@@ -33,25 +40,39 @@ func NewSources(cfg *rest.Config) (Sources, error) {
 	if err != nil {
 		return Sources{}, fmt.Errorf("kubernetes client: %w", err)
 	}
-	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return Sources{}, err
-	}
-	pcfg := rest.CopyConfig(cfg)
-	pcfg.GroupVersion = &v1alpha1.GroupVersion
-	pcfg.APIPath = "/apis"
-	pcfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
-	if pcfg.UserAgent == "" {
-		pcfg.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	pc, err := rest.RESTClientFor(pcfg)
+	pc, err := crdClient(cfg, v1alpha1.GroupVersion, v1alpha1.AddToScheme)
 	if err != nil {
 		return Sources{}, fmt.Errorf("TrafficPolicy client: %w", err)
 	}
+	gc, err := crdClient(cfg, schema.GroupVersion{Group: gatewayv1.GroupName, Version: "v1"}, gatewayv1.Install)
+	if err != nil {
+		return Sources{}, fmt.Errorf("Gateway API client: %w", err)
+	}
+	lw := func(c *rest.RESTClient, resource string) func(string) cache.ListerWatcher {
+		return func(ns string) cache.ListerWatcher {
+			return cache.NewListWatchFromClient(c, resource, ns, fields.Everything())
+		}
+	}
 	return Sources{
-		Kube: kube,
-		Policies: func(ns string) cache.ListerWatcher {
-			return cache.NewListWatchFromClient(pc, "trafficpolicies", ns, fields.Everything())
-		},
+		Kube:       kube,
+		Policies:   lw(pc, "trafficpolicies"),
+		HTTPRoutes: lw(gc, "httproutes"),
+		GRPCRoutes: lw(gc, "grpcroutes"),
 	}, nil
+}
+
+// crdClient is a JSON REST client of one custom resource group version.
+func crdClient(cfg *rest.Config, gv schema.GroupVersion, addToScheme func(*runtime.Scheme) error) (*rest.RESTClient, error) {
+	scheme := runtime.NewScheme()
+	if err := addToScheme(scheme); err != nil {
+		return nil, err
+	}
+	c := rest.CopyConfig(cfg)
+	c.GroupVersion = &gv
+	c.APIPath = "/apis"
+	c.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	if c.UserAgent == "" {
+		c.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	return rest.RESTClientFor(c)
 }

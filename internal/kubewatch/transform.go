@@ -4,6 +4,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
 )
@@ -45,6 +46,10 @@ func strip(obj any) (any, error) {
 		return out, nil
 	case *v1alpha1.TrafficPolicy:
 		return &v1alpha1.TrafficPolicy{ObjectMeta: stripMeta(o.ObjectMeta, nil), Spec: o.Spec}, nil
+	case *gatewayv1.HTTPRoute:
+		return &gatewayv1.HTTPRoute{ObjectMeta: stripMeta(o.ObjectMeta, nil), Spec: o.Spec}, nil
+	case *gatewayv1.GRPCRoute:
+		return &gatewayv1.GRPCRoute{ObjectMeta: stripMeta(o.ObjectMeta, nil), Spec: o.Spec}, nil
 	}
 	// Tombstones and anything unexpected pass unchanged.
 	return obj, nil
@@ -57,7 +62,7 @@ func stripMeta(m metav1.ObjectMeta, labels map[string]string) metav1.ObjectMeta 
 		UID:               m.UID,
 		ResourceVersion:   m.ResourceVersion,
 		Generation:        m.Generation,
-		CreationTimestamp: m.CreationTimestamp, // the older of two policies wins
+		CreationTimestamp: m.CreationTimestamp, // the older of two policies or routes wins
 		DeletionTimestamp: m.DeletionTimestamp,
 		Labels:            labels,
 	}

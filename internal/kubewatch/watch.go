@@ -1,6 +1,7 @@
-// Package kubewatch list-watches the Services, EndpointSlices and
-// TrafficPolicies of some namespaces (or all), caching only what
-// translation reads, and tells its handler which Service changed and how.
+// Package kubewatch list-watches the Services, EndpointSlices,
+// TrafficPolicies and Gateway API routes of some namespaces (or all),
+// caching only what translation reads, and tells its handler which Service
+// changed and how.
 // Discovery watches the whole cluster through it once; an agent watches
 // through it only when discovery is unreachable.
 package kubewatch
@@ -15,8 +16,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
 	"github.com/tandem-mesh/tandem/internal/xds"
@@ -27,18 +30,27 @@ import (
 // for it and then reads everything once.
 type Handler struct {
 	// ServiceChanged: a Service was added, removed or changed in what
-	// translation reads, or a TrafficPolicy targeting it was.
+	// translation reads, or a TrafficPolicy targeting it was, or a route
+	// naming it as a parent.
 	ServiceChanged func(key string)
 	// EndpointsChanged: the EndpointSlices of a Service changed.
 	EndpointsChanged func(key string)
 	// WatchError: a list or watch failed; it is retried with backoff.
 	WatchError func(resource, namespace string, err error)
+	// Unserved: the API server does not serve a resource that may be
+	// missing (the Gateway API routes, whose CRDs may not be installed),
+	// or refuses it (err); it is watched as empty and asked for again
+	// until it is served, when Unserved hears a nil error.
+	Unserved func(resource, namespace string, err error)
 }
 
 // Watcher holds the informers of the watched namespaces.
 type Watcher struct {
 	h    Handler
 	sets map[string]*informerSet // by namespace; "" when watching all
+	// routeIndex adds the index of routes by parent on the first call of
+	// Routes: discovery's. An agent never asks, and keeps no index.
+	routeIndex sync.Once
 }
 
 type informerSet struct {
@@ -46,6 +58,8 @@ type informerSet struct {
 	services cache.SharedIndexInformer
 	slices   cache.SharedIndexInformer
 	policies cache.SharedIndexInformer
+	// routes are the HTTPRoute and GRPCRoute informers, when watched.
+	httpRoutes, grpcRoutes cache.SharedIndexInformer
 	// handlers have synced once the initial objects were delivered to them
 	handlers []cache.ResourceEventHandlerRegistration
 }
@@ -53,6 +67,7 @@ type informerSet struct {
 const (
 	serviceIndex = "service" // slices by their Service's key
 	targetIndex  = "target"  // policies by their target's key
+	parentIndex  = "parent"  // routes by their Service parents' keys
 )
 
 // sliceService indexes EndpointSlices by the "namespace/name" of their Service.
@@ -75,6 +90,18 @@ func policyTarget(obj any) ([]string, error) {
 	return nil, nil
 }
 
+// routeParents indexes routes by the "namespace/name" of each Service they
+// name as a parent.
+func routeParents(obj any) ([]string, error) {
+	switch r := unwrap(obj).(type) {
+	case *gatewayv1.HTTPRoute:
+		return xds.ServiceParents(r.Namespace, r.Spec.ParentRefs), nil
+	case *gatewayv1.GRPCRoute:
+		return xds.ServiceParents(r.Namespace, r.Spec.ParentRefs), nil
+	}
+	return nil, nil
+}
+
 // New builds the informers of namespaces (all when empty); Run starts them.
 func New(src Sources, namespaces []string, h Handler) (*Watcher, error) {
 	if src.Kube == nil || src.Policies == nil {
@@ -87,6 +114,9 @@ func New(src Sources, namespaces []string, h Handler) (*Watcher, error) {
 	}
 	if h.WatchError == nil {
 		h.WatchError = func(string, string, error) {}
+	}
+	if h.Unserved == nil {
+		h.Unserved = func(string, string, error) {}
 	}
 	w := &Watcher{h: h, sets: map[string]*informerSet{}}
 	if len(namespaces) == 0 {
@@ -121,14 +151,36 @@ func (w *Watcher) newInformerSet(src Sources, ns string) (*informerSet, error) {
 	if err := set.slices.AddIndexers(cache.Indexers{serviceIndex: sliceService}); err != nil {
 		return nil, err
 	}
-	for what, inf := range map[string]cache.SharedIndexInformer{"Services": set.services, "EndpointSlices": set.slices, "TrafficPolicies": set.policies} {
+	watched := map[string]cache.SharedIndexInformer{"Services": set.services, "EndpointSlices": set.slices, "TrafficPolicies": set.policies}
+	routes := func(what string, lw func(string) cache.ListerWatcher, obj runtime.Object, newList func() runtime.Object) (cache.SharedIndexInformer, error) {
+		if lw == nil {
+			return nil, nil
+		}
+		opt := newOptional(lw(ns), newList, func(err error) { w.h.Unserved(what, ns, err) })
+		// No index yet (see Watcher.routeIndex), but a map to add it to:
+		// client-go cannot add indexers to a nil one.
+		inf := cache.NewSharedIndexInformerWithOptions(opt, obj, cache.SharedIndexInformerOptions{Indexers: cache.Indexers{}})
+		if err := inf.SetTransform(strip); err != nil {
+			return nil, err
+		}
+		watched[what] = inf
+		return inf, nil
+	}
+	var err error
+	if set.httpRoutes, err = routes("HTTPRoutes", src.HTTPRoutes, &gatewayv1.HTTPRoute{}, func() runtime.Object { return &gatewayv1.HTTPRouteList{} }); err != nil {
+		return nil, err
+	}
+	if set.grpcRoutes, err = routes("GRPCRoutes", src.GRPCRoutes, &gatewayv1.GRPCRoute{}, func() runtime.Object { return &gatewayv1.GRPCRouteList{} }); err != nil {
+		return nil, err
+	}
+	for what, inf := range watched {
 		if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 			w.h.WatchError(what, ns, err)
 		}); err != nil {
 			return nil, err
 		}
 	}
-	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandler{
+	handlers := map[cache.SharedIndexInformer]cache.ResourceEventHandler{
 		set.services: cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { w.serviceChanged(nil, obj) },
 			UpdateFunc: w.serviceChanged,
@@ -144,7 +196,17 @@ func (w *Watcher) newInformerSet(src Sources, ns string) (*informerSet, error) {
 			UpdateFunc: w.sliceChanged,
 			DeleteFunc: func(obj any) { w.sliceChanged(obj, nil) },
 		},
-	} {
+	}
+	for _, inf := range []cache.SharedIndexInformer{set.httpRoutes, set.grpcRoutes} {
+		if inf != nil {
+			handlers[inf] = cache.ResourceEventHandlerFuncs{
+				AddFunc:    func(obj any) { w.routeChanged(nil, obj) },
+				UpdateFunc: w.routeChanged,
+				DeleteFunc: func(obj any) { w.routeChanged(obj, nil) },
+			}
+		}
+	}
+	for inf, h := range handlers {
 		reg, err := inf.AddEventHandler(h)
 		if err != nil {
 			return nil, err
@@ -159,7 +221,11 @@ func (w *Watcher) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, set := range w.sets {
 		set.factory.Start(ctx.Done())
-		wg.Go(func() { set.policies.RunWithContext(ctx) })
+		for _, inf := range []cache.SharedIndexInformer{set.policies, set.httpRoutes, set.grpcRoutes} {
+			if inf != nil {
+				wg.Go(func() { inf.RunWithContext(ctx) })
+			}
+		}
 	}
 	<-ctx.Done()
 	for _, set := range w.sets {
@@ -196,8 +262,49 @@ func (w *Watcher) Inputs() xds.Inputs {
 		for _, o := range set.policies.GetStore().List() {
 			in.Policies = append(in.Policies, o.(*v1alpha1.TrafficPolicy))
 		}
+		if set.httpRoutes != nil {
+			for _, o := range set.httpRoutes.GetStore().List() {
+				in.HTTPRoutes = append(in.HTTPRoutes, o.(*gatewayv1.HTTPRoute))
+			}
+		}
+		if set.grpcRoutes != nil {
+			for _, o := range set.grpcRoutes.GetStore().List() {
+				in.GRPCRoutes = append(in.GRPCRoutes, o.(*gatewayv1.GRPCRoute))
+			}
+		}
 	}
 	return in
+}
+
+// Routes returns the cached routes that name the Service key
+// ("namespace/name") as a parent, from every watched namespace: consumer
+// routes live in their clients' namespaces.
+func (w *Watcher) Routes(key string) (http []*gatewayv1.HTTPRoute, grpc []*gatewayv1.GRPCRoute) {
+	w.routeIndex.Do(func() {
+		for _, set := range w.sets {
+			for _, inf := range []cache.SharedIndexInformer{set.httpRoutes, set.grpcRoutes} {
+				if inf != nil {
+					// Fails only on a stopped informer, which has nothing to index.
+					_ = inf.AddIndexers(cache.Indexers{parentIndex: routeParents})
+				}
+			}
+		}
+	})
+	for _, set := range w.sets {
+		if set.httpRoutes != nil {
+			objs, _ := set.httpRoutes.GetIndexer().ByIndex(parentIndex, key)
+			for _, o := range objs {
+				http = append(http, o.(*gatewayv1.HTTPRoute))
+			}
+		}
+		if set.grpcRoutes != nil {
+			objs, _ := set.grpcRoutes.GetIndexer().ByIndex(parentIndex, key)
+			for _, o := range objs {
+				grpc = append(grpc, o.(*gatewayv1.GRPCRoute))
+			}
+		}
+	}
+	return http, grpc
 }
 
 // ServiceKeys lists the keys of every cached Service.
@@ -273,6 +380,39 @@ func (w *Watcher) policyChanged(old, cur any) {
 	for k := range keys {
 		w.h.ServiceChanged(k)
 	}
+}
+
+// routeChanged reports the parents a route named and names; status
+// changes (the injector writes them) are ignored.
+func (w *Watcher) routeChanged(old, cur any) {
+	if o, c := routeSpec(old), routeSpec(cur); o != nil && c != nil && reflect.DeepEqual(o, c) {
+		return
+	}
+	keys := map[string]bool{}
+	for _, r := range []any{old, cur} {
+		if r == nil {
+			continue
+		}
+		parents, _ := routeParents(r)
+		for _, k := range parents {
+			keys[k] = true
+		}
+	}
+	for k := range keys {
+		w.h.ServiceChanged(k)
+	}
+}
+
+// routeSpec is what translation reads of a route: its spec and creation
+// time (the older of two routes wins ties).
+func routeSpec(obj any) any {
+	switch r := unwrap(obj).(type) {
+	case *gatewayv1.HTTPRoute:
+		return []any{r.Spec, r.CreationTimestamp.Unix()}
+	case *gatewayv1.GRPCRoute:
+		return []any{r.Spec, r.CreationTimestamp.Unix()}
+	}
+	return nil
 }
 
 // sliceChanged reports the Services whose endpoints an EndpointSlice

@@ -125,3 +125,12 @@ const (
 	ValidateUID = 1338
 	ValidateGID = 1338
 )
+
+// Gateway API mesh routing: the controller name the injector writes into
+// the status.parents entries of the routes whose parents are Services, and
+// the condition of its own that says whether proxyless gRPC clients apply
+// all of a route.
+const (
+	RouteControllerName          = "tandem.dev/mesh"
+	ConditionProxylessCompatible = "tandem.dev/ProxylessCompatible"
+)

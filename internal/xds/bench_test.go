@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
+	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
 	"github.com/tandem-mesh/tandem/internal/xds"
 )
 
@@ -53,9 +54,24 @@ func benchCluster(n, perService int) xds.Inputs {
 	return in
 }
 
+// withRoutes adds one HTTPRoute per Service of in, as a canary has them:
+// requests with x-canary: yes go to the next Service (in another
+// namespace), the rest 90/10 to the Service itself and the next one.
+func withRoutes(in xds.Inputs) xds.Inputs {
+	for i, svc := range in.Services {
+		in.HTTPRoutes = append(in.HTTPRoutes, kubeobj.CanaryRoute(svc, in.Services[(i+1)%len(in.Services)], 50051))
+	}
+	return in
+}
+
 // Full translation of 1,000 Services × 10 endpoints (goal: ≤ 50 ms).
-func BenchmarkTranslate1000x10(b *testing.B) {
-	in := benchCluster(1000, 10)
+func BenchmarkTranslate1000x10(b *testing.B) { translate(b, benchCluster(1000, 10)) }
+
+// The same with 1,000 HTTPRoutes, one on each Service, each with two rules
+// and three backends.
+func BenchmarkTranslate1000x10Routes(b *testing.B) { translate(b, withRoutes(benchCluster(1000, 10))) }
+
+func translate(b *testing.B, in xds.Inputs) {
 	for _, mode := range modes {
 		b.Run(mode.String(), func(b *testing.B) {
 			b.ReportAllocs()
@@ -109,7 +125,15 @@ func BenchmarkValidateLoadAssignment(b *testing.B) {
 // The heap the translated resources of 1,000 Services × 10 endpoints keep
 // alive, as a cache holding them would (reported as MiB-retained).
 func BenchmarkTranslateRetainedHeap(b *testing.B) {
-	in := benchCluster(1000, 10)
+	retainedHeap(b, benchCluster(1000, 10))
+}
+
+// The same with 1,000 HTTPRoutes.
+func BenchmarkTranslateRetainedHeapRoutes(b *testing.B) {
+	retainedHeap(b, withRoutes(benchCluster(1000, 10)))
+}
+
+func retainedHeap(b *testing.B, in xds.Inputs) {
 	var res *xds.Resources
 	for b.Loop() {
 		var before, after runtime.MemStats

@@ -48,6 +48,16 @@ func cluster(p *servicePort, mode Mode) *clusterv3.Cluster {
 	return c
 }
 
+// unresolvedBackendCluster is the proxyless client's cluster of the
+// requests whose backend does not resolve: EDS, and never any endpoint.
+func unresolvedBackendCluster() *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 unresolvedCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
+	}
+}
+
 // passthroughCluster forwards a connection to the address it was sent to:
 // the sidecar's route for destinations that are no Service.
 func passthroughCluster() *clusterv3.Cluster {

@@ -2,12 +2,13 @@ package xds_test
 
 import (
 	"bytes"
-	"cmp"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
 
@@ -19,10 +20,26 @@ import (
 var modes = []xds.Mode{xds.Sidecar, xds.Proxyless}
 
 // goldenClient is where the client of the golden cases runs; the Nodes,
-// zones and hints of their EndpointSlices are named to match. Cases named
-// unknown-locality-* are translated for a client whose node and zone are
-// unknown.
-var goldenClient = xds.Locality{Node: "node-a", Zone: "zone-a"}
+// zones and hints of their EndpointSlices, and the namespace of consumer
+// routes, are named to match. Cases named unknown-locality-* are
+// translated for a client whose node, zone and namespace are unknown.
+var goldenClient = xds.Locality{Node: "node-a", Zone: "zone-a", Namespace: "client"}
+
+// views are the clients a case is translated for: the golden client, and
+// for consumer-route cases also one of another namespace, whose files are
+// named <case>.producer.<mode>.*.
+func views(name string) map[string]xds.Locality {
+	out := map[string]xds.Locality{"": goldenClient}
+	if strings.HasPrefix(name, "unknown-locality-") {
+		out[""] = xds.Locality{}
+	}
+	if strings.HasPrefix(name, "route-consumer") {
+		other := goldenClient
+		other.Namespace = "mesh"
+		out[".producer"] = other
+	}
+	return out
+}
 
 // readInputs reads the golden input file name of d.
 func readInputs(t testing.TB, d *golden.Dir, name string) xds.Inputs {
@@ -34,9 +51,7 @@ func readInputs(t testing.TB, d *golden.Dir, name string) xds.Inputs {
 	if len(skipped) > 0 {
 		t.Fatalf("golden inputs hold only translated kinds; skipped %v", skipped)
 	}
-	if !strings.HasPrefix(name, "unknown-locality-") {
-		in.Local = goldenClient
-	}
+	in.Local = views(strings.TrimSuffix(name, ".yaml"))[""]
 	return in
 }
 
@@ -51,32 +66,44 @@ func TestGolden(t *testing.T) {
 		t.Fatalf("found %d golden cases, want at least 15", len(cases))
 	}
 	for _, name := range cases {
-		for _, mode := range modes {
-			t.Run(name+"/"+mode.String(), func(t *testing.T) {
-				in := readInputs(t, d, name+".yaml")
-				res, errs := xds.Translate(in, mode)
-				got, err := res.JSON()
-				if err != nil {
-					t.Fatal(err)
-				}
-				base := name + "." + mode.String()
-				d.Check(t, base+".json", got)
-				var msgs bytes.Buffer
-				for _, e := range errs {
-					msgs.WriteString(e.Error() + "\n")
-				}
-				d.Check(t, base+".errors", msgs.Bytes())
-
-				for _, r := range all(res) {
-					if err := xds.Validate(r); err != nil {
-						t.Errorf("published resource fails validation: %v", err)
-					}
-				}
-				checkIncrementalEndpoints(t, in, mode, res)
-				snapshot(t, res)
-			})
+		t.Run(name+"/status", func(t *testing.T) {
+			d.Check(t, name+".status", routeStatus(readInputs(t, d, name+".yaml")))
+		})
+		for view, local := range views(name) {
+			for _, mode := range modes {
+				t.Run(name+view+"/"+mode.String(), func(t *testing.T) {
+					in := readInputs(t, d, name+".yaml")
+					in.Local = local
+					checkGolden(t, d, name+view+"."+mode.String(), in, mode)
+				})
+			}
 		}
 	}
+}
+
+// checkGolden translates in and compares the result with the golden
+// files base.json and base.errors.
+func checkGolden(t *testing.T, d *golden.Dir, base string, in xds.Inputs, mode xds.Mode) {
+	t.Helper()
+	res, errs := xds.Translate(in, mode)
+	got, err := res.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Check(t, base+".json", got)
+	var msgs bytes.Buffer
+	for _, e := range errs {
+		msgs.WriteString(e.Error() + "\n")
+	}
+	d.Check(t, base+".errors", msgs.Bytes())
+
+	for _, r := range all(res) {
+		if err := xds.Validate(r); err != nil {
+			t.Errorf("published resource fails validation: %v", err)
+		}
+	}
+	checkIncrementalEndpoints(t, in, mode, res)
+	snapshot(t, res)
 }
 
 func all(res *xds.Resources) []types.Resource {
@@ -103,13 +130,21 @@ func checkIncrementalEndpoints(t *testing.T, in xds.Inputs, mode xds.Mode, res *
 			inc = append(inc, cla)
 		}
 	}
-	if len(inc) != len(res.Endpoints) {
-		t.Fatalf("ServiceEndpoints gave %d load assignments, Translate %d", len(inc), len(res.Endpoints))
+	full := map[string]types.Resource{}
+	for _, cla := range res.Endpoints {
+		full[name(cla)] = cla
 	}
-	slices.SortFunc(inc, func(a, b types.Resource) int { return cmp.Compare(name(a), name(b)) })
-	for i := range inc {
-		if !proto.Equal(inc[i], res.Endpoints[i]) {
-			t.Errorf("ServiceEndpoints and Translate differ for %s:\n%v\n%v", name(inc[i]), inc[i], res.Endpoints[i])
+	for _, cla := range inc {
+		if !proto.Equal(cla, full[name(cla)]) {
+			t.Errorf("ServiceEndpoints and Translate differ for %s:\n%v\n%v", name(cla), cla, full[name(cla)])
+		}
+		delete(full, name(cla))
+	}
+	// What only Translate has is the empty assignment of the cluster that
+	// answers for backends that do not resolve.
+	for n, cla := range full {
+		if len(cla.(*endpointv3.ClusterLoadAssignment).GetEndpoints()) > 0 {
+			t.Errorf("Translate has load assignment %s with endpoints, which ServiceEndpoints lacks", n)
 		}
 	}
 }
@@ -119,4 +154,31 @@ func name(r types.Resource) string {
 		return n.GetClusterName()
 	}
 	return r.(types.ResourceWithName).GetName()
+}
+
+// routeStatus renders what the injector writes into the routes' status,
+// and which routes' timeouts win over each TrafficPolicy's: one line per
+// condition; empty without routes.
+func routeStatus(in xds.Inputs) []byte {
+	var b bytes.Buffer
+	cond := func(name string, c xds.RouteCondition) {
+		fmt.Fprintf(&b, "  %s=%v %s: %s\n", name, c.OK, c.Reason, c.Message)
+	}
+	for _, rs := range xds.EvaluateRoutes(in) {
+		fmt.Fprintf(&b, "%s %s/%s\n", rs.Kind, rs.Namespace, rs.Name)
+		for _, p := range rs.Parents {
+			cond(fmt.Sprintf("parentRefs[%d] Accepted", p.Index), p.Accepted)
+		}
+		cond("ResolvedRefs", rs.ResolvedRefs)
+		if rs.DroppedRules != "" {
+			fmt.Fprintf(&b, "  PartiallyInvalid: %s\n", rs.DroppedRules)
+		}
+		cond("Proxyless", rs.Proxyless)
+	}
+	for _, tp := range in.Policies {
+		if routes := xds.RouteTimeoutOverrides(in, tp); len(routes) > 0 {
+			fmt.Fprintf(&b, "TrafficPolicy %s/%s: the timeouts of %s win\n", tp.Namespace, tp.Name, strings.Join(routes, ", "))
+		}
+	}
+	return b.Bytes()
 }

@@ -41,6 +41,7 @@ func (k objectKey) String() string { return k.namespace + "/" + k.name }
 
 type model struct {
 	services []*service // sorted by namespace, then name
+	routes   []*routeState
 }
 
 // ports lists every translated Service port, in service order.
@@ -91,6 +92,9 @@ type servicePort struct {
 	// endpoints are the usable ones, deduplicated, sorted by priority,
 	// then address.
 	endpoints []endpoint
+	// routes are the HTTPRoutes or GRPCRoutes that apply to the port for
+	// this client; nil when none is attached.
+	routes *portRoutes
 
 	cluster, host string // names, once made
 	dropped       bool   // a resource of the port failed validation
@@ -183,6 +187,10 @@ func buildModel(in Inputs, mode Mode) (*model, []error) {
 		m.services = append(m.services, s)
 	}
 	errs = append(errs, policies.unused(exists, m.services)...)
+	routes, rerrs := parseRoutes(in, mode)
+	errs = append(errs, rerrs...)
+	m.routes = attachRoutes(m, routes, in.Local, exists)
+	errs = append(errs, routeErrors(m.routes, in.Local.Namespace, mode)...)
 	return m, errs
 }
 

@@ -1,5 +1,6 @@
-// Package xds translates Kubernetes Services, EndpointSlices and
-// TrafficPolicies into the xDS resources the agent serves: first into a small
+// Package xds translates Kubernetes Services, EndpointSlices,
+// TrafficPolicies and Gateway API mesh routes (HTTPRoute, GRPCRoute) into
+// the xDS resources the agent serves: first into a small
 // intermediate form (model.go), then, one small builder per Envoy resource,
 // into listeners, route configurations, clusters and load assignments. All
 // functions are pure; the serving layer owns caching and versions.
@@ -59,6 +60,12 @@ func Translate(in Inputs, mode Mode) (*Resources, []error) {
 			}
 		}
 	}
+	if mode == Proxyless && unresolvedUsed(m) {
+		// Requests to a backend that does not resolve fail UNAVAILABLE:
+		// gRPC's answer for a cluster without endpoints.
+		out.Clusters = append(out.Clusters, unresolvedBackendCluster())
+		out.Endpoints = append(out.Endpoints, &endpointv3.ClusterLoadAssignment{ClusterName: unresolvedCluster})
+	}
 	if mode == Sidecar {
 		l, httpPorts, chainErrs := outboundListener(m)
 		errs = append(errs, chainErrs...)
@@ -83,6 +90,17 @@ func Translate(in Inputs, mode Mode) (*Resources, []error) {
 		slices.SortFunc(list, func(a, b types.Resource) int { return cmp.Compare(resourceName(a), resourceName(b)) })
 	}
 	return out, errs
+}
+
+// unresolvedUsed reports whether a translated port's routes send some
+// requests to unresolvedCluster.
+func unresolvedUsed(m *model) bool {
+	for _, p := range m.ports() {
+		if !p.dropped && p.routes != nil && p.routes.unresolved {
+			return true
+		}
+	}
+	return false
 }
 
 func validateEach(rs []types.Resource) error {

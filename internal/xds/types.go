@@ -7,6 +7,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
 )
@@ -23,8 +24,13 @@ type Inputs struct {
 	Services       []*corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
 	Policies       []*v1alpha1.TrafficPolicy
-	// Local is the client's node and zone, which internalTrafficPolicy
-	// Local and topology-aware routing read.
+	// HTTPRoutes and GRPCRoutes route the traffic to the Services they
+	// name as parents (Gateway API mesh routes); other parents are ignored.
+	HTTPRoutes []*gatewayv1.HTTPRoute
+	GRPCRoutes []*gatewayv1.GRPCRoute
+	// Local is where the client runs: its node and zone, which
+	// internalTrafficPolicy Local and topology-aware routing read, and its
+	// namespace, whose consumer routes apply to it.
 	Local Locality
 }
 
@@ -34,6 +40,9 @@ type Locality struct {
 	Node string
 	// Zone is its Node's topology.kubernetes.io/zone label.
 	Zone string
+	// Namespace is the client pod's namespace. Unknown, only the routes of
+	// each Service's own namespace (producer routes) apply.
+	Namespace string
 }
 
 // Mode selects the xDS client the resources are for.
@@ -67,7 +76,7 @@ type Resources struct {
 // out of a translation (or, for a policy, not applied), and why. It never
 // stops the rest of the translation.
 type ObjectError struct {
-	Kind      string // Service, EndpointSlice, TrafficPolicy or an xDS type
+	Kind      string // Service, EndpointSlice, TrafficPolicy, HTTPRoute, GRPCRoute or an xDS type
 	Namespace string
 	Name      string
 	Err       error

@@ -27,8 +27,9 @@ import (
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 )
 
-// cluster is a local control plane with discovery, and greeter servers on
-// the backend addresses, inside a network namespace of the test's own.
+// cluster is a local control plane (with the Gateway API CRDs) with
+// discovery, and greeter servers on the backend addresses, inside a network
+// namespace of the test's own.
 type cluster struct {
 	cfg    *rest.Config
 	kube   kubernetes.Interface
@@ -59,7 +60,7 @@ func startCluster(t *testing.T) (*cluster, bool) {
 	for _, ip := range backends {
 		startGreeter(t, ip)
 	}
-	_, cfg := testenv.Start(t, testenv.Options{APIServerFlags: map[string]string{
+	_, cfg := testenv.Start(t, testenv.Options{GatewayAPI: true, APIServerFlags: map[string]string{
 		"advertise-address":        "127.0.0.1",
 		"endpoint-reconciler-type": "none",
 	}})

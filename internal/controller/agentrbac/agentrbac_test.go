@@ -100,11 +100,14 @@ func TestAgentBindingFollowsNamespaceLabel(t *testing.T) {
 		if got := can("shop", "watch", "", "services"); got != wantShop {
 			t.Errorf("shop's service account may watch services: %v, want %v", got, wantShop)
 		}
+		if got := can("shop", "watch", "gateway.networking.k8s.io", "grpcroutes"); got != wantShop {
+			t.Errorf("shop's service account may watch grpcroutes: %v, want %v", got, wantShop)
+		}
 		if can("plain", "list", "discovery.k8s.io", "endpointslices") {
 			t.Error("an unlabeled namespace's service account may list endpointslices")
 		}
 		if can("shop", "create", "discovery.k8s.io", "endpointslices") || can("shop", "list", "", "secrets") {
-			t.Error("the agent role grants more than reading services, endpointslices and trafficpolicies")
+			t.Error("the agent role grants more than reading services, endpointslices, trafficpolicies and routes")
 		}
 	}
 	poll.Eventually(t, 5*time.Second, func() error {

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
+	"github.com/tandem-mesh/tandem/internal/controller/routestatus"
 	"github.com/tandem-mesh/tandem/internal/xds"
 )
 
@@ -43,6 +46,28 @@ const targetIndex = "spec.targetRef.name"
 // Reconciler sets the status of one TrafficPolicy per request.
 type Reconciler struct {
 	Client client.Client
+	// routes is set once the Gateway API routes are watched (WatchRoutes):
+	// a route's timeouts win over the policy's, which its status says.
+	routes atomic.Bool
+}
+
+// WatchRoutes makes the routes on a policy's target Service part of its
+// status, re-evaluated when they change. The routes' field indexes must
+// be registered (routestatus.IndexFields).
+func (r *Reconciler) WatchRoutes(mgr ctrl.Manager) error {
+	r.routes.Store(true)
+	b := ctrl.NewControllerManagedBy(mgr).Named("policystatus-routes")
+	for _, kind := range routestatus.Kinds {
+		b = b.Watches(routestatus.New(kind), handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, route client.Object) []reconcile.Request {
+			var reqs []reconcile.Request
+			for _, key := range routestatus.ServiceParents(route) {
+				ns, name, _ := strings.Cut(key, "/")
+				reqs = append(reqs, r.policiesTargeting(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})...)
+			}
+			return reqs
+		}))
+	}
+	return b.Complete(r)
 }
 
 // SetupWithManager registers the controller; a Service appearing, changing
@@ -96,7 +121,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if found {
 		svcPtr = &svc
 	}
-	accepted, target := Evaluate(&tp, svcPtr, rivals.Items)
+	var routes xds.Inputs
+	if r.routes.Load() {
+		for _, kind := range routestatus.Kinds {
+			list := routestatus.NewList(kind)
+			if err := r.Client.List(ctx, list, client.MatchingFields{routestatus.ParentIndex: tp.Namespace + "/" + tp.Spec.TargetRef.Name}); err != nil {
+				return ctrl.Result{}, err
+			}
+			for _, route := range routestatus.Routes(list) {
+				routestatus.Add(&routes, route)
+			}
+		}
+	}
+	accepted, target := Evaluate(&tp, svcPtr, rivals.Items, routes)
 
 	before := tp.Status.DeepCopy()
 	accepted.ObservedGeneration = tp.Generation
@@ -111,12 +148,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 // Evaluate returns the Accepted and TargetFound conditions of tp, given its
-// target Service (nil when missing) and every policy of the namespace that
-// targets the same Service (tp may be among them).
+// target Service (nil when missing), every policy of the namespace that
+// targets the same Service (tp may be among them), and the routes naming
+// that Service as a parent (the HTTPRoutes and GRPCRoutes of routes).
 //
 // Whether the policy applies is asked of the agents' own translation, so
 // the status can never disagree with what the sidecars do.
-func Evaluate(tp *v1alpha1.TrafficPolicy, svc *corev1.Service, rivals []v1alpha1.TrafficPolicy) (accepted, target metav1.Condition) {
+func Evaluate(tp *v1alpha1.TrafficPolicy, svc *corev1.Service, rivals []v1alpha1.TrafficPolicy, routes xds.Inputs) (accepted, target metav1.Condition) {
 	name := tp.Spec.TargetRef.Name
 	accepted = metav1.Condition{Type: v1alpha1.ConditionAccepted, Status: metav1.ConditionTrue, Reason: ReasonAccepted,
 		Message: "the policy applies to Service " + name}
@@ -127,7 +165,7 @@ func Evaluate(tp *v1alpha1.TrafficPolicy, svc *corev1.Service, rivals []v1alpha1
 		target.Message = fmt.Sprintf("Service %s not found in namespace %s", name, tp.Namespace)
 	}
 
-	in := xds.Inputs{Policies: []*v1alpha1.TrafficPolicy{tp}}
+	in := xds.Inputs{Policies: []*v1alpha1.TrafficPolicy{tp}, HTTPRoutes: routes.HTTPRoutes, GRPCRoutes: routes.GRPCRoutes}
 	for i := range rivals {
 		if rivals[i].Name != tp.Name {
 			in.Policies = append(in.Policies, &rivals[i])
@@ -138,6 +176,9 @@ func Evaluate(tp *v1alpha1.TrafficPolicy, svc *corev1.Service, rivals []v1alpha1
 	}
 	if xds.OverridesSessionAffinity(svc, tp) {
 		accepted.Message += "; its loadBalancer overrides the Service's sessionAffinity ClientIP"
+	}
+	if won := xds.RouteTimeoutOverrides(in, tp); len(won) > 0 {
+		accepted.Message += "; the timeouts of " + strings.Join(won, ", ") + " replace its own there (a route's timeouts win)"
 	}
 	_, errs := xds.Translate(in, xds.Sidecar)
 	for _, err := range errs {

@@ -19,6 +19,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/controller/policystatus"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
+	"github.com/tandem-mesh/tandem/internal/xds"
 )
 
 func TestStatusFollowsTargetService(t *testing.T) {
@@ -145,17 +146,17 @@ func TestEvaluateSaysWhenAffinityIsOverridden(t *testing.T) {
 	lb := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "rr"},
 		Spec: v1alpha1.TrafficPolicySpec{TargetRef: v1alpha1.TargetRef{Name: "cart"},
 			LoadBalancer: &v1alpha1.LoadBalancer{Policy: v1alpha1.RoundRobin}}}
-	accepted, _ := policystatus.Evaluate(lb, svc, nil)
+	accepted, _ := policystatus.Evaluate(lb, svc, nil, xds.Inputs{})
 	if accepted.Status != metav1.ConditionTrue || !strings.Contains(accepted.Message, "overrides the Service's sessionAffinity ClientIP") {
 		t.Errorf("policy with loadBalancer: %s %q, want accepted and saying it overrides the affinity", accepted.Status, accepted.Message)
 	}
 	retries := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "retries"},
 		Spec: v1alpha1.TrafficPolicySpec{TargetRef: v1alpha1.TargetRef{Name: "cart"}, Retries: &v1alpha1.Retries{Attempts: 2}}}
-	if accepted, _ := policystatus.Evaluate(retries, svc, nil); strings.Contains(accepted.Message, "sessionAffinity") {
+	if accepted, _ := policystatus.Evaluate(retries, svc, nil, xds.Inputs{}); strings.Contains(accepted.Message, "sessionAffinity") {
 		t.Errorf("policy without loadBalancer: %q, want no word of the affinity", accepted.Message)
 	}
 	svc.Spec.SessionAffinity = corev1.ServiceAffinityNone
-	if accepted, _ := policystatus.Evaluate(lb, svc, nil); strings.Contains(accepted.Message, "sessionAffinity") {
+	if accepted, _ := policystatus.Evaluate(lb, svc, nil, xds.Inputs{}); strings.Contains(accepted.Message, "sessionAffinity") {
 		t.Errorf("Service without affinity: %q, want no word of it", accepted.Message)
 	}
 }

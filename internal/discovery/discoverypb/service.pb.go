@@ -6,8 +6,8 @@
 
 // The resource discovery serves: one per Kubernetes Service, holding what
 // the agent's translation reads and nothing else. The agent turns it back
-// into a Service, EndpointSlices and TrafficPolicies and translates them
-// as if it had read them from the API server.
+// into a Service, EndpointSlices, TrafficPolicies and routes and
+// translates them as if it had read them from the API server.
 
 package discoverypb
 
@@ -49,8 +49,13 @@ type Service struct {
 	SessionAffinity       string `protobuf:"bytes,10,opt,name=session_affinity,json=sessionAffinity,proto3" json:"session_affinity,omitempty"`
 	InternalTrafficPolicy string `protobuf:"bytes,11,opt,name=internal_traffic_policy,json=internalTrafficPolicy,proto3" json:"internal_traffic_policy,omitempty"`
 	TrafficDistribution   string `protobuf:"bytes,12,opt,name=traffic_distribution,json=trafficDistribution,proto3" json:"traffic_distribution,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The HTTPRoutes and GRPCRoutes that name this Service as a parent, from
+	// every namespace: producer and consumer routes alike (the agent's
+	// translation applies those of its client's namespace). A route with
+	// several parents is in each of their resources.
+	Routes        []*Route `protobuf:"bytes,13,rep,name=routes,proto3" json:"routes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
@@ -165,6 +170,13 @@ func (x *Service) GetTrafficDistribution() string {
 		return x.TrafficDistribution
 	}
 	return ""
+}
+
+func (x *Service) GetRoutes() []*Route {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
 }
 
 type ServicePort struct {
@@ -579,6 +591,87 @@ func (x *TrafficPolicy) GetSpec() []byte {
 	return nil
 }
 
+// Route is a Gateway API route (gateway.networking.k8s.io/v1).
+type Route struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// HTTPRoute or GRPCRoute.
+	Kind      string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// metadata.creationTimestamp in Unix seconds: of two routes with equally
+	// specific matches, the older wins.
+	Created int64 `protobuf:"varint,4,opt,name=created,proto3" json:"created,omitempty"`
+	// spec, as the API server serves it (JSON).
+	Spec          []byte `protobuf:"bytes,5,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Route) Reset() {
+	*x = Route{}
+	mi := &file_internal_discovery_discoverypb_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Route) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Route) ProtoMessage() {}
+
+func (x *Route) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_discovery_discoverypb_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Route.ProtoReflect.Descriptor instead.
+func (*Route) Descriptor() ([]byte, []int) {
+	return file_internal_discovery_discoverypb_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Route) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Route) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Route) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Route) GetCreated() int64 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *Route) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
 // Node is where an agent runs: the zone of the Node of that name (its
 // topology.kubernetes.io/zone label, empty when it has none). Its xDS
 // resource name is the Node's name; agents subscribe to their own.
@@ -592,7 +685,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_internal_discovery_discoverypb_service_proto_msgTypes[7]
+	mi := &file_internal_discovery_discoverypb_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +697,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_discovery_discoverypb_service_proto_msgTypes[7]
+	mi := &file_internal_discovery_discoverypb_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +710,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_internal_discovery_discoverypb_service_proto_rawDescGZIP(), []int{7}
+	return file_internal_discovery_discoverypb_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Node) GetName() string {
@@ -638,7 +731,7 @@ var File_internal_discovery_discoverypb_service_proto protoreflect.FileDescripto
 
 const file_internal_discovery_discoverypb_service_proto_rawDesc = "" +
 	"\n" +
-	",internal/discovery/discoverypb/service.proto\x12\x13tandem.discovery.v1\"\x8b\x04\n" +
+	",internal/discovery/discoverypb/service.proto\x12\x13tandem.discovery.v1\"\xbf\x04\n" +
 	"\aService\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -655,7 +748,8 @@ const file_internal_discovery_discoverypb_service_proto_rawDesc = "" +
 	"\x10session_affinity\x18\n" +
 	" \x01(\tR\x0fsessionAffinity\x126\n" +
 	"\x17internal_traffic_policy\x18\v \x01(\tR\x15internalTrafficPolicy\x121\n" +
-	"\x14traffic_distribution\x18\f \x01(\tR\x13trafficDistribution\"\x8a\x01\n" +
+	"\x14traffic_distribution\x18\f \x01(\tR\x13trafficDistribution\x122\n" +
+	"\x06routes\x18\r \x03(\v2\x1a.tandem.discovery.v1.RouteR\x06routes\"\x8a\x01\n" +
 	"\vServicePort\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\x12\x1a\n" +
@@ -690,7 +784,13 @@ const file_internal_discovery_discoverypb_service_proto_rawDesc = "" +
 	"\rTrafficPolicy\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\x03R\acreated\x12\x12\n" +
-	"\x04spec\x18\x03 \x01(\fR\x04spec\".\n" +
+	"\x04spec\x18\x03 \x01(\fR\x04spec\"{\n" +
+	"\x05Route\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x18\n" +
+	"\acreated\x18\x04 \x01(\x03R\acreated\x12\x12\n" +
+	"\x04spec\x18\x05 \x01(\fR\x04spec\".\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zoneB>Z<github.com/tandem-mesh/tandem/internal/discovery/discoverypbb\x06proto3"
@@ -707,7 +807,7 @@ func file_internal_discovery_discoverypb_service_proto_rawDescGZIP() []byte {
 	return file_internal_discovery_discoverypb_service_proto_rawDescData
 }
 
-var file_internal_discovery_discoverypb_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_internal_discovery_discoverypb_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_internal_discovery_discoverypb_service_proto_goTypes = []any{
 	(*Service)(nil),       // 0: tandem.discovery.v1.Service
 	(*ServicePort)(nil),   // 1: tandem.discovery.v1.ServicePort
@@ -716,20 +816,22 @@ var file_internal_discovery_discoverypb_service_proto_goTypes = []any{
 	(*Endpoint)(nil),      // 4: tandem.discovery.v1.Endpoint
 	(*ObjectRef)(nil),     // 5: tandem.discovery.v1.ObjectRef
 	(*TrafficPolicy)(nil), // 6: tandem.discovery.v1.TrafficPolicy
-	(*Node)(nil),          // 7: tandem.discovery.v1.Node
+	(*Route)(nil),         // 7: tandem.discovery.v1.Route
+	(*Node)(nil),          // 8: tandem.discovery.v1.Node
 }
 var file_internal_discovery_discoverypb_service_proto_depIdxs = []int32{
 	1, // 0: tandem.discovery.v1.Service.ports:type_name -> tandem.discovery.v1.ServicePort
 	2, // 1: tandem.discovery.v1.Service.endpoint_groups:type_name -> tandem.discovery.v1.EndpointGroup
 	6, // 2: tandem.discovery.v1.Service.policies:type_name -> tandem.discovery.v1.TrafficPolicy
-	3, // 3: tandem.discovery.v1.EndpointGroup.ports:type_name -> tandem.discovery.v1.EndpointPort
-	4, // 4: tandem.discovery.v1.EndpointGroup.endpoints:type_name -> tandem.discovery.v1.Endpoint
-	5, // 5: tandem.discovery.v1.Endpoint.target:type_name -> tandem.discovery.v1.ObjectRef
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	7, // 3: tandem.discovery.v1.Service.routes:type_name -> tandem.discovery.v1.Route
+	3, // 4: tandem.discovery.v1.EndpointGroup.ports:type_name -> tandem.discovery.v1.EndpointPort
+	4, // 5: tandem.discovery.v1.EndpointGroup.endpoints:type_name -> tandem.discovery.v1.Endpoint
+	5, // 6: tandem.discovery.v1.Endpoint.target:type_name -> tandem.discovery.v1.ObjectRef
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_internal_discovery_discoverypb_service_proto_init() }
@@ -745,7 +847,7 @@ func file_internal_discovery_discoverypb_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_discovery_discoverypb_service_proto_rawDesc), len(file_internal_discovery_discoverypb_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

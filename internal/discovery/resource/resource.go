@@ -1,6 +1,6 @@
 // Package resource converts between a Kubernetes Service with its
-// EndpointSlices and TrafficPolicies and the one discovery resource
-// (discoverypb.Service) that carries them. Conversion keeps exactly what
+// EndpointSlices, TrafficPolicies and the routes naming it as a parent,
+// and the one discovery resource (discoverypb.Service) that carries them. Conversion keeps exactly what
 // translation reads, so translating the objects made back from a resource
 // gives the same xDS configuration as translating the originals.
 package resource
@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
 	pb "github.com/tandem-mesh/tandem/internal/discovery/discoverypb"
@@ -37,10 +38,11 @@ func Name(namespace, name string) string { return namespace + "/" + name }
 // NamespaceName is the subscription name of every Service of a namespace.
 func NamespaceName(namespace string) string { return namespace + "/*" }
 
-// FromObjects builds the resource of svc from its EndpointSlices and the
-// TrafficPolicies targeting it. Slices and policies of other Services are
-// the caller's mistake and are not checked.
-func FromObjects(svc *corev1.Service, slcs []*discoveryv1.EndpointSlice, policies []*v1alpha1.TrafficPolicy) (*pb.Service, error) {
+// FromObjects builds the resource of o.Service from its EndpointSlices,
+// the TrafficPolicies targeting it and the routes naming it as a parent.
+// Objects of other Services are the caller's mistake and are not checked.
+func FromObjects(o Objects) (*pb.Service, error) {
+	svc, slcs, policies := o.Service, o.EndpointSlices, o.Policies
 	out := &pb.Service{
 		Namespace:  svc.Namespace,
 		Name:       svc.Name,
@@ -133,8 +135,40 @@ func FromObjects(svc *corev1.Service, slcs []*discoveryv1.EndpointSlice, policie
 		out.Policies = append(out.Policies, p)
 	}
 	slices.SortFunc(out.Policies, func(a, b *pb.TrafficPolicy) int { return cmp.Compare(a.Name, b.Name) })
+
+	addRoute := func(kind string, meta metav1.ObjectMeta, spec any) error {
+		b, err := json.Marshal(spec)
+		if err != nil {
+			return fmt.Errorf("%s %s/%s: %w", kind, meta.Namespace, meta.Name, err)
+		}
+		r := &pb.Route{Kind: kind, Namespace: meta.Namespace, Name: meta.Name, Spec: b}
+		if !meta.CreationTimestamp.IsZero() {
+			r.Created = meta.CreationTimestamp.Unix()
+		}
+		out.Routes = append(out.Routes, r)
+		return nil
+	}
+	for _, r := range o.HTTPRoutes {
+		if err := addRoute(httpRoute, r.ObjectMeta, r.Spec); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range o.GRPCRoutes {
+		if err := addRoute(grpcRoute, r.ObjectMeta, r.Spec); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(out.Routes, func(a, b *pb.Route) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
 	return out, nil
 }
+
+// The kinds of routes a resource carries.
+const (
+	httpRoute = "HTTPRoute"
+	grpcRoute = "GRPCRoute"
+)
 
 func endpointPorts(ps []discoveryv1.EndpointPort) []*pb.EndpointPort {
 	out := make([]*pb.EndpointPort, len(ps))
@@ -152,6 +186,35 @@ type Objects struct {
 	Service        *corev1.Service
 	EndpointSlices []*discoveryv1.EndpointSlice
 	Policies       []*v1alpha1.TrafficPolicy
+	HTTPRoutes     []*gatewayv1.HTTPRoute
+	GRPCRoutes     []*gatewayv1.GRPCRoute
+}
+
+// AddTo adds the objects to translation inputs. A route with several
+// parents is carried by each parent's resource: routes, which holds the
+// "kind/namespace/name" of those added already, adds it once.
+func (o Objects) AddTo(in *xds.Inputs, routes map[string]bool) {
+	in.Services = append(in.Services, o.Service)
+	in.EndpointSlices = append(in.EndpointSlices, o.EndpointSlices...)
+	in.Policies = append(in.Policies, o.Policies...)
+	first := func(kind string, meta metav1.ObjectMeta) bool {
+		k := kind + "/" + meta.Namespace + "/" + meta.Name
+		if routes[k] {
+			return false
+		}
+		routes[k] = true
+		return true
+	}
+	for _, r := range o.HTTPRoutes {
+		if first(httpRoute, r.ObjectMeta) {
+			in.HTTPRoutes = append(in.HTTPRoutes, r)
+		}
+	}
+	for _, r := range o.GRPCRoutes {
+		if first(grpcRoute, r.ObjectMeta) {
+			in.GRPCRoutes = append(in.GRPCRoutes, r)
+		}
+	}
 }
 
 // The conditions of a serving but terminating endpoint, shared by all.
@@ -240,6 +303,28 @@ func ToObjects(r *pb.Service) (Objects, error) {
 		}
 		out.Policies = append(out.Policies, tp)
 	}
+	for _, rt := range r.Routes {
+		meta := metav1.ObjectMeta{Namespace: rt.Namespace, Name: rt.Name}
+		if rt.Created != 0 {
+			meta.CreationTimestamp = metav1.NewTime(time.Unix(rt.Created, 0))
+		}
+		var err error
+		switch rt.Kind {
+		case httpRoute:
+			hr := &gatewayv1.HTTPRoute{ObjectMeta: meta}
+			err = json.Unmarshal(rt.Spec, &hr.Spec)
+			out.HTTPRoutes = append(out.HTTPRoutes, hr)
+		case grpcRoute:
+			gr := &gatewayv1.GRPCRoute{ObjectMeta: meta}
+			err = json.Unmarshal(rt.Spec, &gr.Spec)
+			out.GRPCRoutes = append(out.GRPCRoutes, gr)
+		default:
+			err = fmt.Errorf("kind %q is not HTTPRoute or GRPCRoute", rt.Kind)
+		}
+		if err != nil {
+			return Objects{}, fmt.Errorf("resource %s: %s %s/%s: %w", Name(r.Namespace, r.Name), rt.Kind, rt.Namespace, rt.Name, err)
+		}
+	}
 	return out, nil
 }
 
@@ -262,8 +347,8 @@ func VersionOf(encoded []byte) string {
 }
 
 // FromInputs builds the resources of every Service in `in`. Of two Services
-// with one name the first is used, as translation does; slices and policies
-// of Services not in `in` are left out.
+// with one name the first is used, as translation does; slices, policies
+// and routes of Services not in `in` are left out.
 func FromInputs(in xds.Inputs) ([]*pb.Service, error) {
 	type key struct{ ns, name string }
 	slcs := map[key][]*discoveryv1.EndpointSlice{}
@@ -283,6 +368,18 @@ func FromInputs(in xds.Inputs) ([]*pb.Service, error) {
 			pols[k] = append(pols[k], tp)
 		}
 	}
+	httpRoutes := map[string][]*gatewayv1.HTTPRoute{}
+	for _, r := range in.HTTPRoutes {
+		for _, p := range xds.ServiceParents(r.Namespace, r.Spec.ParentRefs) {
+			httpRoutes[p] = append(httpRoutes[p], r)
+		}
+	}
+	grpcRoutes := map[string][]*gatewayv1.GRPCRoute{}
+	for _, r := range in.GRPCRoutes {
+		for _, p := range xds.ServiceParents(r.Namespace, r.Spec.ParentRefs) {
+			grpcRoutes[p] = append(grpcRoutes[p], r)
+		}
+	}
 	var out []*pb.Service
 	seen := map[key]bool{}
 	for _, svc := range in.Services {
@@ -294,7 +391,8 @@ func FromInputs(in xds.Inputs) ([]*pb.Service, error) {
 			continue
 		}
 		seen[k] = true
-		r, err := FromObjects(svc, slcs[k], pols[k])
+		name := Name(svc.Namespace, svc.Name)
+		r, err := FromObjects(Objects{Service: svc, EndpointSlices: slcs[k], Policies: pols[k], HTTPRoutes: httpRoutes[name], GRPCRoutes: grpcRoutes[name]})
 		if err != nil {
 			return nil, err
 		}
@@ -306,14 +404,13 @@ func FromInputs(in xds.Inputs) ([]*pb.Service, error) {
 // ToInputs makes the translation inputs of a set of resources.
 func ToInputs(rs []*pb.Service) (xds.Inputs, error) {
 	var in xds.Inputs
+	routes := map[string]bool{}
 	for _, r := range rs {
 		o, err := ToObjects(r)
 		if err != nil {
 			return xds.Inputs{}, err
 		}
-		in.Services = append(in.Services, o.Service)
-		in.EndpointSlices = append(in.EndpointSlices, o.EndpointSlices...)
-		in.Policies = append(in.Policies, o.Policies...)
+		o.AddTo(&in, routes)
 	}
 	return in, nil
 }

@@ -56,7 +56,7 @@ func TestGoldenCasesTranslateAlike(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The locality the golden cases are written for.
-			in.Local = xds.Locality{Node: "node-a", Zone: "zone-a"}
+			in.Local = xds.Locality{Node: "node-a", Zone: "zone-a", Namespace: "client"}
 			back.Local = in.Local
 			for _, mode := range []xds.Mode{xds.Sidecar, xds.Proxyless} {
 				want := translateJSON(t, in, mode)

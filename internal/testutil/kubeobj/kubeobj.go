@@ -1,5 +1,5 @@
-// Package kubeobj builds the Services and EndpointSlices that tests and
-// benchmarks feed to the agent, shaped like the ones the Kubernetes
+// Package kubeobj builds the Services, EndpointSlices and routes that tests
+// and benchmarks feed to the agent, shaped like the ones the Kubernetes
 // control plane writes.
 package kubeobj
 
@@ -10,6 +10,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Service is a ClusterIP Service with one named TCP port; clusterIP may be
@@ -72,3 +73,24 @@ func SetAddresses(s *discoveryv1.EndpointSlice, addrs ...string) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// CanaryRoute is an HTTPRoute on Service svc's port as a canary has it:
+// requests with x-canary: yes go to next, the rest 90/10 to svc and next.
+func CanaryRoute(svc, next *corev1.Service, port int32) *gatewayv1.HTTPRoute {
+	ref := func(s *corev1.Service, weight int32) gatewayv1.HTTPBackendRef {
+		return gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{Weight: &weight, BackendObjectReference: gatewayv1.BackendObjectReference{
+			Name: gatewayv1.ObjectName(s.Name), Namespace: new(gatewayv1.Namespace(s.Namespace)), Port: &port}}}
+	}
+	return &gatewayv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name + "-canary"},
+		Spec: gatewayv1.HTTPRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{
+				Group: new(gatewayv1.Group("")), Kind: new(gatewayv1.Kind("Service")), Name: gatewayv1.ObjectName(svc.Name)}}},
+			Rules: []gatewayv1.HTTPRouteRule{
+				{Matches: []gatewayv1.HTTPRouteMatch{{Headers: []gatewayv1.HTTPHeaderMatch{{Name: "x-canary", Value: "yes"}}}},
+					BackendRefs: []gatewayv1.HTTPBackendRef{ref(next, 1)}},
+				{BackendRefs: []gatewayv1.HTTPBackendRef{ref(svc, 90), ref(next, 10)}},
+			},
+		},
+	}
+}

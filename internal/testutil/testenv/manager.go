@@ -13,18 +13,18 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
 )
 
-// Scheme knows the built-in kinds and the project's API.
+// Scheme knows the built-in kinds, the project's API and the Gateway API.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		panic(err)
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, gatewayv1.Install} {
+		if err := add(s); err != nil {
+			panic(err)
+		}
 	}
 	return s
 }
@@ -75,8 +75,7 @@ func FreeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// Client returns a client of cfg that knows the built-in kinds and the
-// project's API.
+// Client returns a client of cfg that knows the kinds of Scheme.
 func Client(t testing.TB, cfg *rest.Config) client.Client {
 	t.Helper()
 	c, err := client.New(cfg, client.Options{Scheme: Scheme()})

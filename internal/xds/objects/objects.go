@@ -1,5 +1,5 @@
 // Package objects reads the Kubernetes objects the xDS translation works on
-// (Services, EndpointSlices, TrafficPolicies) from a file as kubectl writes
+// (Services, EndpointSlices, TrafficPolicies, HTTPRoutes, GRPCRoutes) from a file as kubectl writes
 // them: YAML documents separated by "---", or JSON, each an object or a List.
 package objects
 
@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -48,6 +49,8 @@ var supported = map[string]string{ // kind -> apiVersion
 	"Service":       "v1",
 	"EndpointSlice": discoveryv1.SchemeGroupVersion.String(),
 	"TrafficPolicy": v1alpha1.GroupVersion.String(),
+	"HTTPRoute":     gatewayv1.GroupVersion.String(),
+	"GRPCRoute":     gatewayv1.GroupVersion.String(),
 }
 
 // Read decodes every document of r; source names r in messages. It stops at
@@ -114,7 +117,7 @@ func decode(j []byte, where string, depth int, in *xds.Inputs, skipped *[]Skippe
 	want, ok := supported[h.Kind]
 	if !ok {
 		*skipped = append(*skipped, Skipped{Where: where, APIVersion: h.APIVersion, Kind: h.Kind,
-			Namespace: h.Metadata.Namespace, Name: h.Metadata.Name, Reason: "not a Service, EndpointSlice or TrafficPolicy"})
+			Namespace: h.Metadata.Namespace, Name: h.Metadata.Name, Reason: "not a Service, EndpointSlice, TrafficPolicy, HTTPRoute or GRPCRoute"})
 		return nil
 	}
 	if h.APIVersion != want {
@@ -141,6 +144,18 @@ func decode(j []byte, where string, depth int, in *xds.Inputs, skipped *[]Skippe
 		if err = strict(j, &o); err == nil {
 			defaultNamespace(&o.Namespace)
 			in.Policies = append(in.Policies, &o)
+		}
+	case "HTTPRoute":
+		var o gatewayv1.HTTPRoute
+		if err = strict(j, &o); err == nil {
+			defaultNamespace(&o.Namespace)
+			in.HTTPRoutes = append(in.HTTPRoutes, &o)
+		}
+	case "GRPCRoute":
+		var o gatewayv1.GRPCRoute
+		if err = strict(j, &o); err == nil {
+			defaultNamespace(&o.Namespace)
+			in.GRPCRoutes = append(in.GRPCRoutes, &o)
 		}
 	}
 	if err != nil {

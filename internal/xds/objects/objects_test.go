@@ -65,9 +65,9 @@ func TestRead(t *testing.T) {
 		t.Errorf("policies %+v: want p and q from the Lists", in.Policies)
 	}
 	want := []string{
-		"objects.yaml: document 2 (line 12): apps/v1 Deployment demo/greeter: ignored: not a Service, EndpointSlice or TrafficPolicy",
+		"objects.yaml: document 2 (line 12): apps/v1 Deployment demo/greeter: ignored: not a Service, EndpointSlice, TrafficPolicy, HTTPRoute or GRPCRoute",
 		"objects.yaml: document 4 (line 22): discovery.k8s.io/v1beta1 EndpointSlice demo/old: ignored: apiVersion discovery.k8s.io/v1beta1 is not supported; use discovery.k8s.io/v1",
-		"objects.yaml: document 5 (line 26), item 2: v1 ConfigMap demo/cm: ignored: not a Service, EndpointSlice or TrafficPolicy",
+		"objects.yaml: document 5 (line 26), item 2: v1 ConfigMap demo/cm: ignored: not a Service, EndpointSlice, TrafficPolicy, HTTPRoute or GRPCRoute",
 	}
 	if len(skipped) != len(want) {
 		t.Fatalf("skipped %v", skipped)
@@ -76,6 +76,46 @@ func TestRead(t *testing.T) {
 		if got := skipped[i].String(); got != w {
 			t.Errorf("skipped[%d] = %q\n want %q", i, got, w)
 		}
+	}
+}
+
+// Gateway API routes are read at gateway.networking.k8s.io/v1 only, the
+// version of the standard-channel CRDs.
+func TestReadRoutes(t *testing.T) {
+	in, skipped, err := Read(strings.NewReader(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: canary}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews}]
+  rules: [{backendRefs: [{name: reviews-v2, port: 80, weight: 10}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: methods, namespace: demo}
+spec:
+  parentRefs: [{group: "", kind: Service, name: greeter}]
+  rules: [{matches: [{method: {service: helloworld.Greeter, method: SayHello}}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: HTTPRoute
+metadata: {name: old}
+`), "routes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.HTTPRoutes) != 1 || in.HTTPRoutes[0].Namespace != DefaultNamespace || *in.HTTPRoutes[0].Spec.Rules[0].BackendRefs[0].Weight != 10 {
+		t.Errorf("HTTPRoutes %+v: want canary, in the default namespace", in.HTTPRoutes)
+	}
+	if len(in.GRPCRoutes) != 1 || *in.GRPCRoutes[0].Spec.Rules[0].Matches[0].Method.Method != "SayHello" {
+		t.Errorf("GRPCRoutes %+v", in.GRPCRoutes)
+	}
+	want := "routes.yaml: document 3 (line 15): gateway.networking.k8s.io/v1beta1 HTTPRoute old: ignored: apiVersion gateway.networking.k8s.io/v1beta1 is not supported; use gateway.networking.k8s.io/v1"
+	if len(skipped) != 1 || skipped[0].String() != want {
+		t.Errorf("skipped %v, want %q", skipped, want)
+	}
+	_, _, err = Read(strings.NewReader("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {rules: [{matchs: []}]}\n"), "typo.yaml")
+	if err == nil || !strings.Contains(err.Error(), `unknown field "spec.rules[0].matchs"`) {
+		t.Errorf("a misspelt field: error %v, want it named", err)
 	}
 }
 
