@@ -45,10 +45,10 @@ func loadServingCerts(ctx context.Context, cfg *rest.Config, o *serveOptions, lo
 	if err != nil {
 		return nil, err
 	}
-	dns, ips := servingNames(o.injectorNamespace, o.defaults.DiscoveryAddress)
+	dns, ips := servingNames(o.InjectorNamespace, o.Defaults.DiscoveryAddress)
 	changed := make(chan struct{}, 1)
 	k, err := servingcert.New(servingcert.Options{
-		Client: kube, Namespace: o.injectorNamespace, Name: o.certSecret,
+		Client: kube, Namespace: o.InjectorNamespace, Name: o.certSecret,
 		DNSNames: dns, IPs: ips,
 		Logger: slog.New(logr.ToSlogHandler(log.WithName("certificate"))),
 		OnCA: func(string) {

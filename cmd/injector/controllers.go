@@ -23,7 +23,7 @@ func setupManager(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error 
 	// Without the webhook (admission policies inject), the manager starts
 	// no webhook server: it does so only when asked for it.
 	if o.webhook {
-		in, err := o.injector(o.nativeResolved)
+		in, err := o.Injector(o.nativeResolved)
 		if err != nil {
 			return fmt.Errorf("setting up the injection webhook: %w", err)
 		}
@@ -62,8 +62,8 @@ func setupManager(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error 
 // admission policies; without discovery it withdraws them.
 func setupPolicyParams(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error {
 	r := &policyparams.Reconciler{
-		Client: mgr.GetClient(), Namespace: o.injectorNamespace, Name: o.policyParams,
-		Address: o.defaults.DiscoveryAddress, CA: func() string { return "" },
+		Client: mgr.GetClient(), Namespace: o.InjectorNamespace, Name: o.policyParams,
+		Address: o.Defaults.DiscoveryAddress, CA: func() string { return "" },
 	}
 	if o.discovery && certs != nil {
 		r.CA = certs.ca

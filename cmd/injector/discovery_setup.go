@@ -77,7 +77,7 @@ func newDiscovery(cfg *rest.Config, o *serveOptions, certs *servingCerts, log lo
 		Metadata:  meta,
 		Namespace: namespace,
 		TLS:       &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12},
-		Refused:   []string{o.injectorNamespace, "kube-system", "kube-public", "kube-node-lease"},
+		Refused:   []string{o.InjectorNamespace, "kube-system", "kube-public", "kube-node-lease"},
 		Logger:    slog.New(logr.ToSlogHandler(log)),
 	})
 	if err != nil {

@@ -56,7 +56,7 @@ type serveOptions struct {
 }
 
 func (o *serveOptions) bind(fs *flag.FlagSet) {
-	o.injectionFlags.bind(fs)
+	o.injectionFlags.Bind(fs)
 	fs.StringVar(&o.nativeSidecar, "native-sidecar", "auto", "default sidecar layout: true (native sidecars), false (classic), auto (native when the API server is 1.29 or newer)")
 	fs.BoolVar(&o.webhook, "webhook", true, "serve the admission webhook; false where admission policies inject (config/policy): the controllers and discovery run")
 	fs.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server listens on (empty: all)")
@@ -147,8 +147,8 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 			return err
 		}
 		// Injected agents verify discovery with the CA of the certificate it serves.
-		if o.discovery && o.defaults.DiscoveryAddress != "" {
-			if o.defaults.DiscoveryCA = certs.ca(); o.defaults.DiscoveryCA == "" {
+		if o.discovery && o.Defaults.DiscoveryAddress != "" {
+			if o.Defaults.DiscoveryCA = certs.ca(); o.Defaults.DiscoveryCA == "" {
 				log.Info("no CA for discovery's certificate: injected agents will watch the API server, not discovery")
 			}
 		}
@@ -171,7 +171,7 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 		WebhookServer:           webhookServer(o, certs),
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "injector.tandem.dev",
-		LeaderElectionNamespace: o.injectorNamespace,
+		LeaderElectionNamespace: o.InjectorNamespace,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -195,7 +195,7 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 func cacheByObject(o *serveOptions) map[client.Object]cache.ByObject {
 	by := agentrbac.CacheByObject()
 	if o.policyParams != "" {
-		maps.Copy(by, policyparams.CacheByObject(o.injectorNamespace, o.policyParams))
+		maps.Copy(by, policyparams.CacheByObject(o.InjectorNamespace, o.policyParams))
 	}
 	return by
 }
