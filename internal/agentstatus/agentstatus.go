@@ -85,9 +85,6 @@ type Agent struct {
 	// agent is not configured for discovery.
 	Discovery *Link   `json:"discovery,omitempty"`
 	Proxies   []Proxy `json:"proxies"`
-	// Invalid counts the resources the agent translated but did not
-	// publish because they failed validation, by type.
-	Invalid map[string]uint64 `json:"invalid,omitempty"`
 }
 
 // Link is an agent's view of discovery.
@@ -96,6 +93,8 @@ type Link struct {
 	Connected bool      `json:"connected"`
 	Since     time.Time `json:"since,omitzero"`
 	Fallbacks uint64    `json:"fallbacks"`
+	// Services is how many Services the agent holds from discovery.
+	Services int `json:"services"`
 	// Refused is discovery's latest refusal of the agent's stream (a bad
 	// token, a namespace without injection) while it is not connected.
 	Refused string `json:"refused,omitempty"`
@@ -112,14 +111,21 @@ type Stream struct {
 	ConnectedAt    time.Time `json:"connectedAt"`
 	// Subscriptions are the resource names it asked for ("*" everything,
 	// "<namespace>/*" a namespace, "<namespace>/<name>" a Service).
-	Subscriptions []string `json:"subscriptions"`
-	// Resources is how many Services it holds, as discovery counts them.
-	Resources int        `json:"resources"`
-	Exchanges []Exchange `json:"exchanges"`
+	Subscriptions []string   `json:"subscriptions"`
+	Exchanges     []Exchange `json:"exchanges"`
 	// Agent is the agent's latest report, with ReportedAt its time.
 	Agent      *Agent    `json:"agent,omitempty"`
 	ReportedAt time.Time `json:"reportedAt,omitzero"`
 }
+
+// Paths of the agent's debug endpoint (loopback only, port
+// wellknown.AgentDebugPort): the agent's report, and the xDS resources it
+// serves (query "kind": listeners, routes, clusters, endpoints; all when
+// absent) in the JSON of `agent config`.
+const (
+	StatusPath = "/status"
+	ConfigPath = "/config"
+)
 
 // MetadataKey holds the report in the node metadata of an agent's
 // discovery stream.

@@ -26,12 +26,13 @@ import (
 type authenticator struct {
 	kube      kubernetes.Interface
 	namespace func(ctx context.Context, name string) (*corev1.Namespace, error)
-	refused   []string
+	never     []string
 	log       *slog.Logger
+	refused   func(codes.Code) // counts a refusal
 }
 
-func newAuthenticator(o Options) *authenticator {
-	a := &authenticator{kube: o.Kube, namespace: o.Namespace, refused: o.Refused, log: o.Logger}
+func newAuthenticator(o Options, refused func(codes.Code)) *authenticator {
+	a := &authenticator{kube: o.Kube, namespace: o.Namespace, never: o.Refused, log: o.Logger, refused: refused}
 	if a.namespace == nil {
 		a.namespace = func(ctx context.Context, name string) (*corev1.Namespace, error) {
 			return o.Kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
@@ -40,13 +41,36 @@ func newAuthenticator(o Options) *authenticator {
 	return a
 }
 
+// identity is who a stream belongs to, from its token.
+type identity struct {
+	namespace, serviceAccount string
+	pod                       string // empty for a token bound to no pod
+}
+
+// String is "namespace/pod", or "namespace/serviceaccount" without a pod.
+func (i identity) String() string {
+	if i.pod != "" {
+		return i.namespace + "/" + i.pod
+	}
+	return i.namespace + "/" + i.serviceAccount
+}
+
 // podNameKey is the extra field of a TokenReview naming the pod a token is
 // bound to.
 const podNameKey = "authentication.kubernetes.io/pod-name"
 
 // check returns who the stream's token belongs to, or a gRPC status error
 // (logged) saying why it is refused.
-func (a *authenticator) check(ctx context.Context) (string, error) {
+func (a *authenticator) check(ctx context.Context) (identity, error) {
+	var who identity
+	err := a.review(ctx, &who)
+	if err != nil {
+		a.refused(status.Code(err))
+	}
+	return who, err
+}
+
+func (a *authenticator) review(ctx context.Context, id *identity) error {
 	from := ""
 	if p, ok := peer.FromContext(ctx); ok {
 		from = p.Addr.String()
@@ -65,13 +89,13 @@ func (a *authenticator) check(ctx context.Context) (string, error) {
 		}
 	}
 	if token == "" {
-		return "", refuse(codes.Unauthenticated, "no bearer token: send a service-account token of audience %s", Audience)
+		return refuse(codes.Unauthenticated, "no bearer token: send a service-account token of audience %s", Audience)
 	}
 	tr, err := a.kube.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{
 		Spec: authnv1.TokenReviewSpec{Token: token, Audiences: []string{Audience}},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return "", refuse(codes.Unavailable, "reviewing the token: %v", err)
+		return refuse(codes.Unavailable, "reviewing the token: %v", err)
 	}
 	st := tr.Status
 	if !st.Authenticated {
@@ -79,40 +103,41 @@ func (a *authenticator) check(ctx context.Context) (string, error) {
 		if why == "" {
 			why = "not authenticated"
 		}
-		return "", refuse(codes.Unauthenticated, "token refused (wanted audience %s, unexpired): %s", Audience, why)
+		return refuse(codes.Unauthenticated, "token refused (wanted audience %s, unexpired): %s", Audience, why)
 	}
 	if !slices.Contains(st.Audiences, Audience) {
-		return "", refuse(codes.Unauthenticated, "token is not for audience %s (its audiences: %v)", Audience, st.Audiences)
+		return refuse(codes.Unauthenticated, "token is not for audience %s (its audiences: %v)", Audience, st.Audiences)
 	}
 	rest, ok := strings.CutPrefix(st.User.Username, "system:serviceaccount:")
 	ns, sa, ok2 := strings.Cut(rest, ":")
 	if !ok || !ok2 {
-		return "", refuse(codes.PermissionDenied, "%s is not a service account; agents use their pod's service account", st.User.Username)
+		return refuse(codes.PermissionDenied, "%s is not a service account; agents use their pod's service account", st.User.Username)
 	}
-	who := ns + "/" + sa
+	*id = identity{namespace: ns, serviceAccount: sa}
 	if pod := st.User.Extra[podNameKey]; len(pod) == 1 {
-		who = ns + "/" + pod[0]
+		id.pod = pod[0]
 	}
-	if slices.Contains(a.refused, ns) {
-		return "", refuse(codes.PermissionDenied, "%s: namespace %s is never injected, so its pods are not served", who, ns)
+	who := id.String()
+	if slices.Contains(a.never, ns) {
+		return refuse(codes.PermissionDenied, "%s: namespace %s is never injected, so its pods are not served", who, ns)
 	}
 	n, err := a.namespace(ctx, ns)
 	switch {
 	case apierrors.IsNotFound(err):
-		return "", refuse(codes.PermissionDenied, "%s: namespace %s does not exist", who, ns)
+		return refuse(codes.PermissionDenied, "%s: namespace %s does not exist", who, ns)
 	case err != nil:
-		return "", refuse(codes.Unavailable, "%s: reading namespace %s: %v", who, ns, err)
+		return refuse(codes.Unavailable, "%s: reading namespace %s: %v", who, ns, err)
 	}
 	if n.Labels[wellknown.InjectLabel] == wellknown.InjectLabelEnabled {
-		return who, nil
+		return nil
 	}
 	// A pod may opt in inside a namespace without the label.
 	if pod := st.User.Extra[podNameKey]; len(pod) == 1 {
 		p, err := a.kube.CoreV1().Pods(ns).Get(ctx, pod[0], metav1.GetOptions{})
 		if err == nil && p.Labels[wellknown.InjectLabel] == "true" {
-			return who, nil
+			return nil
 		}
 	}
-	return "", refuse(codes.PermissionDenied, "%s: namespace %s does not have injection enabled (label %s=%s)",
+	return refuse(codes.PermissionDenied, "%s: namespace %s does not have injection enabled (label %s=%s)",
 		who, ns, wellknown.InjectLabel, wellknown.InjectLabelEnabled)
 }

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
@@ -75,6 +76,7 @@ type Server struct {
 	nodes   *nodeZones
 	watch   *kubewatch.Watcher
 	auth    *authenticator
+	agents  *agents
 	synced  atomic.Bool   // the informers synced: changes update the cache
 	serving chan struct{} // closed once the cache holds every Service: streams are answered
 	// updateMu serialises reading the caches and storing the resource:
@@ -84,6 +86,9 @@ type Server struct {
 	// streams counts open streams (for metrics and tests).
 	streams atomic.Int64
 	sent    atomic.Int64 // bytes of responses sent
+
+	refusalsMu sync.Mutex
+	refusals   map[codes.Code]uint64 // streams refused, by gRPC code
 }
 
 // New builds the server; Start runs it.
@@ -94,8 +99,9 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Server{opts: o, log: o.Logger, cache: NewCache(), serving: make(chan struct{})}
-	s.auth = newAuthenticator(o)
+	s := &Server{opts: o, log: o.Logger, cache: NewCache(), serving: make(chan struct{}), refusals: map[codes.Code]uint64{}}
+	s.auth = newAuthenticator(o, s.countRefusal)
+	s.agents = newAgents(o.Logger)
 	var err error
 	if s.nodes, err = newNodeZones(o.Metadata, s.log); err != nil {
 		return nil, err
@@ -215,8 +221,20 @@ func (s *Server) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
 	s.log.Debug("stream opened", "agent", who)
-	return handler(srv, ss)
+	from := ""
+	if p, ok := peer.FromContext(ss.Context()); ok {
+		from = p.Addr.String()
+	}
+	return handler(srv, identified{ServerStream: ss, ctx: withIdentity(ss.Context(), who, from)})
 }
+
+// identified is a stream whose context says who it belongs to.
+type identified struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (i identified) Context() context.Context { return i.ctx }
 
 // Streams is the number of open streams.
 func (s *Server) Streams() int64 { return s.streams.Load() }
@@ -236,15 +254,25 @@ func (a ads) DeltaAggregatedResources(st discoverygrpc.AggregatedDiscoveryServic
 
 type callbacks struct{ s *Server }
 
-func (callbacks) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
-func (callbacks) OnDeltaStreamClosed(int64, *corev3.Node)                {}
-func (c callbacks) OnStreamDeltaRequest(_ int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
-	if d := r.GetErrorDetail(); d != nil {
-		c.s.log.Warn("agent rejected a response", "node", r.GetNode().GetId(), "error", d.GetMessage())
-	}
+func (c callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	c.s.agents.open(ctx, id)
 	return nil
 }
 
-func (c callbacks) OnStreamDeltaResponse(_ int64, _ *discoverygrpc.DeltaDiscoveryRequest, r *discoverygrpc.DeltaDiscoveryResponse) {
+func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) { c.s.agents.closed(id) }
+
+func (c callbacks) OnStreamDeltaRequest(id int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
+	c.s.agents.request(id, r)
+	return nil
+}
+
+func (c callbacks) OnStreamDeltaResponse(id int64, _ *discoverygrpc.DeltaDiscoveryRequest, r *discoverygrpc.DeltaDiscoveryResponse) {
 	c.s.sent.Add(int64(proto.Size(r)))
+	c.s.agents.response(id, r)
+}
+
+func (s *Server) countRefusal(c codes.Code) {
+	s.refusalsMu.Lock()
+	s.refusals[c]++
+	s.refusalsMu.Unlock()
 }

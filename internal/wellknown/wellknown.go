@@ -47,6 +47,10 @@ const (
 	ProxyAdminPort    = 15000 // Envoy admin, bound to 127.0.0.1 only
 	AgentHealthPort   = 15021 // /healthz, /ready
 	AgentMetricsPort  = 15020 // /metrics
+	// AgentDebugPort serves the agent's report and the configuration it
+	// serves, on 127.0.0.1 only: reached through the API server's
+	// port-forward, never from another host.
+	AgentDebugPort = 15004
 )
 
 // ProxyUID and ProxyGID run the agent and Envoy; capture exempts their traffic.

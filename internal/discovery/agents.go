@@ -1,0 +1,178 @@
+package discovery
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+
+	"github.com/tandem-mesh/tandem/internal/agentstatus"
+	"github.com/tandem-mesh/tandem/internal/discovery/resource"
+)
+
+// agents keeps, for every open stream, who it belongs to, what it follows,
+// what it was sent and how it answered, and the agent's latest report.
+// Everything comes from the stream itself and the token reviewed when it
+// opened: keeping it costs the API server nothing.
+type agents struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	streams map[int64]*agentRecord
+	// Totals since the start, for the metrics.
+	pushes, rejections uint64
+}
+
+type agentRecord struct {
+	who       identity
+	peer      string
+	connected time.Time
+	node      string
+	subs      map[string]bool // Service subscriptions
+	exchanges map[string]*exchange
+	report    *agentstatus.Agent
+	reported  time.Time
+}
+
+// exchange follows one type of one stream; versions are nonces, as
+// discovery's responses carry no version of their own.
+type exchange struct {
+	sent, acked     string
+	sentAt, ackedAt time.Time
+	rejected        *agentstatus.Rejection
+}
+
+func newAgents(log *slog.Logger) *agents {
+	return &agents{log: log, streams: map[int64]*agentRecord{}}
+}
+
+// identityKey carries a stream's identity from the interceptor, which
+// reviewed its token, to the delta server's callbacks.
+type identityKey struct{}
+
+type streamIdentity struct {
+	who  identity
+	peer string
+}
+
+func withIdentity(ctx context.Context, who identity, peer string) context.Context {
+	return context.WithValue(ctx, identityKey{}, streamIdentity{who, peer})
+}
+
+func (a *agents) open(ctx context.Context, id int64) {
+	si, _ := ctx.Value(identityKey{}).(streamIdentity)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.streams[id] = &agentRecord{who: si.who, peer: si.peer, connected: time.Now(), subs: map[string]bool{}, exchanges: map[string]*exchange{}}
+}
+
+func (a *agents) closed(id int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.streams, id)
+}
+
+// request records a request: the node and its report, subscription
+// changes, and the answer to a response. A refusal is logged once, though
+// a report repeats it.
+func (a *agents) request(id int64, r *discoverygrpc.DeltaDiscoveryRequest) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rec := a.streams[id]
+	if rec == nil {
+		return
+	}
+	if n := r.GetNode(); n != nil {
+		rec.node = n.GetId()
+		if rep, ok, err := agentstatus.FromNode(n); err != nil {
+			a.log.Warn("agent's report unreadable", "agent", rec.who, "error", err)
+		} else if ok {
+			rec.report, rec.reported = &rep, time.Now()
+		}
+	}
+	if r.GetTypeUrl() == resource.TypeURL {
+		for _, n := range r.GetResourceNamesSubscribe() {
+			rec.subs[n] = true
+		}
+		for _, n := range r.GetResourceNamesUnsubscribe() {
+			delete(rec.subs, n)
+		}
+	}
+	nonce := r.GetResponseNonce()
+	if nonce == "" {
+		return
+	}
+	ex := rec.exchange(r.GetTypeUrl())
+	if nonce != ex.sent {
+		return // an answer to an older response
+	}
+	if d := r.GetErrorDetail(); d != nil {
+		if ex.rejected == nil || ex.rejected.Version != nonce {
+			ex.rejected = &agentstatus.Rejection{Version: nonce, Error: d.GetMessage(), At: time.Now()}
+			a.rejections++
+			a.log.Warn("agent rejected a response", "agent", rec.who, "node", rec.node, "type", typeName(r.GetTypeUrl()), "error", d.GetMessage())
+		}
+		return
+	}
+	if ex.acked != nonce {
+		ex.acked, ex.ackedAt, ex.rejected = nonce, time.Now(), nil
+	}
+}
+
+func (a *agents) response(id int64, r *discoverygrpc.DeltaDiscoveryResponse) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pushes++
+	if rec := a.streams[id]; rec != nil {
+		ex := rec.exchange(r.GetTypeUrl())
+		ex.sent, ex.sentAt = r.GetNonce(), time.Now()
+	}
+}
+
+func (rec *agentRecord) exchange(typeURL string) *exchange {
+	ex := rec.exchanges[typeURL]
+	if ex == nil {
+		ex = &exchange{}
+		rec.exchanges[typeURL] = ex
+	}
+	return ex
+}
+
+// typeName is the message name of a type URL: "Service", "Node".
+func typeName(typeURL string) string { return typeURL[strings.LastIndex(typeURL, ".")+1:] }
+
+// list returns a copy of every record, sorted by pod.
+func (a *agents) list() []agentstatus.Stream {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]agentstatus.Stream, 0, len(a.streams))
+	for _, rec := range a.streams {
+		st := agentstatus.Stream{
+			Pod: rec.who.String(), ServiceAccount: rec.who.namespace + "/" + rec.who.serviceAccount,
+			Node: rec.node, Peer: rec.peer, ConnectedAt: rec.connected,
+			Subscriptions: slices.Sorted(maps.Keys(rec.subs)), Exchanges: []agentstatus.Exchange{},
+			Agent: rec.report, ReportedAt: rec.reported,
+		}
+		for _, typeURL := range slices.Sorted(maps.Keys(rec.exchanges)) {
+			ex := rec.exchanges[typeURL]
+			e := agentstatus.Exchange{Type: typeName(typeURL), Sent: ex.sent, SentAt: ex.sentAt, Acked: ex.acked, AckedAt: ex.ackedAt}
+			if ex.rejected != nil {
+				r := *ex.rejected
+				e.Rejected = &r
+			}
+			st.Exchanges = append(st.Exchanges, e)
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(x, y agentstatus.Stream) int { return strings.Compare(x.Pod, y.Pod) })
+	return out
+}
+
+// Agents returns discovery's record of every open stream, with the
+// agent's latest report.
+func (s *Server) Agents() []agentstatus.Stream { return s.agents.list() }
