@@ -7,7 +7,10 @@ package injectcmd
 import (
 	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"os"
+	"slices"
 
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/templates"
@@ -87,4 +90,35 @@ func ParseFlags(fs *flag.FlagSet, args []string) int {
 		return 2
 	}
 	return -1
+}
+
+// FromParams sets f from the admission policies' parameters: the
+// ConfigMap `injector policy` writes holds the injection's flags by name,
+// and the injector publishes discovery's address and CA into it. It
+// returns the native-sidecar setting, which is no flag of f.
+func (f *Flags) FromParams(data map[string]string) (nativeSidecar bool, err error) {
+	fs := flag.NewFlagSet("params", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f.Bind(fs)
+	native := fs.Bool("native-sidecar", true, "")
+	f.Defaults.DiscoveryAddress = ""
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		v := data[k]
+		switch k {
+		case wellknown.ParamDiscoveryAddress:
+			f.Defaults.DiscoveryAddress = v
+		case wellknown.ParamDiscoveryCA:
+			f.Defaults.DiscoveryCA = v
+		case "agent-discovery-address", "injector-namespace", "templates":
+			return false, fmt.Errorf("key %q: not a setting of the admission policies", k)
+		default:
+			if fs.Lookup(k) == nil {
+				return false, fmt.Errorf("key %q: no such setting (the keys are the flags of injector policy)", k)
+			}
+			if err := fs.Set(k, v); err != nil {
+				return false, fmt.Errorf("key %s=%q: %w", k, v, err)
+			}
+		}
+	}
+	return *native, nil
 }
