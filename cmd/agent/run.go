@@ -12,7 +12,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -36,6 +35,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/envoyadmin"
 	"github.com/tandem-mesh/tandem/internal/kubewatch"
 	"github.com/tandem-mesh/tandem/internal/memory"
+	"github.com/tandem-mesh/tandem/internal/statusapi"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/server"
@@ -117,7 +117,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 			return nil, fmt.Errorf("%s %q: %v; want [host]:port, like :15021", flagName, addr, err)
 		}
 	}
-	if err := checkDebugAddr(c.debugAddr); err != nil {
+	if err := statusapi.CheckLoopback(c.debugAddr); err != nil {
 		return nil, fmt.Errorf("--debug-addr %q: %v; want a loopback address, like 127.0.0.1:%d, or empty for none", c.debugAddr, err, wellknown.AgentDebugPort)
 	}
 	var err error
@@ -150,22 +150,6 @@ func validLevel(s string) bool {
 		return true
 	}
 	return false
-}
-
-// checkDebugAddr accepts loopback addresses only: what the debug endpoint
-// serves must never be reachable on the pod's IP.
-func checkDebugAddr(addr string) error {
-	if addr == "" {
-		return nil
-	}
-	if err := checkListenAddr(addr); err != nil {
-		return err
-	}
-	host, _, _ := net.SplitHostPort(addr)
-	if ip, err := netip.ParseAddr(host); host == "localhost" || err == nil && ip.IsLoopback() {
-		return nil
-	}
-	return errors.New("it reveals the served configuration, so it must not listen beyond the pod")
 }
 
 func checkListenAddr(addr string) error {

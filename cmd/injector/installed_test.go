@@ -146,6 +146,8 @@ func testInstalled(t *testing.T, bin string, objs []*unstructured.Unstructured, 
 		}
 		args = append(args, "--"+pf.flag+"="+override)
 	}
+	// The status endpoint is on the pod's loopback, declared as no port.
+	args = append(args, "--status-addr="+testenv.FreeAddr(t))
 	if p := ctr.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Port.String() != "health" || local["health"] == "" {
 		t.Fatalf("readiness probe %+v: want an HTTP probe on port health", p)
 	}

@@ -33,6 +33,8 @@ import (
 	"github.com/tandem-mesh/tandem/internal/controller/policyparams"
 	tdiscovery "github.com/tandem-mesh/tandem/internal/discovery"
 	"github.com/tandem-mesh/tandem/internal/memory"
+	"github.com/tandem-mesh/tandem/internal/statusapi"
+	"github.com/tandem-mesh/tandem/internal/wellknown"
 )
 
 // serveOptions are the flags of `injector serve`.
@@ -53,6 +55,7 @@ type serveOptions struct {
 	discoveryAddr  string
 	certSecret     string
 	policyParams   string
+	statusAddr     string
 }
 
 func (o *serveOptions) bind(fs *flag.FlagSet) {
@@ -71,6 +74,7 @@ func (o *serveOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "the injector's own log level: debug, info, warn or error")
 	fs.BoolVar(&o.discovery, "discovery", true, "serve discovery to the agents (every replica, TLS with the certificate of --cert-dir)")
 	fs.StringVar(&o.discoveryAddr, "discovery-addr", ":"+strconv.Itoa(tdiscovery.Port), "address discovery listens on")
+	fs.StringVar(&o.statusAddr, "status-addr", "127.0.0.1:"+strconv.Itoa(wellknown.InjectorStatusPort), "loopback address of the status endpoint (discovery's agents, pods' sidecars), reached through the API server's port-forward by kubectl tandem; empty turns it off")
 }
 
 func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
@@ -110,6 +114,9 @@ func (o *serveOptions) check(fs *flag.FlagSet) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.certSecret != "" && set["cert-dir"] {
 		return errors.New("flags --cert-dir and --cert-secret: give one, the certificate comes from files or from the Secret")
+	}
+	if err := statusapi.CheckLoopback(o.statusAddr); err != nil {
+		return fmt.Errorf("flag --status-addr=%q: %v; want a loopback address, like 127.0.0.1:%d, or empty for none", o.statusAddr, err, wellknown.InjectorStatusPort)
 	}
 	return nil
 }

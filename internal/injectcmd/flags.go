@@ -92,14 +92,18 @@ func ParseFlags(fs *flag.FlagSet, args []string) int {
 	return -1
 }
 
-// FromParams sets f from the admission policies' parameters: the
-// ConfigMap `injector policy` writes holds the injection's flags by name,
-// and the injector publishes discovery's address and CA into it. It
-// returns the native-sidecar setting, which is no flag of f.
+// FromParams sets f's defaults from the admission policies' parameters:
+// the ConfigMap `injector policy` writes holds the injection's flags by
+// name, and the injector publishes discovery's address and CA into it.
+// TemplatesDir and InjectorNamespace stay. It returns the native-sidecar
+// setting, which is no flag of f.
 func (f *Flags) FromParams(data map[string]string) (nativeSidecar bool, err error) {
 	fs := flag.NewFlagSet("params", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	// What the parameters do not hold is the caller's.
+	dir, ns := f.TemplatesDir, f.InjectorNamespace
 	f.Bind(fs)
+	f.TemplatesDir, f.InjectorNamespace = dir, ns
 	native := fs.Bool("native-sidecar", true, "")
 	f.Defaults.DiscoveryAddress = ""
 	for _, k := range slices.Sorted(maps.Keys(data)) {

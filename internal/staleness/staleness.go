@@ -76,10 +76,12 @@ func Check(in *webhook.Injector, pod *corev1.Pod, ns webhook.Namespace) Verdict 
 		v.State, v.Reason = Stale, fmt.Sprintf("injected with template %s; the pod gets %s now", st.Template, r.Template)
 		return v
 	}
+	if st.ConfigHash != "" && st.ConfigHash == r.Hash {
+		v.State = Current
+		return v
+	}
 	diff := compare(pod, st, r)
 	switch {
-	case st.ConfigHash != "" && st.ConfigHash == r.Hash:
-		v.State = Current
 	case st.ConfigHash != "":
 		v.State, v.Reason = Stale, fmt.Sprintf("rendered with config hash %s, %s now", st.ConfigHash, r.Hash)
 		if diff != "" {

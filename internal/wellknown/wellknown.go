@@ -100,6 +100,10 @@ const (
 	// admission policies' params ConfigMap that the injector writes at run
 	// time (internal/controller/policyparams); the policies read them as
 	// optional, and without both agents watch the API server.
+	// InjectorStatusPort serves, on 127.0.0.1 of each injector pod, the
+	// agents connected to it and whether pods' sidecars are current:
+	// reached through the API server's port-forward.
+	InjectorStatusPort    = 15014
 	ParamDiscoveryAddress = "discovery-address"
 	ParamDiscoveryCA      = "discovery-ca"
 )
