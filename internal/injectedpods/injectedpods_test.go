@@ -77,8 +77,10 @@ func TestPodsByVerdict(t *testing.T) {
 	var now atomic.Pointer[webhook.Injector]
 	now.Store(before)
 	w, err := New(Options{Kube: kube,
-		Injector:  func(context.Context) (*webhook.Injector, error) { return now.Load(), nil },
-		Namespace: func(ctx context.Context, name string) (*corev1.Namespace, error) { return kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{}) }})
+		Injector: func(context.Context) (*webhook.Injector, error) { return now.Load(), nil },
+		Namespace: func(ctx context.Context, name string) (*corev1.Namespace, error) {
+			return kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
