@@ -117,6 +117,30 @@ const (
 	ZoneEnv     = "TANDEM_ZONE"
 )
 
+// Objects of an install, named alike by config/ (kustomize) and the Helm
+// charts: kubectl tandem finds an install by these names.
+const (
+	// InjectorDeployment runs the injector, in the install's namespace
+	// (DefaultNamespace unless the install chose another).
+	InjectorDeployment = "tandem-injector"
+	DefaultNamespace   = "tandem-system"
+	// InjectorContainer is its container; its ports named WebhookPortName
+	// and DiscoveryPortName serve the webhook and discovery.
+	InjectorContainer = "injector"
+	WebhookPortName   = "webhook"
+	DiscoveryPortName = "discovery"
+	// WebhookConfiguration is the MutatingWebhookConfiguration (webhook
+	// mode); the admission policies and their parameters replace it in
+	// policy mode.
+	WebhookConfiguration = "tandem-injector"
+	MutatingPolicy       = "tandem-injector"
+	ValidatingPolicy     = "tandem-injector-annotations"
+	PolicyParams         = "tandem-injection-defaults"
+	// CNIDaemonSet installs tandem-cni on every node, in CNINamespace.
+	CNIDaemonSet = "tandem-cni"
+	CNINamespace = "kube-system"
+)
+
 // Capture modes: who installs the capture rules of a pod.
 const (
 	// AnnotationCapture on a pod or namespace chooses the mode.
