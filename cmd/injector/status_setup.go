@@ -69,7 +69,7 @@ func setupStatus(mgr ctrl.Manager, o *serveOptions, disc *discovery.Server, webh
 	if err != nil {
 		return fmt.Errorf("flag --status-addr=%q: %w", o.statusAddr, err)
 	}
-	replica, _ := os.Hostname()
+	host, _ := os.Hostname()
 	injection := ""
 	switch {
 	case o.webhook:
@@ -79,7 +79,7 @@ func setupStatus(mgr ctrl.Manager, o *serveOptions, disc *discovery.Server, webh
 	}
 	h := statusapi.Handler(statusapi.Source{
 		Replica: func() statusapi.Replica {
-			r := statusapi.Replica{Pod: replica, Version: version.Number(), Injection: injection, Agents: []agentstatus.Stream{}}
+			r := statusapi.Replica{Host: host, Version: version.Number(), Injection: injection, Agents: []agentstatus.Stream{}}
 			if disc != nil {
 				r.Discovery, r.Ready, r.Agents = true, disc.Ready(), disc.Agents()
 			}

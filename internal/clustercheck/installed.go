@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -96,6 +97,9 @@ func (e *Env) crds(ctx context.Context) Result {
 	var crd apiextv1.CustomResourceDefinition
 	if err := json.Unmarshal(u, &crd); err != nil {
 		return fail(name, hint, "CustomResourceDefinition %s: %v", crdName, err)
+	}
+	if crd.DeletionTimestamp != nil {
+		return fail(name, hint+", once it is gone", "CustomResourceDefinition %s is being deleted, with every TrafficPolicy", crdName)
 	}
 	established := slices.ContainsFunc(crd.Status.Conditions, func(c apiextv1.CustomResourceDefinitionCondition) bool {
 		return c.Type == apiextv1.Established && c.Status == apiextv1.ConditionTrue
@@ -246,9 +250,13 @@ func webhookHost(wh *admissionv1.MutatingWebhookConfiguration, ns string) string
 // certificate checks what a ready injector pod serves on port: that roots
 // verify it for host, and that it is not expired.
 func (e *Env) certificate(ctx context.Context, in *installation.Install, name string, port int, host string, roots []byte, rootsName, hint string) Result {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(roots) {
+	rootCerts := parseCerts(roots)
+	if len(rootCerts) == 0 {
 		return fail(name, hint, "the %s holds no PEM certificate", rootsName)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range rootCerts {
+		pool.AddCert(c)
 	}
 	pods := in.Running()
 	if len(pods) == 0 {
@@ -263,24 +271,80 @@ func (e *Env) certificate(ctx context.Context, in *installation.Install, name st
 	}
 	leaf := chain[0]
 	now := e.now()
-	inter := x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	_, verr := leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: pool, Intermediates: inter, CurrentTime: leaf.NotBefore.Add(time.Second)})
 	renewHint := "cert-manager renews it before it ends (kubectl -n " + in.Namespace + " describe certificate); with --cert-secret the injector renews it itself: restart the injector, or delete the Secret to have it issue a new one"
+	// Who signed it, whether it names host, and when it is valid are told
+	// apart: Verify gives up at the first of them.
 	switch {
-	case verr != nil:
-		return fail(name, hint, "the %s does not verify the certificate pod %s serves for %s (issued by %q): the API server or the agents refuse it: %v",
-			rootsName, pods[0].Name, host, leaf.Issuer.CommonName, verr)
+	case !signedBy(leaf, chain[1:], rootCerts):
+		var holds []string
+		for _, r := range rootCerts {
+			holds = append(holds, fmt.Sprintf("%q key %s", r.Subject.CommonName, keyID(r.SubjectKeyId)))
+		}
+		return fail(name, hint, "the %s does not verify the certificate pod %s serves for %s: it was issued by %q key %s, the %s holds %s; the API server or the agents refuse it",
+			rootsName, pods[0].Name, host, leaf.Issuer.CommonName, keyID(leaf.AuthorityKeyId), rootsName, strings.Join(holds, ", "))
+	case leaf.VerifyHostname(host) != nil:
+		return fail(name, "the certificate must name "+host+" (config/certmanager lists the names)", "the certificate pod %s serves is not for %s: %v", pods[0].Name, host, leaf.VerifyHostname(host))
 	case now.After(leaf.NotAfter):
 		return fail(name, renewHint, "the certificate pod %s serves for %s expired at %s", pods[0].Name, host, leaf.NotAfter.UTC().Format(time.RFC3339))
 	case now.Before(leaf.NotBefore):
 		return fail(name, "check the clocks of the nodes and of this machine", "the certificate pod %s serves for %s is not valid before %s", pods[0].Name, host, leaf.NotBefore.UTC().Format(time.RFC3339))
-	case leaf.NotAfter.Sub(now) < renewWarning:
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: pool, Intermediates: inter, CurrentTime: now}); err != nil {
+		return fail(name, hint, "the certificate pod %s serves for %s does not verify: %v", pods[0].Name, host, err)
+	}
+	if leaf.NotAfter.Sub(now) < renewWarning {
 		return warn(name, renewHint, "the certificate for %s expires at %s, in %s", host, leaf.NotAfter.UTC().Format(time.RFC3339), leaf.NotAfter.Sub(now).Round(time.Hour))
 	}
 	return pass(name, "the %s verifies the certificate served for %s, valid until %s", rootsName, host, leaf.NotAfter.UTC().Format(time.RFC3339))
+}
+
+// signedBy reports whether leaf was signed by one of roots, directly or
+// through one of the intermediates, whatever their validity.
+func signedBy(leaf *x509.Certificate, intermediates, roots []*x509.Certificate) bool {
+	signs := func(c *x509.Certificate) bool {
+		for _, r := range roots {
+			if c.CheckSignatureFrom(r) == nil {
+				return true
+			}
+		}
+		return false
+	}
+	if signs(leaf) {
+		return true
+	}
+	for _, i := range intermediates {
+		if leaf.CheckSignatureFrom(i) == nil && signs(i) {
+			return true
+		}
+	}
+	return false
+}
+
+// keyID shows a key identifier briefly.
+func keyID(id []byte) string {
+	if len(id) == 0 {
+		return "(none)"
+	}
+	return fmt.Sprintf("%x", id[:min(len(id), 4)])
+}
+
+// parseCerts reads the certificates of a PEM bundle.
+func parseCerts(pemBytes []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, pemBytes = pem.Decode(pemBytes)
+		if b == nil {
+			return out
+		}
+		if c, err := x509.ParseCertificate(b.Bytes); b.Type == "CERTIFICATE" && err == nil {
+			out = append(out, c)
+		}
+	}
 }
 
 // served returns the certificate chain pod serves on port.

@@ -129,7 +129,7 @@ func Gather(ctx context.Context, o Options) (*Report, error) {
 		rep.Replicas = append(rep.Replicas, r)
 		for _, st := range r.Agents {
 			records[st.Pod] = st
-			recordReplica[st.Pod] = r.Pod
+			recordReplica[st.Pod] = ip.Name
 		}
 		if verdictsFrom == nil {
 			verdictsFrom = s

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -33,8 +34,8 @@ const (
 
 // Replica is what one injector replica tells of itself.
 type Replica struct {
-	// Pod is the replica's pod name (its hostname).
-	Pod     string `json:"pod"`
+	// Host is the replica's host name: its pod's name in a cluster.
+	Host    string `json:"host"`
 	Version string `json:"version"`
 	// Injection is how this install injects: "webhook" or "policy".
 	Injection string `json:"injection"`
@@ -152,6 +153,10 @@ func do(ctx context.Context, c *http.Client, method, path string, body, out any)
 		return err
 	}
 	resp, err := c.Do(req)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err // the URL's host is made up: the reason is all there is
+	}
 	if err != nil {
 		return err
 	}
