@@ -66,7 +66,9 @@ type buildError struct {
 	out  string
 }
 
-func (e *buildError) Error() string { return "go build " + e.what + ": " + e.err.Error() + "\n" + e.out }
+func (e *buildError) Error() string {
+	return "go build " + e.what + ": " + e.err.Error() + "\n" + e.out
+}
 
 // cluster is a test API server with a kubelet for port-forward and an
 // administrator's kubeconfig.

@@ -4,9 +4,9 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -421,7 +421,9 @@ func (e *Env) policies(ctx context.Context) ([]Result, []byte) {
 		problems = append(problems, fmt.Sprintf("ValidatingAdmissionPolicy %s: %v", wellknown.ValidatingPolicy, err))
 	} else if vbs, err := ar.ValidatingAdmissionPolicyBindings().List(ctx, metav1.ListOptions{}); err != nil {
 		problems = append(problems, fmt.Sprintf("listing ValidatingAdmissionPolicyBindings: %v", err))
-	} else if !slices.ContainsFunc(vbs.Items, func(b admissionv1.ValidatingAdmissionPolicyBinding) bool { return b.Spec.PolicyName == wellknown.ValidatingPolicy }) {
+	} else if !slices.ContainsFunc(vbs.Items, func(b admissionv1.ValidatingAdmissionPolicyBinding) bool {
+		return b.Spec.PolicyName == wellknown.ValidatingPolicy
+	}) {
 		problems = append(problems, fmt.Sprintf("no ValidatingAdmissionPolicyBinding binds policy %s: invalid annotations are not refused", wellknown.ValidatingPolicy))
 	}
 	if len(problems) > 0 {
