@@ -175,6 +175,9 @@ func TestCheckInstalled(t *testing.T) {
 
 	all := []string{"crds", "injector", "injection", "webhook-service", "webhook-certificate", "discovery", "cni-plugin", "namespaces"}
 	t.Run("webhook", func(t *testing.T) { allPass(t, c.kubeconfig, all...) })
+	// The operator roles the install ships are enough.
+	operator := c.operator(t)
+	t.Run("webhook-operator", func(t *testing.T) { allPass(t, operator, all...) })
 
 	t.Run("CABundleMismatch", func(t *testing.T) {
 		other, err := testenv.NewCA()
@@ -246,7 +249,9 @@ func TestCheckInstalled(t *testing.T) {
 		return err == nil && cm.Data[wellknown.ParamDiscoveryCA] != ""
 	})
 	t.Run("policy", func(t *testing.T) {
-		allPass(t, c.kubeconfig, "crds", "injector", "injection", "admission-policies", "policy-parameters", "discovery", "cni-plugin", "namespaces")
+		for _, kc := range []string{c.kubeconfig, operator} {
+			allPass(t, kc, "crds", "injector", "injection", "admission-policies", "policy-parameters", "discovery", "cni-plugin", "namespaces")
+		}
 	})
 	t.Run("NoAdmissionPolicyBinding", func(t *testing.T) {
 		ar := c.kube.AdmissionregistrationV1()

@@ -125,6 +125,24 @@ func (c *cluster) allow(t *testing.T, user string, rules ...rbacv1.PolicyRule) {
 	}
 }
 
+// operator writes the kubeconfig of a user bound to the install's
+// operator roles (config/rbac/operator_role.yaml), which must be applied.
+func (c *cluster) operator(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	kc := c.user(t, "operator")
+	subjects := []rbacv1.Subject{{Kind: rbacv1.UserKind, Name: "operator"}}
+	if _, err := c.kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "operator"},
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "tandem-operator"}, Subjects: subjects}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.kube.RbacV1().RoleBindings("tandem-system").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "operator"},
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "tandem-operator"}, Subjects: subjects}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return kc
+}
+
 // apply creates the objects of an install of the given kinds, kind by
 // kind in that order; those that exist are left.
 func (c *cluster) apply(t *testing.T, objs []*unstructured.Unstructured, kinds ...string) {

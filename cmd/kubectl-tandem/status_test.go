@@ -68,7 +68,7 @@ func TestStatusWithRealAgents(t *testing.T) {
 	// The install status reads: the Deployment (its pods are the test's),
 	// and the agents' ClusterRole.
 	install := testenv.DeployOverlay(t, "default", "init")
-	c.apply(t, install, "Namespace", "ServiceAccount", "ClusterRole", "Deployment")
+	c.apply(t, install, "Namespace", "ServiceAccount", "ClusterRole", "Role", "Deployment")
 	wh := c.env.WebhookInstallOptions
 	if err := os.WriteFile(filepath.Join(wh.LocalServingCertDir, "ca.crt"), wh.LocalServingCAData, 0o600); err != nil {
 		t.Fatal(err)
@@ -129,9 +129,9 @@ func TestStatusWithRealAgents(t *testing.T) {
 		envoys[name] = e
 	}
 
-	status := func() *meshstatus.Report {
+	statusAs := func(kubeconfig string) *meshstatus.Report {
 		t.Helper()
-		code, out, errOut := cli(c.kubeconfig, "status", "-n", "shop", "-o", "json")
+		code, out, errOut := cli(kubeconfig, "status", "-n", "shop", "-o", "json")
 		if code != 0 {
 			t.Fatalf("status: exit %d: %s", code, errOut)
 		}
@@ -141,6 +141,7 @@ func TestStatusWithRealAgents(t *testing.T) {
 		}
 		return &rep
 	}
+	status := func() *meshstatus.Report { t.Helper(); return statusAs(c.kubeconfig) }
 	pod := func(rep *meshstatus.Report, name string) meshstatus.Pod {
 		for _, p := range rep.Pods {
 			if p.Name == name {
@@ -172,6 +173,10 @@ func TestStatusWithRealAgents(t *testing.T) {
 	}
 	if p := pod(rep, "grpc-c"); p.Capture != "" || p.Agent.Mode != "proxyless" || proxyState(p) != "no client" {
 		t.Errorf("grpc-c: capture %q, mode %s, proxy %s; want none, proxyless, no client", p.Capture, p.Agent.Mode, proxyState(p))
+	}
+	// The operator roles the install ships see the same.
+	if op := statusAs(c.operator(t)); len(op.Pods) != 3 || slices.ContainsFunc(op.Pods, func(p meshstatus.Pod) bool { return p.Discovery == nil || p.Sidecars != staleness.Current }) {
+		t.Errorf("status as the install's operator role: %+v", op.Pods)
 	}
 	code, table, _ := cli(c.kubeconfig, "status", "-n", "shop")
 	t.Logf("status:\n%s", table)
