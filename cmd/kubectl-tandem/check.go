@@ -23,7 +23,7 @@ func (g *global) checkCommand() *cobra.Command {
 			"its expiry) or the admission policies and their bindings, discovery, the CNI plugin in CNI\n" +
 			"mode, the labeled namespaces. Every check says what it found and what to do; the exit\n" +
 			"status is 1 when one fails.",
-		Args: cobra.NoArgs,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output, "json", "yaml"); err != nil {
 				return err

@@ -21,7 +21,7 @@ func (g *global) configCommand() *cobra.Command {
 		Long: "config asks the agent of POD, through the API server's port-forward (RBAC: create\n" +
 			"pods/portforward in its namespace), for the listeners, routes, clusters and endpoints it\n" +
 			"serves now, in the JSON of `agent config` (-o yaml: as YAML).",
-		Args: cobra.ExactArgs(1),
+		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output, "json", "yaml"); err != nil {
 				return err

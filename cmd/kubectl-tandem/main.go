@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -59,7 +60,20 @@ func run(args []string, streams genericiooptions.IOStreams) int {
 		return ee.code
 	}
 	fmt.Fprintln(streams.ErrOut, "kubectl tandem:", err)
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		return 2
+	}
 	return 1
+}
+
+// args checks the number of arguments; a wrong one is a bad command line.
+func args(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(c *cobra.Command, a []string) error {
+		if err := check(c, a); err != nil {
+			return &exitError{code: 2, msg: fmt.Sprintf("%s %s: %v", c.Root().Annotations[cobra.CommandDisplayNameAnnotation], c.Name(), err)}
+		}
+		return nil
+	}
 }
 
 // global are the flags every command shares.

@@ -56,7 +56,7 @@ func (g *global) versionCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "version [--client]",
 		Short: "Print the version of kubectl tandem and of the installed injector",
-		Args:  cobra.NoArgs,
+		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output, "json", "yaml"); err != nil {
 				return err

@@ -28,7 +28,7 @@ func (g *global) statusCommand() *cobra.Command {
 			"Discovery's records come from every injector replica through port-forward (RBAC: create\n" +
 			"pods/portforward in Tandem's namespace); agents discovery does not know are asked\n" +
 			"themselves (pods/portforward in theirs).",
-		Args: cobra.NoArgs,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output, "json", "yaml", "wide"); err != nil {
 				return err
