@@ -134,17 +134,10 @@ const MetadataKey = "tandem.dev/agent"
 // UserAgent names the agent in the node of its discovery stream.
 const UserAgent = "tandem-agent"
 
-// Node is the node an agent announces to discovery, carrying its report.
+// Node is the node an agent announces to discovery, carrying its report
+// as JSON text: discovery stores the text and reads it only when asked.
 func Node(id string, a Agent) (*corev3.Node, error) {
 	b, err := json.Marshal(a)
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	v, err := structpb.NewValue(m)
 	if err != nil {
 		return nil, err
 	}
@@ -152,22 +145,25 @@ func Node(id string, a Agent) (*corev3.Node, error) {
 		Id:                   id,
 		UserAgentName:        UserAgent,
 		UserAgentVersionType: &corev3.Node_UserAgentVersion{UserAgentVersion: a.Version},
-		Metadata:             &structpb.Struct{Fields: map[string]*structpb.Value{MetadataKey: v}},
+		Metadata:             &structpb.Struct{Fields: map[string]*structpb.Value{MetadataKey: structpb.NewStringValue(string(b))}},
 	}, nil
 }
 
-// FromNode reads the report of a node; ok is false when it carries none.
-func FromNode(n *corev3.Node) (a Agent, ok bool, err error) {
-	v := n.GetMetadata().GetFields()[MetadataKey]
-	if v == nil {
-		return a, false, nil
+// ReportOf returns the report text a node carries; ok is false when it
+// carries none.
+func ReportOf(n *corev3.Node) (text string, ok bool) {
+	v, ok := n.GetMetadata().GetFields()[MetadataKey]
+	if !ok {
+		return "", false
 	}
-	b, err := v.MarshalJSON()
-	if err != nil {
-		return a, true, err
+	return v.GetStringValue(), true
+}
+
+// Parse reads a report's text.
+func Parse(text string) (Agent, error) {
+	var a Agent
+	if err := json.Unmarshal([]byte(text), &a); err != nil {
+		return a, fmt.Errorf("metadata %s is not an agent's report: %w", MetadataKey, err)
 	}
-	if err := json.Unmarshal(b, &a); err != nil {
-		return a, true, fmt.Errorf("node %s: metadata %s is not an agent's report: %w", n.GetId(), MetadataKey, err)
-	}
-	return a, true, nil
+	return a, nil
 }

@@ -35,8 +35,11 @@ type agentRecord struct {
 	node      string
 	subs      map[string]bool // Service subscriptions
 	exchanges map[string]*exchange
-	report    *agentstatus.Agent
-	reported  time.Time
+	// reportText is the agent's latest report as it sent it; report is
+	// that text read, once someone asks.
+	reportText string
+	report     *agentstatus.Agent
+	reported   time.Time
 }
 
 // exchange follows one type of one stream; versions are nonces, as
@@ -89,10 +92,11 @@ func (a *agents) request(id int64, r *discoverygrpc.DeltaDiscoveryRequest) {
 	}
 	if n := r.GetNode(); n != nil {
 		rec.node = n.GetId()
-		if rep, ok, err := agentstatus.FromNode(n); err != nil {
-			a.log.Warn("agent's report unreadable", "agent", rec.who, "error", err)
-		} else if ok {
-			rec.report, rec.reported = &rep, time.Now()
+		if text, ok := agentstatus.ReportOf(n); ok {
+			if text != rec.reportText {
+				rec.reportText, rec.report = text, nil
+			}
+			rec.reported = time.Now()
 		}
 	}
 	if r.GetTypeUrl() == resource.TypeURL {
@@ -134,6 +138,22 @@ func (a *agents) response(id int64, r *discoverygrpc.DeltaDiscoveryResponse) {
 	}
 }
 
+// agentReport is the agent's latest report, read from its text the first
+// time it is asked for; nil before any. Must hold the agents' lock.
+func (a *agents) agentReport(rec *agentRecord) *agentstatus.Agent {
+	if rec.report != nil || rec.reportText == "" {
+		return rec.report
+	}
+	rep, err := agentstatus.Parse(rec.reportText)
+	if err != nil {
+		a.log.Warn("agent's report unreadable", "agent", rec.who, "error", err)
+		rec.reportText = ""
+		return nil
+	}
+	rec.report = &rep
+	return rec.report
+}
+
 func (rec *agentRecord) exchange(typeURL string) *exchange {
 	ex := rec.exchanges[typeURL]
 	if ex == nil {
@@ -156,7 +176,7 @@ func (a *agents) list() []agentstatus.Stream {
 			Pod: rec.who.String(), ServiceAccount: rec.who.namespace + "/" + rec.who.serviceAccount,
 			Node: rec.node, Peer: rec.peer, ConnectedAt: rec.connected,
 			Subscriptions: slices.Sorted(maps.Keys(rec.subs)), Exchanges: []agentstatus.Exchange{},
-			Agent: rec.report, ReportedAt: rec.reported,
+			Agent: a.agentReport(rec), ReportedAt: rec.reported,
 		}
 		for _, typeURL := range slices.Sorted(maps.Keys(rec.exchanges)) {
 			ex := rec.exchanges[typeURL]

@@ -42,7 +42,7 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	pushes, rejections := a.pushes, a.rejections
 	for _, rec := range a.streams {
 		k := key{"unknown", "unknown"}
-		if r := rec.report; r != nil {
+		if r := a.agentReport(rec); r != nil {
 			k = key{r.Mode, r.Source}
 			types := map[string]bool{}
 			for _, p := range r.Proxies {
