@@ -393,7 +393,7 @@ func (e *Env) serviceReady(ctx context.Context, service, name, why string) Resul
 	if ready == 0 {
 		return fail(name, hint, "Service %s/%s has no ready endpoint: %s", e.Namespace, service, why)
 	}
-	return pass(name, "Service %s/%s: %d ready endpoints", e.Namespace, service, ready)
+	return pass(name, "Service %s/%s: %s", e.Namespace, service, count(ready, "ready endpoint", "ready endpoints"))
 }
 
 // policies checks the admission policies, their bindings and parameters;
@@ -490,7 +490,7 @@ func (e *Env) discovery(ctx context.Context, in *installation.Install, ca []byte
 			return r
 		}
 	}
-	msg := fmt.Sprintf("%d of %d replicas serve, %d agents connected", serving, len(in.Running()), agents)
+	msg := fmt.Sprintf("%d of %d running replicas serve, %s connected", serving, len(in.Running()), count(agents, "agent", "agents"))
 	if len(problems) > 0 {
 		return warn(name, fmt.Sprintf("kubectl -n %s logs deployment/%s", in.Namespace, in.Deployment.Name), "%s; %s", msg, list(problems, 3))
 	}
@@ -554,5 +554,5 @@ func (e *Env) namespaces(ctx context.Context, capture string) Result {
 		return warn(name, "use CNI mode there (annotation "+wellknown.AnnotationCapture+"=cni on the namespace, with config/cni installed)",
 			"%d labeled (%s); %s enforce Pod Security, which refuses init mode's NET_ADMIN: new pods there are refused", len(names), list(names, 5), list(refusing, 5))
 	}
-	return pass(name, "%d labeled for injection: %s", len(names), list(names, 5))
+	return pass(name, "%s labeled for injection: %s", count(len(names), "namespace", "namespaces"), list(names, 5))
 }

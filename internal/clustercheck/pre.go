@@ -209,7 +209,7 @@ func (e *Env) cni(ctx context.Context) Result {
 	}
 	if len(found) == 0 {
 		return warn(name, "init mode needs nothing of the CNI; CNI mode (make deploy CAPTURE=cni) chains tandem-cni after whatever primary plugin the nodes use (docs/cni.md)",
-			"%d nodes; no DaemonSet of a known CNI plugin found%s", len(nodes.Items), suffix)
+			"%s; no DaemonSet of a known CNI plugin found%s", count(len(nodes.Items), "node", "nodes"), suffix)
 	}
-	return pass(name, "%d nodes; %s%s: CNI mode chains tandem-cni after it", len(nodes.Items), list(found, 3), suffix)
+	return pass(name, "%s; %s%s: CNI mode chains tandem-cni after it", count(len(nodes.Items), "node", "nodes"), list(found, 3), suffix)
 }
