@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -36,6 +35,7 @@ import (
 
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
 	"github.com/tandem-mesh/tandem/internal/manifests"
+	"github.com/tandem-mesh/tandem/internal/testutil/logbuf"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 )
@@ -213,7 +213,7 @@ func testInstalled(t *testing.T, bin string, objs []*unstructured.Unstructured, 
 	for _, e := range resolvedEnv(t, ctr, byKind["ConfigMap"], ns) {
 		cmd.Env = append(cmd.Env, e.Name+"="+e.Value)
 	}
-	var out lockedBuffer
+	var out logbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -525,24 +525,6 @@ func agentEnv(p *corev1.Pod, name string) string {
 		}
 	}
 	return ""
-}
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // waitUntil polls cond until it is true, fails, or d passes; the error

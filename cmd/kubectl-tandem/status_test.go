@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,6 +38,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/staleness"
 	"github.com/tandem-mesh/tandem/internal/testutil/discoverytest"
 	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
+	"github.com/tandem-mesh/tandem/internal/testutil/logbuf"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 	"github.com/tandem-mesh/tandem/internal/testutil/xdstest"
@@ -362,7 +362,7 @@ type injectorProc struct {
 	args                               []string
 	discovery, status, health, metrics string
 	cmd                                *exec.Cmd
-	out                                lockedBuffer
+	out                                logbuf.Buffer
 	done                               chan struct{}
 }
 
@@ -509,7 +509,7 @@ func startAgent(t *testing.T, c *cluster, bin string, pod *corev1.Pod, kubeconfi
 		"--discovery-token="+discoverytest.PodToken(t, c.kube, pod, discovery.Audience), "--discovery-fallback-after=1s")
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), environ...)
-	var out lockedBuffer
+	var out logbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -544,22 +544,4 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/kubewatch"
 	"github.com/tandem-mesh/tandem/internal/testutil/discoverytest"
 	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
+	"github.com/tandem-mesh/tandem/internal/testutil/logbuf"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
@@ -281,7 +282,7 @@ func TestAgentWithDiscovery(t *testing.T) {
 				if tc.tls != nil {
 					o.TLS = tc.tls
 				}
-				var logs lockedBuffer
+				var logs logbuf.Buffer
 				a, err := New(Options{Sources: mustSources(t, unreachable(t)), Discovery: o, Publisher: &recorder{},
 					Logger: newTextLogger(&logs)})
 				if err != nil {
@@ -338,24 +339,6 @@ func mustSources(t *testing.T, cfg *rest.Config) kubewatch.Sources {
 		t.Fatal(err)
 	}
 	return src
-}
-
-// lockedBuffer collects log lines written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

@@ -66,6 +66,32 @@ func (e Exchange) State() string {
 	return StatePending
 }
 
+// RecordSent records a response of version sent at t.
+func (e *Exchange) RecordSent(version string, t time.Time) { e.Sent, e.SentAt = version, t }
+
+// RecordAck records that the client accepted the latest response.
+func (e *Exchange) RecordAck(t time.Time) { e.Acked, e.AckedAt, e.Rejected = e.Sent, t, nil }
+
+// RecordNACK records a refusal of version ("" when it is not known) with
+// the client's error; it reports whether this refusal is new, and not a
+// repetition of the one recorded.
+func (e *Exchange) RecordNACK(version, msg string, t time.Time) bool {
+	if r := e.Rejected; r != nil && r.Version == version && r.Error == msg {
+		return false
+	}
+	e.Rejected = &Rejection{Version: version, Error: msg, At: t}
+	return true
+}
+
+// Clone is a copy that shares nothing with e.
+func (e Exchange) Clone() Exchange {
+	if e.Rejected != nil {
+		r := *e.Rejected
+		e.Rejected = &r
+	}
+	return e
+}
+
 // Proxy is one xDS client of an agent: the pod's Envoy, or one of the
 // gRPC channels of a proxyless app.
 type Proxy struct {

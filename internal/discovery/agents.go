@@ -34,20 +34,14 @@ type agentRecord struct {
 	connected time.Time
 	node      string
 	subs      map[string]bool // Service subscriptions
-	exchanges map[string]*exchange
+	// exchanges are by type URL; their versions are nonces, as
+	// discovery's responses carry no version of their own.
+	exchanges map[string]*agentstatus.Exchange
 	// reportText is the agent's latest report as it sent it; report is
 	// that text read, once someone asks.
 	reportText string
 	report     *agentstatus.Agent
 	reported   time.Time
-}
-
-// exchange follows one type of one stream; versions are nonces, as
-// discovery's responses carry no version of their own.
-type exchange struct {
-	sent, acked     string
-	sentAt, ackedAt time.Time
-	rejected        *agentstatus.Rejection
 }
 
 func newAgents(log *slog.Logger) *agents {
@@ -71,7 +65,7 @@ func (a *agents) open(ctx context.Context, id int64) {
 	si, _ := ctx.Value(identityKey{}).(streamIdentity)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.streams[id] = &agentRecord{who: si.who, peer: si.peer, connected: time.Now(), subs: map[string]bool{}, exchanges: map[string]*exchange{}}
+	a.streams[id] = &agentRecord{who: si.who, peer: si.peer, connected: time.Now(), subs: map[string]bool{}, exchanges: map[string]*agentstatus.Exchange{}}
 }
 
 func (a *agents) closed(id int64) {
@@ -112,19 +106,19 @@ func (a *agents) request(id int64, r *discoverygrpc.DeltaDiscoveryRequest) {
 		return
 	}
 	ex := rec.exchange(r.GetTypeUrl())
-	if nonce != ex.sent {
+	if nonce != ex.Sent {
 		return // an answer to an older response
 	}
 	if d := r.GetErrorDetail(); d != nil {
-		if ex.rejected == nil || ex.rejected.Version != nonce {
-			ex.rejected = &agentstatus.Rejection{Version: nonce, Error: d.GetMessage(), At: time.Now()}
+		// A report repeats the latest answer: a refusal is counted once.
+		if ex.RecordNACK(nonce, d.GetMessage(), time.Now()) {
 			a.rejections++
 			a.log.Warn("agent rejected a response", "agent", rec.who, "node", rec.node, "type", typeName(r.GetTypeUrl()), "error", d.GetMessage())
 		}
 		return
 	}
-	if ex.acked != nonce {
-		ex.acked, ex.ackedAt, ex.rejected = nonce, time.Now(), nil
+	if ex.Acked != nonce {
+		ex.RecordAck(time.Now())
 	}
 }
 
@@ -133,8 +127,7 @@ func (a *agents) response(id int64, r *discoverygrpc.DeltaDiscoveryResponse) {
 	defer a.mu.Unlock()
 	a.pushes++
 	if rec := a.streams[id]; rec != nil {
-		ex := rec.exchange(r.GetTypeUrl())
-		ex.sent, ex.sentAt = r.GetNonce(), time.Now()
+		rec.exchange(r.GetTypeUrl()).RecordSent(r.GetNonce(), time.Now())
 	}
 }
 
@@ -154,10 +147,10 @@ func (a *agents) agentReport(rec *agentRecord) *agentstatus.Agent {
 	return rec.report
 }
 
-func (rec *agentRecord) exchange(typeURL string) *exchange {
+func (rec *agentRecord) exchange(typeURL string) *agentstatus.Exchange {
 	ex := rec.exchanges[typeURL]
 	if ex == nil {
-		ex = &exchange{}
+		ex = &agentstatus.Exchange{Type: typeName(typeURL)}
 		rec.exchanges[typeURL] = ex
 	}
 	return ex
@@ -179,13 +172,7 @@ func (a *agents) list() []agentstatus.Stream {
 			Agent: a.agentReport(rec), ReportedAt: rec.reported,
 		}
 		for _, typeURL := range slices.Sorted(maps.Keys(rec.exchanges)) {
-			ex := rec.exchanges[typeURL]
-			e := agentstatus.Exchange{Type: typeName(typeURL), Sent: ex.sent, SentAt: ex.sentAt, Acked: ex.acked, AckedAt: ex.ackedAt}
-			if ex.rejected != nil {
-				r := *ex.rejected
-				e.Rejected = &r
-			}
-			st.Exchanges = append(st.Exchanges, e)
+			st.Exchanges = append(st.Exchanges, rec.exchanges[typeURL].Clone())
 		}
 		out = append(out, st)
 	}

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tandem-mesh/tandem/internal/injectcmd"
 	"github.com/tandem-mesh/tandem/internal/testutil/discoverytest"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
@@ -22,11 +23,12 @@ import (
 	"github.com/tandem-mesh/tandem/webhook"
 )
 
+// injector renders with the default flags but the proxy image.
 func injector(t *testing.T, proxyImage string) *webhook.Injector {
 	t.Helper()
-	d := webhook.RecommendedDefaults()
-	d.ProxyImage = proxyImage
-	in, err := webhook.New(webhook.Config{Defaults: d})
+	f := injectcmd.Flags{Defaults: webhook.RecommendedDefaults()}
+	f.Defaults.ProxyImage = proxyImage
+	in, err := f.Injector(true)
 	if err != nil {
 		t.Fatal(err)
 	}

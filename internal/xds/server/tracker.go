@@ -37,10 +37,9 @@ type typeState struct {
 	sentNonce, sentVersion string
 	ackedNonce             string
 	acked                  bool // the client has accepted at least one response
-	ackedVersion           string
-	sentAt, ackedAt        time.Time
-	// rejected is the latest NACK, until a later response is accepted.
-	rejected *agentstatus.Rejection
+	// ex is what Clients reports: versions sent and accepted, the latest
+	// refusal until a later response is accepted.
+	ex agentstatus.Exchange
 }
 
 // tracker implements the xDS server callbacks: it follows every stream's
@@ -135,7 +134,7 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 			version = ts.sentVersion
 		}
 		t.lastNACK = typeName + ": " + errDetail.GetMessage()
-		ts.rejected = &agentstatus.Rejection{Version: version, Error: errDetail.GetMessage(), At: time.Now()}
+		ts.ex.RecordNACK(version, errDetail.GetMessage(), time.Now())
 		t.mu.Unlock()
 		t.kick()
 		t.log.Warn("xDS client rejected a response (NACK); it keeps its last accepted configuration",
@@ -147,7 +146,7 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 	if nonce == ts.sentNonce && nonce != ts.ackedNonce {
 		ts.ackedNonce = nonce
 		ts.acked = true
-		ts.ackedVersion, ts.ackedAt, ts.rejected = ts.sentVersion, time.Now(), nil
+		ts.ex.RecordAck(time.Now())
 		t.acks[typeName]++
 		defer t.kick()
 	}
@@ -157,7 +156,8 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 func (t *tracker) response(k streamKey, typeURL, nonce, version string) {
 	t.mu.Lock()
 	_, ts := t.typeState(k, typeURL)
-	ts.sentNonce, ts.sentVersion, ts.sentAt = nonce, version, time.Now()
+	ts.sentNonce, ts.sentVersion = nonce, version
+	ts.ex.RecordSent(version, time.Now())
 	t.pushes[typeNames[typeURL]]++
 	t.mu.Unlock()
 	t.kick()
@@ -173,17 +173,11 @@ func (t *tracker) clients() []agentstatus.Proxy {
 		p := agentstatus.Proxy{Node: s.node, Exchanges: []agentstatus.Exchange{}}
 		for _, typeURL := range updateOrder {
 			ts := s.types[typeURL]
-			if ts == nil || ts.sentNonce == "" && ts.rejected == nil {
+			if ts == nil || ts.sentNonce == "" && ts.ex.Rejected == nil {
 				continue
 			}
-			e := agentstatus.Exchange{Type: typeNames[typeURL], Sent: ts.sentVersion, SentAt: ts.sentAt, AckedAt: ts.ackedAt}
-			if ts.acked {
-				e.Acked = ts.ackedVersion
-			}
-			if ts.rejected != nil {
-				r := *ts.rejected
-				e.Rejected = &r
-			}
+			e := ts.ex.Clone()
+			e.Type = typeNames[typeURL]
 			p.Exchanges = append(p.Exchanges, e)
 		}
 		out = append(out, p)
