@@ -234,6 +234,35 @@ func TestCheckInstalled(t *testing.T) {
 		c.apply(t, crds, "CustomResourceDefinition")
 	})
 
+	t.Run("CNIMode", func(t *testing.T) {
+		// The install's default turned to CNI mode, as make deploy CAPTURE=cni does.
+		d, err := c.kube.AppsV1().Deployments("tandem-system").Get(ctx, wellknown.InjectorDeployment, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Spec.Template.Spec.Containers[0].Args = append(d.Spec.Template.Spec.Containers[0].Args, "--capture=cni")
+		if _, err := c.kube.AppsV1().Deployments("tandem-system").Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		setAvailable(*dep.Spec.Replicas)
+		failsWith(t, c.kubeconfig, "cni-plugin", "CNI mode is the default, but DaemonSet kube-system/tandem-cni", "kubectl apply -k config/cni")
+		c.apply(t, testenv.DeployOverlay(t, "default", "cni"), "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet")
+		ds, err := c.kube.AppsV1().DaemonSets(wellknown.CNINamespace).Get(ctx, wellknown.CNIDaemonSet, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds.Status = appsv1.DaemonSetStatus{DesiredNumberScheduled: 1, CurrentNumberScheduled: 1, NumberReady: 0, ObservedGeneration: ds.Generation}
+		if ds, err = c.kube.AppsV1().DaemonSets(wellknown.CNINamespace).UpdateStatus(ctx, ds, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		failsWith(t, c.kubeconfig, "cni-plugin", "is ready on 0 of 1 nodes", "describe daemonset tandem-cni")
+		ds.Status.NumberReady, ds.Status.NumberAvailable = 1, 1
+		if _, err := c.kube.AppsV1().DaemonSets(wellknown.CNINamespace).UpdateStatus(ctx, ds, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		allPass(t, c.kubeconfig, "cni-plugin")
+	})
+
 	// Admission policies instead of the webhook, the injector as
 	// config/policy runs it.
 	inj.stop()

@@ -517,11 +517,11 @@ func (e *Env) cniPlugin(ctx context.Context, capture string) Result {
 	hint := "kubectl apply -k config/cni (or the tandem-cni chart); kubectl -n " + wellknown.CNINamespace + " describe daemonset " + wellknown.CNIDaemonSet
 	ds, err := e.Kube.AppsV1().DaemonSets(wellknown.CNINamespace).Get(ctx, wellknown.CNIDaemonSet, metav1.GetOptions{})
 	if err != nil {
-		return fail(name, hint, "%s, but DaemonSet %s/%s: %v: pods there start without capture checks passing", why, wellknown.CNINamespace, wellknown.CNIDaemonSet, err)
+		return fail(name, hint, "%s, but DaemonSet %s/%s: %v: pods in CNI mode fail their capture check (tandem-validate) and do not start", why, wellknown.CNINamespace, wellknown.CNIDaemonSet, err)
 	}
 	st := ds.Status
 	if st.DesiredNumberScheduled == 0 || st.NumberReady < st.DesiredNumberScheduled {
-		return fail(name, hint, "%s, but DaemonSet %s/%s is ready on %d of %d nodes: pods on the others fail their capture check", why, ds.Namespace, ds.Name, st.NumberReady, st.DesiredNumberScheduled)
+		return fail(name, hint, "%s, but DaemonSet %s/%s is ready on %d of %d nodes: pods in CNI mode on the others fail their capture check (tandem-validate) and do not start", why, ds.Namespace, ds.Name, st.NumberReady, st.DesiredNumberScheduled)
 	}
 	return pass(name, "%s: DaemonSet %s/%s ready on %d of %d nodes", why, ds.Namespace, ds.Name, st.NumberReady, st.DesiredNumberScheduled)
 }
