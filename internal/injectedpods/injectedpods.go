@@ -9,8 +9,6 @@ package injectedpods
 import (
 	"context"
 	"log/slog"
-	"slices"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,48 +89,10 @@ func strip(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	out := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion}}
-	st, injected, err := webhook.ParseStatus(pod)
-	if !injected {
-		return out, nil
+	if _, injected := pod.Annotations[wellknown.StatusAnnotation]; !injected {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion}}, nil
 	}
-	out.Status.Phase = pod.Status.Phase
-	out.Annotations = map[string]string{}
-	for k, v := range pod.Annotations {
-		if strings.HasPrefix(k, "tandem.dev/") || strings.HasPrefix(k, "traffic.tandem.dev/") {
-			out.Annotations[k] = v
-		}
-	}
-	if err != nil {
-		return out, nil // the verdict says why
-	}
-	keep := func(list []corev1.Container) []corev1.Container {
-		var kept []corev1.Container
-		for _, c := range list {
-			switch {
-			case slices.Contains(st.InitContainers, c.Name) || slices.Contains(st.Containers, c.Name):
-				kept = append(kept, c)
-			case len(st.Env) > 0:
-				// An app container: the environment the template adds.
-				app := corev1.Container{Name: c.Name}
-				for _, e := range c.Env {
-					if slices.Contains(st.Env, e.Name) {
-						app.Env = append(app.Env, e)
-					}
-				}
-				kept = append(kept, app)
-			}
-		}
-		return kept
-	}
-	out.Spec.InitContainers = keep(pod.Spec.InitContainers)
-	out.Spec.Containers = keep(pod.Spec.Containers)
-	for _, v := range pod.Spec.Volumes {
-		if slices.Contains(st.Volumes, v.Name) {
-			out.Spec.Volumes = append(out.Spec.Volumes, v)
-		}
-	}
-	return out, nil
+	return staleness.Relevant(pod), nil
 }
 
 // Describe implements prometheus.Collector.

@@ -143,7 +143,7 @@ func Gather(ctx context.Context, o Options) (*Report, error) {
 	}
 	verdicts := map[string]statusapi.PodVerdict{}
 	if verdictsFrom != nil && len(pods) > 0 {
-		vs, err := statusapi.Sidecars(ctx, verdictsFrom.HTTPClient(wellknown.InjectorStatusPort, installation.StatusTimeout), trimmed(pods))
+		vs, err := statusapi.Sidecars(ctx, verdictsFrom.HTTPClient(wellknown.InjectorStatusPort, installation.StatusTimeout), relevant(pods))
 		if err != nil {
 			rep.Warnings = append(rep.Warnings, "the sidecars could not be compared with what renders now: "+err.Error())
 		}
@@ -175,19 +175,11 @@ func Gather(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// trimmed are the pods with only what a verdict reads: Tandem's
-// annotations and the pod's containers and volumes.
-func trimmed(pods []corev1.Pod) []corev1.Pod {
+// relevant are the pods with only what a verdict reads.
+func relevant(pods []corev1.Pod) []corev1.Pod {
 	out := make([]corev1.Pod, len(pods))
-	for i, p := range pods {
-		a := map[string]string{}
-		for k, v := range p.Annotations {
-			if strings.HasPrefix(k, "tandem.dev/") || strings.HasPrefix(k, "traffic.tandem.dev/") {
-				a[k] = v
-			}
-		}
-		out[i] = corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, Annotations: a},
-			Spec: corev1.PodSpec{InitContainers: p.Spec.InitContainers, Containers: p.Spec.Containers, Volumes: p.Spec.Volumes}}
+	for i := range pods {
+		out[i] = *staleness.Relevant(&pods[i])
 	}
 	return out
 }

@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tandem-mesh/tandem/templates"
 	"github.com/tandem-mesh/tandem/webhook"
@@ -93,6 +94,52 @@ func Check(in *webhook.Injector, pod *corev1.Pod, ns webhook.Namespace) Verdict 
 		v.State = Current
 	}
 	return v
+}
+
+// Relevant is what Check reads of pod, and nothing else: its name, UID,
+// resource version and phase, Tandem's annotations, the sidecars and
+// volumes its status lists, and of its own containers only the
+// environment the injection added. The app's own settings (its
+// environment may hold credentials) are left out.
+func Relevant(pod *corev1.Pod) *corev1.Pod {
+	out := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion,
+		Annotations: map[string]string{}}}
+	out.Status.Phase = pod.Status.Phase
+	for k, v := range pod.Annotations {
+		if strings.HasPrefix(k, "tandem.dev/") || strings.HasPrefix(k, "traffic.tandem.dev/") {
+			out.Annotations[k] = v
+		}
+	}
+	st, ok, err := webhook.ParseStatus(pod)
+	if !ok || err != nil {
+		return out // the verdict says why
+	}
+	keep := func(list []corev1.Container) []corev1.Container {
+		var kept []corev1.Container
+		for _, c := range list {
+			switch {
+			case slices.Contains(st.InitContainers, c.Name) || slices.Contains(st.Containers, c.Name):
+				kept = append(kept, c)
+			case len(st.Env) > 0:
+				app := corev1.Container{Name: c.Name}
+				for _, e := range c.Env {
+					if slices.Contains(st.Env, e.Name) {
+						app.Env = append(app.Env, e)
+					}
+				}
+				kept = append(kept, app)
+			}
+		}
+		return kept
+	}
+	out.Spec.InitContainers = keep(pod.Spec.InitContainers)
+	out.Spec.Containers = keep(pod.Spec.Containers)
+	for _, v := range pod.Spec.Volumes {
+		if slices.Contains(st.Volumes, v.Name) {
+			out.Spec.Volumes = append(out.Spec.Volumes, v)
+		}
+	}
+	return out
 }
 
 // compare returns the first difference between the pod's sidecars and r,

@@ -72,6 +72,15 @@ func TestCheck(t *testing.T) {
 	later := injector(t, "envoyproxy/envoy:v1.40.1")
 	pod := injected(t, now, shop, map[string]string{})
 	policyPod := withoutHash(t, pod)
+	proxyless := withoutHash(t, injected(t, now, shop, map[string]string{wellknown.AnnotationTemplate: "proxyless"}))
+	// The app's own environment, which no verdict needs.
+	for _, p := range []*corev1.Pod{proxyless, policyPod} {
+		for i := range p.Spec.Containers {
+			if p.Spec.Containers[i].Name == "app" {
+				p.Spec.Containers[i].Env = append(p.Spec.Containers[i].Env, corev1.EnvVar{Name: "DB_PASSWORD", Value: "secret"})
+			}
+		}
+	}
 
 	for _, tc := range []struct {
 		name      string
@@ -86,6 +95,7 @@ func TestCheck(t *testing.T) {
 		// The API server's defaults are no difference.
 		{"PolicyCurrent", now, policyPod, shop, Current, ByPolicy, nil},
 		{"PolicyStale", later, policyPod, shop, Stale, ByPolicy, []string{"tandem-proxy.image: the pod has envoyproxy/envoy:v1.40.0, rendered now envoyproxy/envoy:v1.40.1"}},
+		{"ProxylessCurrent", now, proxyless, shop, Current, ByPolicy, nil},
 		{"NamespaceTemplateChanged", now, pod, webhook.Namespace{Name: "shop", Labels: shop.Labels,
 			Annotations: map[string]string{wellknown.AnnotationTemplate: "proxyless"}}, Stale, ByWebhook, []string{"template envoy", "proxyless now"}},
 		{"NamespaceLogLevel", now, policyPod, webhook.Namespace{Name: "shop", Labels: shop.Labels,
@@ -95,8 +105,16 @@ func TestCheck(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := Check(tc.in, tc.pod, tc.ns)
-			if v.State != tc.state || v.InjectedBy != tc.by || v.Template != "envoy" || !v.NativeSidecar {
-				t.Fatalf("verdict %+v, want %s injected by %s, template envoy, native", v, tc.state, tc.by)
+			wantTemplate := "envoy"
+			if tc.pod == proxyless {
+				wantTemplate = "proxyless"
+			}
+			if v.State != tc.state || v.InjectedBy != tc.by || v.Template != wantTemplate || !v.NativeSidecar {
+				t.Fatalf("verdict %+v, want %s injected by %s, template %s, native", v, tc.state, tc.by, wantTemplate)
+			}
+			// What Relevant keeps is all a verdict reads.
+			if r := Check(tc.in, Relevant(tc.pod), tc.ns); r != v {
+				t.Errorf("verdict of the relevant parts %+v, of the pod %+v", r, v)
 			}
 			for _, w := range tc.reason {
 				if !strings.Contains(v.Reason, w) {
@@ -110,6 +128,10 @@ func TestCheck(t *testing.T) {
 	}
 	if v := Check(now, &corev1.Pod{}, shop); v.State != Unknown || v.Reason != "not injected" {
 		t.Errorf("a pod without status: %+v", v)
+	}
+	b, _ := json.Marshal(Relevant(proxyless))
+	if strings.Contains(string(b), "DB_PASSWORD") || !strings.Contains(string(b), "GRPC_XDS_BOOTSTRAP_CONFIG") {
+		t.Errorf("the relevant parts of a proxyless pod keep the app's own environment, or lose the injected one:\n%s", b)
 	}
 }
 
