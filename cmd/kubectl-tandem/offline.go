@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -75,8 +77,8 @@ func (g *global) versionCommand() *cobra.Command {
 					fmt.Fprintln(g.streams.Out, "injector:", in.Error)
 				default:
 					fmt.Fprintln(g.streams.Out, "injector image:", in.Image)
-					for pod, ver := range in.Replicas {
-						fmt.Fprintf(g.streams.Out, "injector %s: %s\n", pod, ver)
+					for _, pod := range slices.Sorted(maps.Keys(in.Replicas)) {
+						fmt.Fprintf(g.streams.Out, "injector %s: %s\n", pod, in.Replicas[pod])
 					}
 				}
 			}

@@ -163,6 +163,9 @@ func TestStatusWithRealAgents(t *testing.T) {
 			return p.Source != agentstatus.SourceDiscovery || p.Agent == nil || !synced(p)
 		})
 	})
+	if len(rep.Replicas) != 1 || rep.Replicas[0].Pod != injPod.Name || rep.Replicas[0].Agents != 3 || !rep.Replicas[0].Ready || rep.Replicas[0].Injection != "webhook" {
+		t.Errorf("replicas %+v; want %s, ready, injecting by webhook, 3 agents", rep.Replicas, injPod.Name)
+	}
 	for _, p := range rep.Pods {
 		if p.Sidecars != staleness.Current || p.InjectedBy != staleness.ByWebhook || p.Replica != injPod.Name || p.Agent.Version == "" || p.Layout != "native" {
 			t.Errorf("%s: %+v; want current sidecars of the webhook, native, agent version known, on replica %s", p.Name, p, injPod.Name)

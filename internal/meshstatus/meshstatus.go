@@ -11,7 +11,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -65,9 +64,20 @@ type Pod struct {
 
 // Report is what status shows.
 type Report struct {
-	Pods     []Pod               `json:"pods"`
-	Replicas []statusapi.Replica `json:"replicas"`
-	Warnings []string            `json:"warnings,omitempty"`
+	Pods     []Pod     `json:"pods"`
+	Replicas []Replica `json:"replicas"`
+	Warnings []string  `json:"warnings,omitempty"`
+}
+
+// Replica is an injector replica that answered: what it says of itself,
+// and how many agents stream from it (their records are the pods').
+type Replica struct {
+	Pod       string `json:"pod"`
+	Version   string `json:"version"`
+	Injection string `json:"injection"`
+	Discovery bool   `json:"discovery"`
+	Ready     bool   `json:"ready"`
+	Agents    int    `json:"agents"`
 }
 
 // Options say what to gather.
@@ -113,7 +123,7 @@ func Gather(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Pods: []Pod{}, Replicas: []statusapi.Replica{}}
+	rep := &Report{Pods: []Pod{}, Replicas: []Replica{}}
 	records := map[string]agentstatus.Stream{}
 	recordReplica := map[string]string{}
 	var verdictsFrom *podconn.Session
@@ -126,7 +136,7 @@ func Gather(ctx context.Context, o Options) (*Report, error) {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("injector pod %s: %v", ip.Name, err))
 			continue
 		}
-		rep.Replicas = append(rep.Replicas, r)
+		rep.Replicas = append(rep.Replicas, Replica{Pod: ip.Name, Version: r.Version, Injection: r.Injection, Discovery: r.Discovery, Ready: r.Ready, Agents: len(r.Agents)})
 		for _, st := range r.Agents {
 			records[st.Pod] = st
 			recordReplica[st.Pod] = ip.Name
@@ -325,6 +335,3 @@ func refusals(p *Pod) []string {
 	}
 	return out
 }
-
-// ErrNotInjected is returned for a pod without Tandem's sidecars.
-var ErrNotInjected = errors.New("not injected")
