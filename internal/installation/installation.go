@@ -146,7 +146,7 @@ const StatusTimeout = 20 * time.Second
 // Replica asks the injector pod for its status through a port-forward.
 // A refusal by RBAC comes back as an error apierrors.IsForbidden sees
 // through podconn's wrapping only as text: see Forbidden.
-func Replica(ctx context.Context, f *podconn.Forwarder, pod *corev1.Pod) (statusapi.Replica, *podconn.Session, error) {
+func Replica(ctx context.Context, f *podconn.Forwarder, pod *corev1.Pod) (statusapi.Replica, *podconn.Tunnel, error) {
 	s, err := f.Open(ctx, pod.Namespace, pod.Name)
 	if err != nil {
 		return statusapi.Replica{}, nil, err

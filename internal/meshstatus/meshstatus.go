@@ -126,7 +126,7 @@ func Gather(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{Pods: []Pod{}, Replicas: []Replica{}}
 	records := map[string]agentstatus.Stream{}
 	recordReplica := map[string]string{}
-	var verdictsFrom *podconn.Session
+	var verdictsFrom *podconn.Tunnel
 	for _, ip := range in.Running() {
 		r, s, err := installation.Replica(ctx, o.Forward, &ip)
 		if installation.Forbidden(err) {

@@ -25,7 +25,7 @@ import (
 	streamhttp "k8s.io/streaming/pkg/httpstream"
 )
 
-// Forwarder opens port-forward sessions to pods.
+// Forwarder opens port-forward tunnels to pods.
 type Forwarder struct {
 	cfg  *rest.Config
 	core rest.Interface
@@ -40,9 +40,9 @@ func New(cfg *rest.Config) (*Forwarder, error) {
 	return &Forwarder{cfg: cfg, core: cs.CoreV1().RESTClient()}, nil
 }
 
-// Session is one port-forward connection to a pod; each Dial opens a
-// stream pair on it. Close ends every connection of the session.
-type Session struct {
+// Tunnel is one port-forward connection to a pod; each Dial opens a
+// stream pair on it. Close ends every connection through it.
+type Tunnel struct {
 	namespace, pod string
 	conn           streamhttp.Connection
 
@@ -50,10 +50,10 @@ type Session struct {
 	nextID int
 }
 
-// Open starts a session with pod namespace/name. The upgrade is refused
+// Open opens a tunnel to pod namespace/name. The upgrade is refused
 // with the API server's reason when the caller may not port-forward to it
 // or the pod is not running.
-func (f *Forwarder) Open(ctx context.Context, namespace, name string) (*Session, error) {
+func (f *Forwarder) Open(ctx context.Context, namespace, name string) (*Tunnel, error) {
 	u := f.core.Post().Resource("pods").Namespace(namespace).Name(name).SubResource("portforward").URL()
 	rt, upgrader, err := spdy.RoundTripperFor(f.cfg)
 	if err != nil {
@@ -87,7 +87,7 @@ func (f *Forwarder) Open(ctx context.Context, namespace, name string) (*Session,
 		if r.err != nil {
 			return nil, fmt.Errorf("port-forward to pod %s/%s: %w", namespace, name, r.err)
 		}
-		return &Session{namespace: namespace, pod: name, conn: r.conn}, nil
+		return &Tunnel{namespace: namespace, pod: name, conn: r.conn}, nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-done; r.conn != nil {
@@ -98,11 +98,11 @@ func (f *Forwarder) Open(ctx context.Context, namespace, name string) (*Session,
 	}
 }
 
-// Close ends the session and its connections.
-func (s *Session) Close() error { return s.conn.Close() }
+// Close ends the tunnel and its connections.
+func (s *Tunnel) Close() error { return s.conn.Close() }
 
 // Dial connects to port of the pod.
-func (s *Session) Dial(port int) (net.Conn, error) {
+func (s *Tunnel) Dial(port int) (net.Conn, error) {
 	s.mu.Lock()
 	id := s.nextID
 	s.nextID++
@@ -136,13 +136,13 @@ func (s *Session) Dial(port int) (net.Conn, error) {
 	return c, nil
 }
 
-func (s *Session) errorf(port int, err error) error {
+func (s *Tunnel) errorf(port int, err error) error {
 	return fmt.Errorf("port %d of pod %s/%s: %w", port, s.namespace, s.pod, err)
 }
 
 // HTTPClient is a client whose connections go to port of the pod, whatever
 // the URL's host.
-func (s *Session) HTTPClient(port int, timeout time.Duration) *http.Client {
+func (s *Tunnel) HTTPClient(port int, timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{
 		DialContext:       func(context.Context, string, string) (net.Conn, error) { return s.Dial(port) },
 		DisableKeepAlives: false,
@@ -153,7 +153,7 @@ func (s *Session) HTTPClient(port int, timeout time.Duration) *http.Client {
 // conn is a forwarded connection: the data stream, with the kubelet's
 // error (it could not connect to the port, say) in place of a bare EOF.
 type conn struct {
-	s         *Session
+	s         *Tunnel
 	port      int
 	data      streamhttp.Stream
 	errStream streamhttp.Stream

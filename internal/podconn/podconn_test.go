@@ -56,7 +56,7 @@ func TestPortForwardThroughTheAPIServer(t *testing.T) {
 	}
 	defer s.Close()
 	c := s.HTTPClient(15004, 10*time.Second)
-	for range 3 { // connections reused and new ones on the same session
+	for range 3 { // connections reused and new ones through the same tunnel
 		resp, err := c.Get("http://pod/status")
 		if err != nil {
 			t.Fatal(err)
