@@ -123,9 +123,10 @@ helm-package: ## Package the charts into bin/charts (VERSION=0.2.0 sets their ve
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/injector and bin/agent.
+build: ## Build bin/injector, bin/agent and bin/kubectl-tandem (the kubectl plugin: put it on PATH for `kubectl tandem`).
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/injector ./cmd/injector
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/agent ./cmd/agent
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/kubectl-tandem ./cmd/kubectl-tandem
 
 # How make demo injects pods: webhook (the injector's webhook) or policy (admission policies).
 INJECTION ?= webhook

@@ -16,7 +16,7 @@ const module = "github.com/tandem-mesh/tandem"
 // agent, the injector (whose discovery serves xDS) and the balancing
 // benchmark (which serves the agent's xDS itself) still link testing
 // through go-control-plane's pkg/log, which is not the project's to change;
-// the other binaries link none. The
+// the other binaries, kubectl-tandem among them, link none. The
 // measurement harnesses start envtest, as the tests do, and ship nowhere.
 var xdsServers = []string{module + "/cmd/agent", module + "/cmd/injector", module + "/hack/balance"}
 
@@ -35,6 +35,7 @@ func TestProductionPackagesLinkNoTestCode(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	mains := 0
+	seen := map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Split(line, "|")
 		path, name, imports, deps := f[0], f[1], strings.Fields(f[2]), strings.Fields(f[3])
@@ -54,10 +55,16 @@ func TestProductionPackagesLinkNoTestCode(t *testing.T) {
 		}
 		if name == "main" {
 			mains++
+			seen[path] = true
 		}
 	}
-	// cmd/injector, cmd/agent, hack/demo, the greeter's server and client.
-	if mains < 5 {
-		t.Errorf("found %d main packages, want at least 5; is go list seeing the module?\n%s", mains, out)
+	for _, bin := range []string{"agent", "injector", "cni", "kubectl-tandem"} {
+		if !seen[module+"/cmd/"+bin] {
+			t.Errorf("the binary cmd/%s is not among the packages checked", bin)
+		}
+	}
+	// cmd/injector, cmd/agent, cmd/cni, cmd/kubectl-tandem, hack/demo, the greeter's server and client.
+	if mains < 7 {
+		t.Errorf("found %d main packages, want at least 7; is go list seeing the module?\n%s", mains, out)
 	}
 }

@@ -31,7 +31,7 @@ var meshes = []mesh{
 }
 
 // tandemPorts are the ports Tandem's sidecars listen on in the pod's network.
-var tandemPorts = []int32{wellknown.ProxyAdminPort, wellknown.ProxyOutboundPort, wellknown.AgentMetricsPort, wellknown.AgentHealthPort}
+var tandemPorts = []int32{wellknown.ProxyAdminPort, wellknown.ProxyOutboundPort, wellknown.AgentDebugPort, wellknown.AgentMetricsPort, wellknown.AgentHealthPort}
 
 // The node labels that name a node's operating system (the second is the
 // deprecated beta label, still found in older manifests).

@@ -196,6 +196,17 @@ func (in *Injector) Inject(pod *corev1.Pod, ns Namespace, mode Mode) (Result, er
 	return added, nil
 }
 
+// Render returns what the injector renders for pod in namespace ns now:
+// its template and settings (annotations over the defaults), with the hash
+// the status records. An invalid annotation is a DeniedError.
+func (in *Injector) Render(pod *corev1.Pod, ns Namespace) (*templates.Rendered, error) {
+	s, err := in.settingsFor(pod, ns)
+	if err != nil {
+		return nil, err
+	}
+	return in.templates.Render(s.template, s.values)
+}
+
 // apply adds the rendered sidecars to pod and records them in its status.
 func apply(pod *corev1.Pod, r *templates.Rendered, native bool) Result {
 	sc := &r.Sidecars

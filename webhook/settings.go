@@ -20,7 +20,7 @@ const (
 	DefaultProxyImage        = "envoyproxy/envoy:v1.40.0"
 	DefaultAgentImage        = "ghcr.io/tandem-mesh/agent:latest"
 	DefaultLogLevel          = "info"
-	DefaultInjectorNamespace = "tandem-system"
+	DefaultInjectorNamespace = wellknown.DefaultNamespace
 )
 
 // Defaults are the injector-wide settings, from its flags. Namespace

@@ -9,18 +9,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/rest"
@@ -32,6 +35,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/envoyadmin"
 	"github.com/tandem-mesh/tandem/internal/kubewatch"
 	"github.com/tandem-mesh/tandem/internal/memory"
+	"github.com/tandem-mesh/tandem/internal/statusapi"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/internal/xds"
 	"github.com/tandem-mesh/tandem/internal/xds/server"
@@ -42,6 +46,7 @@ type runConfig struct {
 	socket      string
 	healthAddr  string
 	metricsAddr string
+	debugAddr   string
 	envoyAdmin  *envoyadmin.Client
 	namespaces  []string
 	proxyless   bool
@@ -78,6 +83,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&c.socket, "xds-socket", wellknown.XDSSocket, "Unix socket the xDS server listens on")
 	fs.StringVar(&c.healthAddr, "health-addr", ":"+strconv.Itoa(wellknown.AgentHealthPort), "address of /healthz and /ready")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", ":"+strconv.Itoa(wellknown.AgentMetricsPort), "address of /metrics")
+	fs.StringVar(&c.debugAddr, "debug-addr", "127.0.0.1:"+strconv.Itoa(wellknown.AgentDebugPort), "loopback address of the agent's report and served configuration, reached through the API server's port-forward (kubectl tandem status and config); empty turns it off")
 	fs.StringVar(&admin, "envoy-admin", "http://127.0.0.1:"+strconv.Itoa(wellknown.ProxyAdminPort), "Envoy's admin interface (stats and draining)")
 	fs.StringVar(&namespaces, "watch-namespaces", "", "comma-separated namespaces to watch (default: all)")
 	fs.BoolVar(&c.proxyless, "proxyless", false, "serve proxyless gRPC, no Envoy: ready once the informers have synced")
@@ -111,6 +117,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 		if err := checkListenAddr(addr); err != nil {
 			return nil, fmt.Errorf("%s %q: %v; want [host]:port, like :15021", flagName, addr, err)
 		}
+	}
+	if err := statusapi.CheckLoopback(c.debugAddr); err != nil {
+		return nil, fmt.Errorf("--debug-addr %q: %v; want a loopback address, like 127.0.0.1:%d, or empty for none", c.debugAddr, err, wellknown.AgentDebugPort)
 	}
 	var err error
 	if c.envoyAdmin, err = envoyadmin.New(admin); err != nil {
@@ -234,7 +243,20 @@ func runAgent(ctx context.Context, c *runConfig, stderr io.Writer) int {
 			}
 		}()
 	}
-	log.Info("agent running", "xdsSocket", c.socket, "health", c.healthAddr, "metrics", c.metricsAddr,
+	if c.debugAddr != "" {
+		if hs, lis, err := listenDebug(c.debugAddr, ag, srv); err != nil {
+			// The app may use the port: the pod runs on without the endpoint.
+			log.Warn("debug endpoint not served: kubectl tandem status and config will not reach this agent", "address", c.debugAddr, "error", err)
+		} else {
+			httpServers = append(httpServers, hs)
+			go func() {
+				if err := hs.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+					log.Warn("debug endpoint stopped", "error", err)
+				}
+			}()
+		}
+	}
+	log.Info("agent running", "xdsSocket", c.socket, "health", c.healthAddr, "metrics", c.metricsAddr, "debug", c.debugAddr,
 		"proxyless", c.proxyless, "nodeName", c.locality.Node, "zone", c.locality.Zone, "namespace", c.locality.Namespace, "namespaces", strings.Join(c.namespaces, ","), "discovery", c.discovery.address)
 
 	code := 0
@@ -285,6 +307,7 @@ func newAgent(c *runConfig, log *slog.Logger, reg *prometheus.Registry) (*agent.
 		Publisher:  srv,
 		Logger:     log,
 		Registerer: reg,
+		Served:     srv,
 	}
 	if opts.Discovery, err = discoveryOptions(c); err != nil {
 		return nil, nil, err
@@ -379,6 +402,41 @@ func listenHTTP(c *runConfig, checks agenthttp.Checks, reg *prometheus.Registry,
 		httpServers = append(httpServers, &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second})
 	}
 	return httpServers, httpLis, nil
+}
+
+// listenDebug binds the debug endpoint: the agent's report and the
+// configuration its xDS server serves.
+func listenDebug(addr string, ag *agent.Agent, srv *server.Server) (*http.Server, net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	h := agenthttp.Debug(ag.Status, func(kinds []string) ([]byte, error) { return servedJSON(srv, kinds) })
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, lis, nil
+}
+
+// servedJSON is what srv serves now, of the given kinds (all when none),
+// as `agent config` prints it.
+func servedJSON(srv *server.Server, kinds []string) ([]byte, error) {
+	if len(kinds) == 0 {
+		kinds = xds.Kinds
+	}
+	for _, k := range kinds {
+		if !slices.Contains(xds.Kinds, k) {
+			return nil, fmt.Errorf("kind %q: accepted: %s", k, strings.Join(xds.Kinds, ", "))
+		}
+	}
+	var res xds.Resources
+	for _, g := range []struct {
+		typeName string
+		out      *[]types.Resource
+	}{{server.Listener, &res.Listeners}, {server.Route, &res.Routes}, {server.Cluster, &res.Clusters}, {server.Endpoint, &res.Endpoints}} {
+		served := srv.Resources(g.typeName)
+		for _, name := range slices.Sorted(maps.Keys(served)) {
+			*g.out = append(*g.out, served[name])
+		}
+	}
+	return res.JSONOf(kinds...)
 }
 
 // drain reports not ready, asks Envoy to drain its listeners and keeps

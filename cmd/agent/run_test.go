@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/tandem-mesh/tandem/internal/agentstatus"
 	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
@@ -46,6 +48,8 @@ func TestRunFlagErrors(t *testing.T) {
 		{[]string{"extra"}, []string{`"extra"`, "flags only"}},
 		{[]string{"--discovery-address", "tandem-discovery"}, []string{"--discovery-address", "tandem-discovery", "host:port"}},
 		{[]string{"--discovery-fallback-after", "0s"}, []string{"--discovery-fallback-after", "positive"}},
+		{[]string{"--debug-addr", ":15004"}, []string{"--debug-addr", ":15004", "loopback"}},
+		{[]string{"--debug-addr", "10.0.0.1:15004"}, []string{"--debug-addr", "10.0.0.1:15004", "loopback", "127.0.0.1:15004"}},
 	} {
 		var stderr bytes.Buffer
 		if code := runMain(append([]string{"run"}, tc.args...), io.Discard, &stderr); code != 2 {
@@ -67,7 +71,7 @@ func TestRunDefaultNodeID(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.nodeID != "greeter-client-7d9.demo" || c.socket != "/var/run/tandem/xds.sock" || c.healthAddr != ":15021" ||
-		c.metricsAddr != ":15020" || c.drain != 5*time.Second || c.proxyless || len(c.namespaces) != 0 {
+		c.metricsAddr != ":15020" || c.debugAddr != "127.0.0.1:15004" || c.drain != 5*time.Second || c.proxyless || len(c.namespaces) != 0 {
 		t.Fatalf("defaults = %+v", c)
 	}
 	if c.locality != (xds.Locality{Namespace: "demo"}) {
@@ -141,17 +145,17 @@ func (f *fakeEnvoyAdmin) drainTimes() []time.Time {
 }
 
 type running struct {
-	health, metrics, socket string
-	cancel                  context.CancelFunc
-	done                    chan int
-	stopped                 time.Time
+	health, metrics, debug, socket string
+	cancel                         context.CancelFunc
+	done                           chan int
+	stopped                        time.Time
 }
 
 func startRun(t *testing.T, kubeconfig, admin string, extra ...string) *running {
 	t.Helper()
-	r := &running{health: testenv.FreeAddr(t), metrics: testenv.FreeAddr(t), socket: filepath.Join(t.TempDir(), "xds.sock"), done: make(chan int, 1)}
+	r := &running{health: testenv.FreeAddr(t), metrics: testenv.FreeAddr(t), debug: testenv.FreeAddr(t), socket: filepath.Join(t.TempDir(), "xds.sock"), done: make(chan int, 1)}
 	args := append([]string{"--kubeconfig", kubeconfig, "--xds-socket", r.socket, "--health-addr", r.health,
-		"--metrics-addr", r.metrics, "--envoy-admin", admin, "--node-id", "test-pod.test-ns", "--log-level", "debug"}, extra...)
+		"--metrics-addr", r.metrics, "--debug-addr", r.debug, "--envoy-admin", admin, "--node-id", "test-pod.test-ns", "--log-level", "debug"}, extra...)
 	c, err := parseRunFlags(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -235,6 +239,32 @@ func TestRunServesEnvoyAndDrains(t *testing.T) {
 	envoy.Subscribe(resource.ListenerType)
 	envoy.ACK(envoy.Recv(resource.ListenerType))
 	poll.Until(t, 30*time.Second, "/ready after the ACKs", func() bool { code, _ := get(r.health, "/ready"); return code == http.StatusOK })
+
+	// The debug endpoint: the agent's report, and what it serves as
+	// `agent config` prints it.
+	code, body = get(r.debug, "/status")
+	var st agentstatus.Agent
+	if err := json.Unmarshal([]byte(body), &st); code != http.StatusOK || err != nil {
+		t.Fatalf("/status = %d %q (%v)", code, body, err)
+	}
+	if st.Source != agentstatus.SourceAPIServer || st.Mode != "sidecar" || st.Discovery != nil || len(st.Proxies) != 1 ||
+		st.Proxies[0].Node != xdstest.NodeID || len(st.Proxies[0].Exchanges) != 2 {
+		t.Fatalf("/status = %+v; want the API server as source, no discovery, one proxy with clusters and listeners", st)
+	}
+	for _, e := range st.Proxies[0].Exchanges {
+		if e.State() != agentstatus.StateSynced {
+			t.Errorf("%s: %s, want synced: %+v", e.Type, e.State(), e)
+		}
+	}
+	code, body = get(r.debug, "/config?kind=clusters")
+	var doc map[string][]json.RawMessage
+	if err := json.Unmarshal([]byte(body), &doc); code != http.StatusOK || err != nil || len(doc) != 1 || len(doc["clusters"]) == 0 ||
+		!strings.Contains(body, `"name": "`+cluster+`"`) {
+		t.Fatalf("/config?kind=clusters = %d %q (%v); want the clusters alone, %s among them", code, body, err, cluster)
+	}
+	if code, body := get(r.debug, "/config?kind=secrets"); code != http.StatusBadRequest || !strings.Contains(body, "listeners, routes, clusters, endpoints") {
+		t.Errorf("/config?kind=secrets = %d %q, want 400 naming the kinds", code, body)
+	}
 
 	_, metrics := get(r.metrics, "/metrics")
 	for _, want := range []string{

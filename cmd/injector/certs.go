@@ -48,11 +48,11 @@ func loadServingCerts(ctx context.Context, cfg *rest.Config, o *serveOptions, lo
 	if err != nil {
 		return nil, err
 	}
-	dns, ips := servingNames(o.injectorNamespace, o.defaults.DiscoveryAddress)
+	dns, ips := servingNames(o.InjectorNamespace, o.Defaults.DiscoveryAddress)
 	var mu sync.Mutex
 	var subscribers []chan struct{}
 	k, err := servingcert.New(servingcert.Options{
-		Client: kube, Namespace: o.injectorNamespace, Name: o.certSecret,
+		Client: kube, Namespace: o.InjectorNamespace, Name: o.certSecret,
 		DNSNames: dns, IPs: ips,
 		Logger: slog.New(logr.ToSlogHandler(log.WithName("certificate"))),
 		OnCA: func(string) {

@@ -14,6 +14,8 @@ import (
 	"github.com/tandem-mesh/tandem/internal/controller/policystatus"
 	"github.com/tandem-mesh/tandem/internal/controller/routestatus"
 	"github.com/tandem-mesh/tandem/internal/controller/webhookca"
+	"github.com/tandem-mesh/tandem/internal/discovery"
+	"github.com/tandem-mesh/tandem/webhook"
 	"github.com/tandem-mesh/tandem/webhook/admit"
 )
 
@@ -25,9 +27,10 @@ import (
 func setupManager(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error {
 	// Without the webhook (admission policies inject), the manager starts
 	// no webhook server: it does so only when asked for it.
+	var in *webhook.Injector
 	if o.webhook {
-		in, err := o.injector(o.nativeResolved)
-		if err != nil {
+		var err error
+		if in, err = o.Injector(o.nativeResolved); err != nil {
 			return fmt.Errorf("setting up the injection webhook: %w", err)
 		}
 		mgr.GetWebhookServer().Register(admit.Path, &admit.Handler{
@@ -42,10 +45,15 @@ func setupManager(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error 
 			return err
 		}
 	}
+	var disc *discovery.Server
 	if o.discovery {
-		if err := setupDiscovery(mgr, o, certs); err != nil {
+		var err error
+		if disc, err = setupDiscovery(mgr, o, certs); err != nil {
 			return fmt.Errorf("setting up discovery: %w", err)
 		}
+	}
+	if err := setupStatus(mgr, o, disc, in); err != nil {
+		return fmt.Errorf("setting up the status endpoint: %w", err)
 	}
 	if o.policyParams != "" {
 		if err := setupPolicyParams(mgr, o, certs); err != nil {
@@ -90,8 +98,8 @@ func setupRouteStatus(mgr ctrl.Manager, policies *policystatus.Reconciler) error
 // admission policies; without discovery it withdraws them.
 func setupPolicyParams(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error {
 	r := &policyparams.Reconciler{
-		Client: mgr.GetClient(), Namespace: o.injectorNamespace, Name: o.policyParams,
-		Address: o.defaults.DiscoveryAddress, CA: func() string { return "" },
+		Client: mgr.GetClient(), Namespace: o.InjectorNamespace, Name: o.policyParams,
+		Address: o.Defaults.DiscoveryAddress, CA: func() string { return "" },
 	}
 	if o.discovery && certs != nil {
 		r.CA = certs.ca

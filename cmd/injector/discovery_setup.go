@@ -32,14 +32,14 @@ import (
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 
 // setupDiscovery adds discovery to the manager, on every replica.
-func setupDiscovery(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) error {
+func setupDiscovery(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) (*discovery.Server, error) {
 	srv, err := newDiscovery(mgr.GetConfig(), o, certs, mgr.GetLogger().WithName("discovery"), cachedNamespace(mgr.GetClient()))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	lis, err := net.Listen("tcp", o.discoveryAddr)
 	if err != nil {
-		return fmt.Errorf("flag --discovery-addr=%q: %w", o.discoveryAddr, err)
+		return nil, fmt.Errorf("flag --discovery-addr=%q: %w", o.discoveryAddr, err)
 	}
 	if err := mgr.AddReadyzCheck("discovery", func(*http.Request) error {
 		if !srv.Ready() {
@@ -47,9 +47,9 @@ func setupDiscovery(mgr ctrl.Manager, o *serveOptions, certs *servingCerts) erro
 		}
 		return nil
 	}); err != nil {
-		return err
+		return nil, err
 	}
-	return mgr.Add(discoveryRunnable{srv: srv, lis: lis})
+	return srv, mgr.Add(discoveryRunnable{srv: srv, lis: lis})
 }
 
 // newDiscovery builds discovery serving the injector's certificate.
@@ -78,7 +78,7 @@ func newDiscovery(cfg *rest.Config, o *serveOptions, certs *servingCerts, log lo
 		Metadata:  meta,
 		Namespace: namespace,
 		TLS:       &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12},
-		Refused:   []string{o.injectorNamespace, "kube-system", "kube-public", "kube-node-lease"},
+		Refused:   []string{o.InjectorNamespace, "kube-system", "kube-public", "kube-node-lease"},
 		Logger:    slog.New(logr.ToSlogHandler(log)),
 	})
 	if err != nil {

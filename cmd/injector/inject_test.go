@@ -298,11 +298,11 @@ spec:
 }
 
 func TestUninjectCommand(t *testing.T) {
-	injected, err := os.ReadFile("testdata/manifests/proxyless.golden.yaml")
+	injected, err := os.ReadFile("../../internal/injectcmd/testdata/manifests/proxyless.golden.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := os.ReadFile("testdata/manifests/proxyless.yaml")
+	want, _ := os.ReadFile("../../internal/injectcmd/testdata/manifests/proxyless.yaml")
 	code, out, errOut := run(t, string(injected), "uninject", "-f", "-")
 	if code != 0 || out != string(want) {
 		t.Errorf("exit %d (%s), output:\n%s", code, errOut, textdiff.Lines(string(want), out))

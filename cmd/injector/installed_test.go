@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,6 +38,7 @@ import (
 	"github.com/tandem-mesh/tandem/internal/charts"
 	"github.com/tandem-mesh/tandem/internal/controller/agentrbac"
 	"github.com/tandem-mesh/tandem/internal/manifests"
+	"github.com/tandem-mesh/tandem/internal/testutil/logbuf"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
 	"github.com/tandem-mesh/tandem/webhook"
@@ -186,6 +186,8 @@ func testInstalled(t *testing.T, bin string, objs []*unstructured.Unstructured, 
 		}
 		args = append(args, "--"+pf.flag+"="+override)
 	}
+	// The status endpoint is on the pod's loopback, declared as no port.
+	args = append(args, "--status-addr="+testenv.FreeAddr(t))
 	if p := ctr.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Port.String() != "health" || local["health"] == "" {
 		t.Fatalf("readiness probe %+v: want an HTTP probe on port health", p)
 	}
@@ -263,7 +265,7 @@ func testInstalled(t *testing.T, bin string, objs []*unstructured.Unstructured, 
 	for _, e := range resolvedEnv(t, ctr, byKind["ConfigMap"], ns) {
 		cmd.Env = append(cmd.Env, e.Name+"="+e.Value)
 	}
-	var out lockedBuffer
+	var out logbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -603,24 +605,6 @@ func fromUnstructured(t *testing.T, u *unstructured.Unstructured, into any) {
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, into, true); err != nil {
 		t.Fatalf("%s %s: %v", u.GetKind(), u.GetName(), err)
 	}
-}
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // waitUntil polls cond until it is true, fails, or d passes; the error

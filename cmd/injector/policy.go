@@ -20,12 +20,12 @@ func runPolicy(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	var f injectionFlags
-	f.bind(fs)
+	f.Bind(fs)
 	native := fs.Bool("native-sidecar", true, "native sidecars unless a pod's tandem.dev/native-sidecar annotation says otherwise (every API server with admission policies supports them)")
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	in, err := f.injector(*native)
+	in, err := f.Injector(*native)
 	if err != nil {
 		fmt.Fprintf(stderr, "injector policy: %v\n", err)
 		return 2

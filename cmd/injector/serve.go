@@ -35,6 +35,8 @@ import (
 	"github.com/tandem-mesh/tandem/internal/controller/webhookca"
 	tdiscovery "github.com/tandem-mesh/tandem/internal/discovery"
 	"github.com/tandem-mesh/tandem/internal/memory"
+	"github.com/tandem-mesh/tandem/internal/statusapi"
+	"github.com/tandem-mesh/tandem/internal/wellknown"
 )
 
 // serveOptions are the flags of `injector serve`.
@@ -58,10 +60,11 @@ type serveOptions struct {
 	// webhookConfiguration names the MutatingWebhookConfiguration whose
 	// caBundle the injector writes.
 	webhookConfiguration string
+	statusAddr           string
 }
 
 func (o *serveOptions) bind(fs *flag.FlagSet) {
-	o.injectionFlags.bind(fs)
+	o.injectionFlags.Bind(fs)
 	fs.StringVar(&o.nativeSidecar, "native-sidecar", "auto", "default sidecar layout: true (native sidecars), false (classic), auto (native when the API server is 1.29 or newer)")
 	fs.BoolVar(&o.webhook, "webhook", true, "serve the admission webhook; false where admission policies inject (config/policy): the controllers and discovery run")
 	fs.StringVar(&o.webhookHost, "webhook-host", "", "address the webhook server listens on (empty: all)")
@@ -77,6 +80,7 @@ func (o *serveOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "the injector's own log level: debug, info, warn or error")
 	fs.BoolVar(&o.discovery, "discovery", true, "serve discovery to the agents (every replica, TLS with the certificate of --cert-dir)")
 	fs.StringVar(&o.discoveryAddr, "discovery-addr", ":"+strconv.Itoa(tdiscovery.Port), "address discovery listens on")
+	fs.StringVar(&o.statusAddr, "status-addr", "127.0.0.1:"+strconv.Itoa(wellknown.InjectorStatusPort), "loopback address of the status endpoint (discovery's agents, pods' sidecars), reached through the API server's port-forward by kubectl tandem; empty turns it off")
 }
 
 func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
@@ -120,6 +124,9 @@ func (o *serveOptions) check(fs *flag.FlagSet) error {
 	if o.webhookConfiguration != "" && (o.certSecret == "" || !o.webhook) {
 		return errors.New("flag --webhook-configuration: needs --cert-secret and the webhook (--webhook=true): the caBundle written is the CA of the certificate the webhook serves from that Secret")
 	}
+	if err := statusapi.CheckLoopback(o.statusAddr); err != nil {
+		return fmt.Errorf("flag --status-addr=%q: %v; want a loopback address, like 127.0.0.1:%d, or empty for none", o.statusAddr, err, wellknown.InjectorStatusPort)
+	}
 	return nil
 }
 
@@ -156,8 +163,8 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 			return err
 		}
 		// Injected agents verify discovery with the CA of the certificate it serves.
-		if o.discovery && o.defaults.DiscoveryAddress != "" {
-			if o.defaults.DiscoveryCA = certs.ca(); o.defaults.DiscoveryCA == "" {
+		if o.discovery && o.Defaults.DiscoveryAddress != "" {
+			if o.Defaults.DiscoveryCA = certs.ca(); o.Defaults.DiscoveryCA == "" {
 				log.Info("no CA for discovery's certificate: injected agents will watch the API server, not discovery")
 			}
 		}
@@ -183,7 +190,7 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 		WebhookServer:           webhookServer(o, certs),
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "injector.tandem.dev",
-		LeaderElectionNamespace: o.injectorNamespace,
+		LeaderElectionNamespace: o.InjectorNamespace,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -207,7 +214,7 @@ func serve(ctx context.Context, cfg *rest.Config, o *serveOptions) error {
 func cacheByObject(o *serveOptions) map[client.Object]cache.ByObject {
 	by := agentrbac.CacheByObject()
 	if o.policyParams != "" {
-		maps.Copy(by, policyparams.CacheByObject(o.injectorNamespace, o.policyParams))
+		maps.Copy(by, policyparams.CacheByObject(o.InjectorNamespace, o.policyParams))
 	}
 	if o.webhookConfiguration != "" {
 		maps.Copy(by, webhookca.CacheByObject(o.webhookConfiguration))

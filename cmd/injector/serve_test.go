@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/tandem-mesh/tandem/internal/staleness"
+	"github.com/tandem-mesh/tandem/internal/statusapi"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 )
 
@@ -59,12 +62,12 @@ func TestServeAgainstAPIServer(t *testing.T) {
 
 	o := &serveOptions{}
 	fs := flagSetFor(o)
-	metricsAddr, probeAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	metricsAddr, probeAddr, statusAddr := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	if err := fs.Parse([]string{
 		"--webhook-host", wh.LocalServingHost, "--webhook-port", strconv.Itoa(wh.LocalServingPort),
 		"--cert-dir", wh.LocalServingCertDir, "--metrics-bind-address", metricsAddr,
 		"--health-probe-bind-address", probeAddr, "--injector-namespace", "tandem-system",
-		"--discovery-addr", testenv.FreeAddr(t),
+		"--discovery-addr", testenv.FreeAddr(t), "--status-addr", statusAddr,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -150,9 +153,26 @@ func TestServeAgainstAPIServer(t *testing.T) {
 	} else if p.Annotations["kubectl.kubernetes.io/default-container"] != "app" {
 		t.Errorf("classic: default container %q", p.Annotations["kubectl.kubernetes.io/default-container"])
 	}
-	if p := mustCreate("shop", "proxyless", nil, map[string]string{"tandem.dev/template": "proxyless"}); layout(p) != "init=[tandem-agent migrate] containers=[app]" ||
-		p.Spec.Containers[0].Env[2].Name != "GRPC_XDS_BOOTSTRAP_CONFIG" {
-		t.Errorf("proxyless: %s %+v", layout(p), p.Spec.Containers[0].Env)
+	proxylessPod := mustCreate("shop", "proxyless", nil, map[string]string{"tandem.dev/template": "proxyless"})
+	if layout(proxylessPod) != "init=[tandem-agent migrate] containers=[app]" || proxylessPod.Spec.Containers[0].Env[2].Name != "GRPC_XDS_BOOTSTRAP_CONFIG" {
+		t.Errorf("proxyless: %s %+v", layout(proxylessPod), proxylessPod.Spec.Containers[0].Env)
+	}
+	// The status endpoint: this replica, and the pods it injected, current.
+	status := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "tcp", statusAddr)
+	}}}
+	replica, err := statusapi.GetReplica(ctx2, status)
+	if err != nil || replica.Injection != "webhook" || !replica.Discovery || !replica.Ready || replica.Version == "" {
+		t.Errorf("status endpoint's replica: %+v (%v); want the webhook, discovery ready, a version", replica, err)
+	}
+	verdicts, err := statusapi.Sidecars(ctx2, status, []corev1.Pod{*nativePod, *proxylessPod})
+	if err != nil || len(verdicts) != 2 {
+		t.Fatalf("status endpoint's verdicts: %+v (%v)", verdicts, err)
+	}
+	for _, v := range verdicts {
+		if v.State != staleness.Current || v.InjectedBy != staleness.ByWebhook {
+			t.Errorf("pod %s/%s, injected just now: %+v, want current, injected by the webhook", v.Namespace, v.Name, v.Verdict)
+		}
 	}
 	// Opt-out, unlabeled namespace, the injector's own namespace: untouched.
 	for _, c := range []struct {

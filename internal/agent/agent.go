@@ -60,6 +60,9 @@ type Options struct {
 	Logger    *slog.Logger
 	// Registerer receives the agent's metrics when set.
 	Registerer prometheus.Registerer
+	// Served, when set, tells the state of the xDS clients the agent
+	// serves, for its report (Status, and discovery's records).
+	Served Served
 }
 
 // source is where the cluster state comes from.
@@ -88,6 +91,8 @@ type Agent struct {
 	kick    chan struct{}
 	metrics *metrics
 	disc    *discoverySource // nil without Discovery
+	// statusChanged is signalled when the source changes, for the report.
+	statusChanged chan struct{}
 
 	mu        sync.Mutex   // serialises rebuilds and endpoint updates
 	cur       source       // the source published from; nil until one synced
@@ -112,7 +117,7 @@ func New(o Options) (*Agent, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	a := &Agent{opts: o, log: o.Logger, kick: make(chan struct{}, 1), local: o.Locality}
+	a := &Agent{opts: o, log: o.Logger, kick: make(chan struct{}, 1), local: o.Locality, statusChanged: make(chan struct{}, 1)}
 	var err error
 	if a.metrics, err = newMetrics(o.Registerer); err != nil {
 		return nil, err
@@ -240,6 +245,7 @@ func (a *Agent) runWithDiscovery(ctx context.Context) error {
 			}
 			a.log.Warn("discovery unreachable: watching the API server until it is back", "namespaces", a.opts.Namespaces)
 			a.metrics.fallbacks.Inc()
+			a.disc.countFallback()
 			kctx, cancel := context.WithCancel(ctx)
 			kube, stopKube = &k, cancel
 			wg.Go(func() { k.Run(kctx) })
@@ -277,6 +283,7 @@ func (a *Agent) use(src source, start time.Time) {
 	if src == source(a.disc) {
 		a.metrics.fromDiscovery.Set(1)
 	}
+	signal(a.statusChanged)
 	if first {
 		a.log.Info("configuration published", "source", src.name(), "after", time.Since(start).Round(time.Millisecond))
 	} else {

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -28,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/tandem-mesh/tandem/internal/agentstatus"
 	pb "github.com/tandem-mesh/tandem/internal/discovery/discoverypb"
 	"github.com/tandem-mesh/tandem/internal/discovery/resource"
 	"github.com/tandem-mesh/tandem/internal/xds"
@@ -84,6 +84,13 @@ type discoverySource struct {
 	stream   discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
 	sendMu   sync.Mutex // one Send at a time on stream
 	up       bool
+	since    time.Time // when the current stream was first answered
+	refused  string    // discovery's latest refusal of the stream
+	// fallbacks counts the times the API server was watched instead.
+	fallbacks uint64
+	// answer is the latest ACK or NACK of a Service response on the
+	// current stream (guarded by sendMu): a report repeats it.
+	answer *discoverygrpc.DeltaDiscoveryRequest
 }
 
 func newDiscoverySource(o DiscoveryOptions, namespaces []string, a *Agent) (*discoverySource, error) {
@@ -136,6 +143,9 @@ func (d *discoverySource) setUp(up bool) {
 	d.mu.Lock()
 	was := d.up
 	d.up = up
+	if up && !was {
+		d.since, d.refused = time.Now(), ""
+	}
 	d.mu.Unlock()
 	if up {
 		d.a.metrics.discoveryUp.Set(1)
@@ -187,6 +197,11 @@ func (d *discoverySource) run(ctx context.Context) {
 		if err != nil {
 			lastErr = err.Error()
 		}
+		if c := status.Code(err); c == codes.Unauthenticated || c == codes.PermissionDenied {
+			d.mu.Lock()
+			d.refused = status.Convert(err).Message()
+			d.mu.Unlock()
+		}
 		d.log.Log(ctx, level, "discovery stream ended; reconnecting", "error", err, "retryIn", wait.Round(time.Millisecond))
 		d.awaitConnection(ctx, wait)
 	}
@@ -208,9 +223,13 @@ func (d *discoverySource) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	node, err := agentstatus.Node(d.opts.NodeID, d.a.Status())
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	req := &discoverygrpc.DeltaDiscoveryRequest{
-		Node:                    &corev3.Node{Id: d.opts.NodeID},
+		Node:                    node,
 		TypeUrl:                 resource.TypeURL,
 		ResourceNamesSubscribe:  slices.Sorted(maps.Keys(d.want)),
 		InitialResourceVersions: maps.Clone(d.versions),
@@ -223,11 +242,15 @@ func (d *discoverySource) follow(ctx context.Context) error {
 	d.sent = maps.Clone(d.want)
 	d.stream = st
 	d.mu.Unlock()
+	d.sendMu.Lock()
+	d.answer = nil
+	d.sendMu.Unlock()
 	defer func() {
 		d.mu.Lock()
 		d.stream = nil
 		d.mu.Unlock()
 	}()
+	go d.report(sctx, st)
 	// The zone first: asked for before the Services, it is answered
 	// before them, and the first configuration already has it.
 	if node := d.a.opts.Locality.Node; node != "" && d.a.opts.Locality.Zone == "" {
@@ -252,13 +275,13 @@ func (d *discoverySource) follow(ctx context.Context) error {
 		if err := apply(resp); err != nil {
 			// Not ACKed: a NACK keeps the previous versions.
 			d.log.Error("discovery response rejected", "error", err)
-			if err := d.send(st, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.Nonce,
+			if err := d.sendAnswer(st, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.Nonce,
 				ErrorDetail: status.New(codes.InvalidArgument, err.Error()).Proto()}); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := d.send(st, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.Nonce}); err != nil {
+		if err := d.sendAnswer(st, &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.Nonce}); err != nil {
 			return err
 		}
 		if resp.GetTypeUrl() == resource.TypeURL {
@@ -319,6 +342,17 @@ const noService = "-/-"
 func (d *discoverySource) send(st discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesClient, req *discoverygrpc.DeltaDiscoveryRequest) error {
 	d.sendMu.Lock()
 	defer d.sendMu.Unlock()
+	return st.Send(req)
+}
+
+// sendAnswer sends an ACK or NACK, remembered for the reports when it
+// answers a Service response.
+func (d *discoverySource) sendAnswer(st discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesClient, req *discoverygrpc.DeltaDiscoveryRequest) error {
+	d.sendMu.Lock()
+	defer d.sendMu.Unlock()
+	if req.TypeUrl == resource.TypeURL {
+		d.answer = req
+	}
 	return st.Send(req)
 }
 

@@ -19,10 +19,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/tandem-mesh/tandem/internal/agentstatus"
 	"github.com/tandem-mesh/tandem/internal/discovery"
 	"github.com/tandem-mesh/tandem/internal/kubewatch"
 	"github.com/tandem-mesh/tandem/internal/testutil/discoverytest"
 	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
+	"github.com/tandem-mesh/tandem/internal/testutil/logbuf"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 	"github.com/tandem-mesh/tandem/internal/wellknown"
@@ -202,6 +204,45 @@ func TestAgentWithDiscovery(t *testing.T) {
 		})
 	})
 
+	t.Run("ReportsToDiscovery", func(t *testing.T) {
+		served := &fakeServed{changed: make(chan struct{}, 1)}
+		o := opts(DiscoveryOptions{})
+		o.NodeID = "reporter"
+		h := startAgent(t, unreachable(t), Options{Discovery: o, Served: served})
+		record := func() *agentstatus.Stream {
+			for _, s := range disc.Server.Agents() {
+				if s.Node == "reporter" {
+					return &s
+				}
+			}
+			return nil
+		}
+		poll.Until(t, 10*time.Second, "a report saying the agent serves from discovery", func() bool {
+			r := record()
+			return r != nil && r.Agent != nil && r.Agent.Source == agentstatus.SourceDiscovery
+		})
+		st := h.agent.Status()
+		if d := st.Discovery; d == nil || !d.Connected || d.Address != disc.Addr || d.Services < 2 || d.Since.IsZero() {
+			t.Fatalf("the agent's view of discovery %+v: want connected to %s, holding cart and pay", d, disc.Addr)
+		}
+		// The proxy refuses clusters: discovery hears it within the pacing.
+		served.set([]agentstatus.Proxy{{Node: "reporter", Exchanges: []agentstatus.Exchange{
+			{Type: "cluster", Sent: "v2", Acked: "v1", Rejected: &agentstatus.Rejection{Version: "v2", Error: "refused by the test"}}}}})
+		poll.Until(t, 10*time.Second, "the refusal in discovery's record", func() bool {
+			r := record()
+			return r != nil && len(r.Agent.Proxies) == 1 && r.Agent.Proxies[0].Exchanges[0].State() == agentstatus.StateRejected
+		})
+		if e := record().Agent.Proxies[0].Exchanges[0]; e.Rejected.Error != "refused by the test" {
+			t.Fatalf("reported %+v, want the proxy's own error", e)
+		}
+		// The report repeats the agent's last answer, which stays an ACK.
+		for _, e := range record().Exchanges {
+			if e.Type == "Service" && e.State() != agentstatus.StateSynced {
+				t.Errorf("discovery's Service exchange after the reports: %+v, want synced", e)
+			}
+		}
+	})
+
 	t.Run("ResumesWithoutResending", func(t *testing.T) {
 		h := startAgent(t, unreachable(t), Options{Discovery: opts(DiscoveryOptions{FallbackAfter: time.Minute})})
 		before := testutil.ToFloat64(h.agent.metrics.discoveryBytes)
@@ -241,7 +282,7 @@ func TestAgentWithDiscovery(t *testing.T) {
 				if tc.tls != nil {
 					o.TLS = tc.tls
 				}
-				var logs lockedBuffer
+				var logs logbuf.Buffer
 				a, err := New(Options{Sources: mustSources(t, unreachable(t)), Discovery: o, Publisher: &recorder{},
 					Logger: newTextLogger(&logs)})
 				if err != nil {
@@ -251,6 +292,10 @@ func TestAgentWithDiscovery(t *testing.T) {
 				done := make(chan error, 1)
 				go func() { done <- a.Run(ctx) }()
 				poll.Until(t, 10*time.Second, "the refusal in the agent's log", func() bool { return strings.Contains(logs.String(), tc.want) })
+				if tc.tls == nil && !strings.Contains(tc.name, "Token") {
+					// Refused by discovery itself: the report says why.
+					poll.Until(t, 10*time.Second, "the refusal in the agent's status", func() bool { return a.Status().Discovery.Refused != "" })
+				}
 				cancel()
 				<-done
 				if a.Synced() {
@@ -259,6 +304,28 @@ func TestAgentWithDiscovery(t *testing.T) {
 			})
 		}
 	})
+}
+
+// fakeServed stands for the xDS server's clients.
+type fakeServed struct {
+	mu      sync.Mutex
+	clients []agentstatus.Proxy
+	changed chan struct{}
+}
+
+func (f *fakeServed) Clients() []agentstatus.Proxy {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.clients
+}
+
+func (f *fakeServed) ClientsChanged() <-chan struct{} { return f.changed }
+
+func (f *fakeServed) set(c []agentstatus.Proxy) {
+	f.mu.Lock()
+	f.clients = c
+	f.mu.Unlock()
+	signal(f.changed)
 }
 
 func tokenIn(t *testing.T, kube kubernetes.Interface, ns string) string {
@@ -272,24 +339,6 @@ func mustSources(t *testing.T, cfg *rest.Config) kubewatch.Sources {
 		t.Fatal(err)
 	}
 	return src
-}
-
-// lockedBuffer collects log lines written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

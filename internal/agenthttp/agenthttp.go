@@ -1,18 +1,23 @@
 // Package agenthttp serves the agent's HTTP endpoints: the liveness and
-// readiness probes, and Prometheus metrics with Envoy's own statistics
-// appended so one scrape of the pod covers both.
+// readiness probes, Prometheus metrics with Envoy's own statistics
+// appended so one scrape of the pod covers both, and, on loopback only,
+// the agent's report and the configuration it serves.
 package agenthttp
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/tandem-mesh/tandem/internal/agentstatus"
 )
 
 // Checks answer the probes: nil means healthy, an error says why not.
@@ -92,6 +97,41 @@ func Metrics(g prometheus.Gatherer, envoy StatsFunc, log *slog.Logger) http.Hand
 		if len(envoyStats) > 0 {
 			w.Write(envoyStats)
 		}
+	})
+	return mux
+}
+
+// ConfigFunc returns the served configuration of the given kinds (all when
+// none) as JSON, or an error naming a kind it does not know.
+type ConfigFunc func(kinds []string) ([]byte, error)
+
+// Debug serves the agent's report (agentstatus.StatusPath) and the
+// configuration it serves (agentstatus.ConfigPath). Both reveal
+// configuration: the agent binds them to loopback only, where the API
+// server's port-forward reaches them with the caller's own credentials.
+func Debug(status func() agentstatus.Agent, config ConfigFunc) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+agentstatus.StatusPath, func(w http.ResponseWriter, _ *http.Request) {
+		b, err := json.MarshalIndent(status(), "", "  ")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(append(b, '\n'))
+	})
+	mux.HandleFunc("GET "+agentstatus.ConfigPath, func(w http.ResponseWriter, r *http.Request) {
+		var kinds []string
+		for _, k := range r.URL.Query()["kind"] {
+			kinds = append(kinds, strings.Split(k, ",")...)
+		}
+		b, err := config(kinds)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
 	})
 	return mux
 }

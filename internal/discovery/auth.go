@@ -32,14 +32,18 @@ type authenticator struct {
 	kube      kubernetes.Interface
 	namespace func(ctx context.Context, name string) (*corev1.Namespace, error)
 	local     *localTokens
-	refused   []string
+	never     []string
 	log       *slog.Logger
-	// reviews counts TokenReviews sent, local the tokens decided locally.
+	refused   func(codes.Code) // counts a refusal
+	// reviews counts TokenReviews sent, decidedLocally the tokens checked here.
 	reviews, decidedLocally atomic.Int64
 }
 
-func newAuthenticator(o Options, local *localTokens) *authenticator {
-	a := &authenticator{kube: o.Kube, namespace: o.Namespace, local: local, refused: o.Refused, log: o.Logger}
+func newAuthenticator(o Options, local *localTokens, refused func(codes.Code)) *authenticator {
+	if refused == nil {
+		refused = func(codes.Code) {}
+	}
+	a := &authenticator{kube: o.Kube, namespace: o.Namespace, local: local, never: o.Refused, log: o.Logger, refused: refused}
 	if a.namespace == nil {
 		a.namespace = func(ctx context.Context, name string) (*corev1.Namespace, error) {
 			return o.Kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
@@ -54,9 +58,8 @@ const (
 	podUIDKey  = "authentication.kubernetes.io/pod-uid"
 )
 
-// who names an identity in messages and logs: namespace/pod, else
-// namespace/service account.
-func (id identity) who() string {
+// String is "namespace/pod", or "namespace/serviceaccount" without a pod.
+func (id identity) String() string {
 	if id.pod != "" {
 		return id.namespace + "/" + id.pod
 	}
@@ -64,8 +67,16 @@ func (id identity) who() string {
 }
 
 // check returns who the stream's token belongs to, or a gRPC status error
-// (logged) saying why it is refused.
+// (logged and counted) saying why it is refused.
 func (a *authenticator) check(ctx context.Context) (identity, error) {
+	id, err := a.admit(ctx)
+	if err != nil {
+		a.refused(status.Code(err))
+	}
+	return id, err
+}
+
+func (a *authenticator) admit(ctx context.Context) (identity, error) {
 	from := ""
 	if p, ok := peer.FromContext(ctx); ok {
 		from = p.Addr.String()
@@ -99,8 +110,8 @@ func (a *authenticator) check(ctx context.Context) (identity, error) {
 		a.decidedLocally.Add(1)
 		return refuse(codes.Unauthenticated, "%v", err)
 	}
-	who := id.who()
-	if slices.Contains(a.refused, id.namespace) {
+	who := id.String()
+	if slices.Contains(a.never, id.namespace) {
 		return refuse(codes.PermissionDenied, "%s: namespace %s is never injected, so its pods are not served", who, id.namespace)
 	}
 	n, err := a.namespace(ctx, id.namespace)

@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -64,7 +65,9 @@ func TestAuthenticatorRefusals(t *testing.T) {
 				return true, &authnv1.TokenReview{Status: tc.review}, nil
 			})
 			var logs strings.Builder
-			auth := newAuthenticator(Options{Kube: kube, Refused: []string{"tandem-system"}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil)
+			var counted []codes.Code
+			auth := newAuthenticator(Options{Kube: kube, Refused: []string{"tandem-system"}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil,
+				func(c codes.Code) { counted = append(counted, c) })
 			ctx := context.Background()
 			if tc.token != "" {
 				ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer "+tc.token))
@@ -75,6 +78,9 @@ func TestAuthenticatorRefusals(t *testing.T) {
 			}
 			if tc.code != codes.OK && !strings.Contains(logs.String(), "stream refused") {
 				t.Errorf("refusal not logged: %q", logs.String())
+			}
+			if want := []codes.Code{tc.code}; tc.code != codes.OK && !slices.Equal(counted, want) || tc.code == codes.OK && len(counted) > 0 {
+				t.Errorf("refusals counted %v, want %v", counted, want)
 			}
 			if tc.token != "" && (asked == nil || asked.Spec.Token != tc.token || len(asked.Spec.Audiences) != 1 || asked.Spec.Audiences[0] != Audience) {
 				t.Errorf("token review asked %+v, want the token for audience %s", asked, Audience)

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
@@ -80,6 +81,7 @@ type Server struct {
 	nodes   *nodeZones
 	watch   *kubewatch.Watcher
 	auth    *authenticator
+	agents  *agents
 	synced  atomic.Bool   // the informers synced: changes update the cache
 	serving chan struct{} // closed once the cache holds every Service: streams are answered
 	// updateMu serialises reading the caches and storing the resource:
@@ -92,6 +94,9 @@ type Server struct {
 	byPodMu sync.Mutex
 	byPod   map[types.UID]map[*int]context.CancelFunc
 	sent    atomic.Int64 // bytes of responses sent
+
+	refusalsMu sync.Mutex
+	refusals   map[codes.Code]uint64 // streams refused, by gRPC code
 }
 
 // New builds the server; Start runs it.
@@ -102,7 +107,9 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Server{opts: o, log: o.Logger, cache: NewCache(), serving: make(chan struct{}), byPod: map[types.UID]map[*int]context.CancelFunc{}}
+	s := &Server{opts: o, log: o.Logger, cache: NewCache(), serving: make(chan struct{}), refusals: map[codes.Code]uint64{},
+		byPod: map[types.UID]map[*int]context.CancelFunc{}}
+	s.agents = newAgents(o.Logger)
 	var local *localTokens
 	var err error
 	if o.Metadata != nil && o.Kube != nil {
@@ -110,7 +117,7 @@ func New(o Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.auth = newAuthenticator(o, local)
+	s.auth = newAuthenticator(o, local, s.countRefusal)
 	if s.nodes, err = newNodeZones(o.Metadata, s.log); err != nil {
 		return nil, err
 	}
@@ -231,23 +238,20 @@ func (s *Server) intercept(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	}
 	s.streams.Add(1)
 	defer s.streams.Add(-1)
-	s.log.Debug("stream opened", "agent", id.who())
-	if id.podUID == "" {
-		return handler(srv, ss)
+	s.log.Debug("stream opened", "agent", id)
+	from := ""
+	if p, ok := peer.FromContext(ss.Context()); ok {
+		from = p.Addr.String()
 	}
-	ctx, cancel := context.WithCancel(ss.Context())
-	defer cancel()
-	defer s.trackPod(id.podUID, cancel)()
-	return handler(srv, podStream{ServerStream: ss, ctx: ctx})
+	ctx := withIdentity(ss.Context(), id, from)
+	if id.podUID != "" {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer s.trackPod(id.podUID, cancel)()
+	}
+	return handler(srv, identified{ServerStream: ss, ctx: ctx})
 }
-
-// podStream is a stream whose context ends when its pod is deleted.
-type podStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (p podStream) Context() context.Context { return p.ctx }
 
 // trackPod records a stream of a pod; the returned function forgets it.
 func (s *Server) trackPod(uid types.UID, cancel context.CancelFunc) func() {
@@ -284,6 +288,14 @@ func (s *Server) TokenChecks() (reviewed, local int64) {
 	return s.auth.reviews.Load(), s.auth.decidedLocally.Load()
 }
 
+// identified is a stream whose context says who it belongs to.
+type identified struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (i identified) Context() context.Context { return i.ctx }
+
 // Streams is the number of open streams.
 func (s *Server) Streams() int64 { return s.streams.Load() }
 
@@ -302,15 +314,25 @@ func (a ads) DeltaAggregatedResources(st discoverygrpc.AggregatedDiscoveryServic
 
 type callbacks struct{ s *Server }
 
-func (callbacks) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
-func (callbacks) OnDeltaStreamClosed(int64, *corev3.Node)                {}
-func (c callbacks) OnStreamDeltaRequest(_ int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
-	if d := r.GetErrorDetail(); d != nil {
-		c.s.log.Warn("agent rejected a response", "node", r.GetNode().GetId(), "error", d.GetMessage())
-	}
+func (c callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	c.s.agents.open(ctx, id)
 	return nil
 }
 
-func (c callbacks) OnStreamDeltaResponse(_ int64, _ *discoverygrpc.DeltaDiscoveryRequest, r *discoverygrpc.DeltaDiscoveryResponse) {
+func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) { c.s.agents.closed(id) }
+
+func (c callbacks) OnStreamDeltaRequest(id int64, r *discoverygrpc.DeltaDiscoveryRequest) error {
+	c.s.agents.request(id, r)
+	return nil
+}
+
+func (c callbacks) OnStreamDeltaResponse(id int64, _ *discoverygrpc.DeltaDiscoveryRequest, r *discoverygrpc.DeltaDiscoveryResponse) {
 	c.s.sent.Add(int64(proto.Size(r)))
+	c.s.agents.response(id, r)
+}
+
+func (s *Server) countRefusal(c codes.Code) {
+	s.refusalsMu.Lock()
+	s.refusals[c]++
+	s.refusalsMu.Unlock()
 }

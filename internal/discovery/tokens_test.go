@@ -83,7 +83,7 @@ func TestTokensCheckedLocally(t *testing.T) {
 	poll.Until(t, 30*time.Second, "the signing keys and the pods' metadata", func() bool {
 		return local.keys.Load() != nil && local.pods.HasSynced() && local.accounts.HasSynced()
 	})
-	auth := newAuthenticator(Options{Kube: kube, Refused: []string{"tandem-system"}, Logger: log}, local)
+	auth := newAuthenticator(Options{Kube: kube, Refused: []string{"tandem-system"}, Logger: log}, local, nil)
 	check := func(token string) (identity, error) {
 		return auth.check(metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer "+token)))
 	}
@@ -102,7 +102,7 @@ func TestTokensCheckedLocally(t *testing.T) {
 	}
 
 	id := expect("a pod's token in a labeled namespace", podToken(shopPod, Audience), codes.OK, "", false)
-	if id.who() != "shop/app" || id.podUID != shopPod.UID {
+	if id.String() != "shop/app" || id.podUID != shopPod.UID {
 		t.Errorf("identity %+v, want pod shop/app of UID %s", id, shopPod.UID)
 	}
 	expect("a pod that opted in", podToken(opted, Audience), codes.OK, "", false)

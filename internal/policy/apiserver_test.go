@@ -19,7 +19,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/tandem-mesh/tandem/internal/injectcmd"
 	"github.com/tandem-mesh/tandem/internal/policy"
+	"github.com/tandem-mesh/tandem/internal/staleness"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 	"github.com/tandem-mesh/tandem/internal/testutil/testenv"
 	"github.com/tandem-mesh/tandem/internal/testutil/webhooktest"
@@ -191,6 +193,21 @@ func TestPolicies(t *testing.T) {
 func testEquivalence(t *testing.T, in *webhook.Injector, cs kubernetes.Interface) {
 	ctx := context.Background()
 	seen := map[string]bool{}
+	// What renders now from the installed policies' parameters: every pod
+	// the policies inject is current by it.
+	params, err := cs.CoreV1().ConfigMaps(injectorNamespace).Get(ctx, policy.ParamsName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags injectcmd.Flags
+	native, err := flags.FromParams(params.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromParams, err := flags.Injector(native)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range readGolden(t) {
 		t.Run(c.name, func(t *testing.T) {
 			if why, ok := notCompiled[c.name]; ok {
@@ -248,6 +265,9 @@ func testEquivalence(t *testing.T, in *webhook.Injector, cs kubernetes.Interface
 				t.Fatalf("the webhook accepts the pod, the policies refuse it: %v", perr)
 			}
 			if res.Injected {
+				if v := staleness.Check(fromParams, got, webhook.Namespace{Name: nsName, Labels: stored.Labels, Annotations: stored.Annotations}); v.State != staleness.Current || v.InjectedBy != staleness.ByPolicy {
+					t.Errorf("the policy's pod is not current by the policies' parameters: %+v", v)
+				}
 				capture := wellknown.CaptureInit
 				if slices.Contains(res.Status.InitContainers, wellknown.ValidateContainerName) {
 					capture = wellknown.CaptureCNI

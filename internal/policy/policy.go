@@ -21,9 +21,9 @@ import (
 
 // Names of the objects Compile makes.
 const (
-	MutatingName   = "tandem-injector"
-	ValidatingName = "tandem-injector-annotations"
-	ParamsName     = "tandem-injection-defaults"
+	MutatingName   = wellknown.MutatingPolicy
+	ValidatingName = wellknown.ValidatingPolicy
+	ParamsName     = wellknown.PolicyParams
 )
 
 // Policies are the objects that inject without a webhook. Each policy has

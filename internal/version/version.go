@@ -1,4 +1,4 @@
-// Package version reports the build's version, shared by both binaries.
+// Package version reports the build's version, shared by every binary.
 package version
 
 import (
@@ -11,21 +11,26 @@ import (
 // version or VCS revision recorded by the Go toolchain is used.
 var Version = ""
 
-// String returns a one-line description such as "tandem v0.1.0 (go1.26.8 linux/amd64)".
-func String() string {
-	v := Version
-	if v == "" {
-		v = "devel"
-		if info, ok := debug.ReadBuildInfo(); ok {
-			if info.Main.Version != "" && info.Main.Version != "(devel)" {
-				v = info.Main.Version
-			}
-			for _, s := range info.Settings {
-				if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-					v += "+" + s.Value[:12]
-				}
+// Number is the version alone, such as "v0.1.0" or "devel+0123456789ab".
+func Number() string {
+	if Version != "" {
+		return Version
+	}
+	v := "devel"
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if info.Main.Version != "" && info.Main.Version != "(devel)" {
+			v = info.Main.Version
+		}
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += "+" + s.Value[:12]
 			}
 		}
 	}
-	return fmt.Sprintf("tandem %s (%s %s/%s)", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return v
+}
+
+// String returns a one-line description such as "tandem v0.1.0 (go1.26.8 linux/amd64)".
+func String() string {
+	return fmt.Sprintf("tandem %s (%s %s/%s)", Number(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

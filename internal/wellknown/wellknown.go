@@ -47,6 +47,10 @@ const (
 	ProxyAdminPort    = 15000 // Envoy admin, bound to 127.0.0.1 only
 	AgentHealthPort   = 15021 // /healthz, /ready
 	AgentMetricsPort  = 15020 // /metrics
+	// AgentDebugPort serves the agent's report and the configuration it
+	// serves, on 127.0.0.1 only: reached through the API server's
+	// port-forward, never from another host.
+	AgentDebugPort = 15004
 )
 
 // ProxyUID and ProxyGID run the agent and Envoy; capture exempts their traffic.
@@ -96,6 +100,10 @@ const (
 	// admission policies' params ConfigMap that the injector writes at run
 	// time (internal/controller/policyparams); the policies read them as
 	// optional, and without both agents watch the API server.
+	// InjectorStatusPort serves, on 127.0.0.1 of each injector pod, the
+	// agents connected to it and whether pods' sidecars are current:
+	// reached through the API server's port-forward.
+	InjectorStatusPort    = 15014
 	ParamDiscoveryAddress = "discovery-address"
 	ParamDiscoveryCA      = "discovery-ca"
 )
@@ -107,6 +115,30 @@ const (
 const (
 	NodeNameEnv = "NODE_NAME"
 	ZoneEnv     = "TANDEM_ZONE"
+)
+
+// Objects of an install, named alike by config/ (kustomize) and the Helm
+// charts: kubectl tandem finds an install by these names.
+const (
+	// InjectorDeployment runs the injector, in the install's namespace
+	// (DefaultNamespace unless the install chose another).
+	InjectorDeployment = "tandem-injector"
+	DefaultNamespace   = "tandem-system"
+	// InjectorContainer is its container; its ports named WebhookPortName
+	// and DiscoveryPortName serve the webhook and discovery.
+	InjectorContainer = "injector"
+	WebhookPortName   = "webhook"
+	DiscoveryPortName = "discovery"
+	// WebhookConfiguration is the MutatingWebhookConfiguration (webhook
+	// mode); the admission policies and their parameters replace it in
+	// policy mode.
+	WebhookConfiguration = "tandem-injector"
+	MutatingPolicy       = "tandem-injector"
+	ValidatingPolicy     = "tandem-injector-annotations"
+	PolicyParams         = "tandem-injection-defaults"
+	// CNIDaemonSet installs tandem-cni on every node, in CNINamespace.
+	CNIDaemonSet = "tandem-cni"
+	CNINamespace = "kube-system"
 )
 
 // Capture modes: who installs the capture rules of a pod.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -11,27 +12,38 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// Kinds are the groups of the JSON document, in its order.
+var Kinds = []string{"listeners", "routes", "clusters", "endpoints"}
+
 // JSON renders the resources for people and golden files: grouped by type,
 // each resource in protojson with its type URL under "@type" and Envoy's
 // field names, indented, byte-for-byte stable.
-func (r *Resources) JSON() ([]byte, error) {
+func (r *Resources) JSON() ([]byte, error) { return r.JSONOf(Kinds...) }
+
+// JSONOf is JSON with only the groups of kinds (of Kinds).
+func (r *Resources) JSONOf(kinds ...string) ([]byte, error) {
 	var doc struct {
-		Listeners []json.RawMessage `json:"listeners"`
-		Routes    []json.RawMessage `json:"routes"`
-		Clusters  []json.RawMessage `json:"clusters"`
-		Endpoints []json.RawMessage `json:"endpoints"`
+		Listeners *[]json.RawMessage `json:"listeners,omitempty"`
+		Routes    *[]json.RawMessage `json:"routes,omitempty"`
+		Clusters  *[]json.RawMessage `json:"clusters,omitempty"`
+		Endpoints *[]json.RawMessage `json:"endpoints,omitempty"`
 	}
 	for _, g := range []struct {
-		in  []types.Resource
-		out *[]json.RawMessage
-	}{{r.Listeners, &doc.Listeners}, {r.Routes, &doc.Routes}, {r.Clusters, &doc.Clusters}, {r.Endpoints, &doc.Endpoints}} {
-		*g.out = make([]json.RawMessage, 0, len(g.in))
+		kind string
+		in   []types.Resource
+		out  **[]json.RawMessage
+	}{{"listeners", r.Listeners, &doc.Listeners}, {"routes", r.Routes, &doc.Routes}, {"clusters", r.Clusters, &doc.Clusters}, {"endpoints", r.Endpoints, &doc.Endpoints}} {
+		if !slices.Contains(kinds, g.kind) {
+			continue
+		}
+		list := make([]json.RawMessage, 0, len(g.in))
+		*g.out = &list
 		for _, res := range g.in {
 			raw, err := resourceJSON(res)
 			if err != nil {
 				return nil, err
 			}
-			*g.out = append(*g.out, raw)
+			list = append(list, raw)
 		}
 	}
 	out, err := json.MarshalIndent(doc, "", "  ")

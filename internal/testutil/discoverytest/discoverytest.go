@@ -116,18 +116,50 @@ func (d *Instance) ClientTLS() *tls.Config {
 func Token(t testing.TB, kube kubernetes.Interface, ns, sa, audience string) string {
 	t.Helper()
 	ctx := context.Background()
-	_, err := kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
+	ServiceAccount(t, kube, ns, sa)
 	tr, err := kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authnv1.TokenRequest{
 		Spec: authnv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: new(int64(600))},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("token of %s/%s for audience %s: %v", ns, sa, audience, err)
 	}
+	return writeToken(t, tr.Status.Token)
+}
+
+// PodToken writes a token of the pod's service account bound to the pod,
+// as the kubelet projects it into the pod, for the given audience, and
+// returns its path. The API server names the pod in its reviews.
+func PodToken(t testing.TB, kube kubernetes.Interface, pod *corev1.Pod, audience string) string {
+	t.Helper()
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	ServiceAccount(t, kube, pod.Namespace, sa)
+	tr, err := kube.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(context.Background(), sa, &authnv1.TokenRequest{
+		Spec: authnv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: new(int64(3600)),
+			BoundObjectRef: &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token of pod %s/%s for audience %s: %v", pod.Namespace, pod.Name, audience, err)
+	}
+	return writeToken(t, tr.Status.Token)
+}
+
+// ServiceAccount creates ns/name unless it exists: envtest runs no
+// controller that would.
+func ServiceAccount(t testing.TB, kube kubernetes.Interface, ns, name string) {
+	t.Helper()
+	_, err := kube.CoreV1().ServiceAccounts(ns).Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+func writeToken(t testing.TB, token string) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(path, []byte(tr.Status.Token), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -29,17 +29,44 @@ func ServingCerts(t testing.TB, dir string, hosts ...string) []byte {
 
 // WriteServingCerts is ServingCerts for programs.
 func WriteServingCerts(dir string, hosts ...string) ([]byte, error) {
-	caKey, caPEM, ca, err := newCert(&x509.Certificate{
+	ca, err := NewCA()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	return ca.PEM, ca.Issue(dir, now.Add(-time.Hour), now.Add(24*time.Hour), hosts...)
+}
+
+// CA signs serving certificates.
+type CA struct {
+	PEM  []byte
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+// NewCA makes a CA valid from an hour ago for ten years.
+func NewCA() (*CA, error) {
+	now := time.Now()
+	key, pemBytes, cert, err := newCert(&x509.Certificate{
 		Subject: pkix.Name{CommonName: "tandem-test-ca"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		KeyUsage:  x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour),
 	}, nil, nil)
 	if err != nil {
 		return nil, err
 	}
+	return &CA{PEM: pemBytes, cert: cert, key: key}, nil
+}
+
+// Issue writes what cert-manager writes into a certificate directory: the
+// CA (ca.crt) and a serving certificate it signed for hosts, valid from
+// notBefore to notAfter (tls.crt, tls.key).
+func (ca *CA) Issue(dir string, notBefore, notAfter time.Time, hosts ...string) error {
 	tmpl := &x509.Certificate{
 		Subject:     pkix.Name{CommonName: hosts[0]},
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		NotBefore:   notBefore, NotAfter: notAfter,
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -48,24 +75,24 @@ func WriteServingCerts(dir string, hosts ...string) ([]byte, error) {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	key, certPEM, _, err := newCert(tmpl, ca, caKey)
+	key, certPEM, _, err := newCert(tmpl, ca.cert, ca.key)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	der, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for name, b := range map[string][]byte{
-		"ca.crt":  caPEM,
+		"ca.crt":  ca.PEM,
 		"tls.crt": certPEM,
 		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return caPEM, nil
+	return nil
 }
 
 // newCert signs tmpl with parent (itself when nil).
@@ -77,8 +104,6 @@ func newCert(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecds
 	if tmpl.SerialNumber, err = rand.Int(rand.Reader, big.NewInt(1<<62)); err != nil {
 		return nil, nil, nil, err
 	}
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
 	if parent == nil {
 		parent, parentKey = tmpl, key
 	}

@@ -157,6 +157,12 @@ func (c *SotW) Recv(typeURL string) *discoveryv3.DiscoveryResponse {
 	return c.recvType(typeURL, (*discoveryv3.DiscoveryResponse).GetTypeUrl)
 }
 
+// RecvAny returns the next response of any type.
+func (c *SotW) RecvAny() *discoveryv3.DiscoveryResponse {
+	c.t.Helper()
+	return c.recv()
+}
+
 // Delta is an incremental ADS client.
 type Delta struct {
 	*stream[*discoveryv3.DeltaDiscoveryResponse]

@@ -29,6 +29,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 
+	"github.com/tandem-mesh/tandem/internal/agentstatus"
 	"github.com/tandem-mesh/tandem/internal/xds"
 )
 
@@ -176,6 +177,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 // Ready reports whether a connected Envoy has ACKed both clusters and
 // listeners.
 func (s *Server) Ready() bool { return s.tracker.ready() }
+
+// Clients reports, for every connected client, the latest response of
+// each type and its answer: the proxy's ACKs and refusals.
+func (s *Server) Clients() []agentstatus.Proxy { return s.tracker.clients() }
+
+// ClientsChanged receives a value whenever Clients may have changed.
+func (s *Server) ClientsChanged() <-chan struct{} { return s.tracker.changed }
 
 // Publish makes r the whole served configuration. Only resources that are
 // new or differ from the served ones are pushed; served resources missing

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/tandem-mesh/tandem/internal/agentstatus"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 	"github.com/tandem-mesh/tandem/internal/testutil/xdstest"
 	"github.com/tandem-mesh/tandem/internal/xds"
@@ -477,4 +478,57 @@ func TestListenerNamesFollowClients(t *testing.T) {
 			t.Fatalf("names after the clients left %v", n)
 		}
 	}
+}
+
+// TestClientsReportAnswers: Clients tells, per client and type, the
+// version sent, the version accepted and the client's own error for a
+// refused one, until a later version is accepted; ClientsChanged fires.
+func TestClientsReportAnswers(t *testing.T) {
+	s := newServer()
+	s.Publish(world([]*clusterv3.Cluster{cluster("a", time.Second)}, nil, listener("outbound", 15001)))
+	c := xdstest.NewSotW(t, start(t, s))
+	exchange := func(typeName string) agentstatus.Exchange {
+		for _, p := range s.Clients() {
+			for _, e := range p.Exchanges {
+				if e.Type == typeName {
+					return e
+				}
+			}
+		}
+		return agentstatus.Exchange{}
+	}
+	c.Subscribe(resource.ClusterType)
+	cds := c.Recv(resource.ClusterType)
+	poll.Until(t, 5*time.Second, "the CDS response to be reported pending", func() bool {
+		e := exchange(Cluster)
+		return e.Sent == cds.VersionInfo && e.State() == agentstatus.StatePending
+	})
+	c.ACK(cds)
+	poll.Until(t, 5*time.Second, "the CDS ACK to be reported", func() bool { return exchange(Cluster).State() == agentstatus.StateSynced })
+	if p := s.Clients(); len(p) != 1 || p[0].Node != xdstest.NodeID {
+		t.Fatalf("clients = %+v, want one, node %s", p, xdstest.NodeID)
+	}
+	// Drain the signals so far; a refusal signals again.
+	for len(s.ClientsChanged()) > 0 {
+		<-s.ClientsChanged()
+	}
+	s.Publish(world([]*clusterv3.Cluster{cluster("a", 2*time.Second)}, nil, listener("outbound", 15001)))
+	bad := c.Recv(resource.ClusterType)
+	c.NACK(bad, "cluster a: refused by the test")
+	select {
+	case <-s.ClientsChanged():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change signalled after a NACK")
+	}
+	poll.Until(t, 5*time.Second, "the NACK to be reported", func() bool { return exchange(Cluster).State() == agentstatus.StateRejected })
+	e := exchange(Cluster)
+	if e.Acked != cds.VersionInfo || e.Sent != bad.VersionInfo || e.Rejected.Version != bad.VersionInfo || e.Rejected.Error != "cluster a: refused by the test" {
+		t.Fatalf("after the NACK: %+v (rejection %+v); want sent %s, acked %s, the client's error", e, e.Rejected, bad.VersionInfo, cds.VersionInfo)
+	}
+	s.Publish(world([]*clusterv3.Cluster{cluster("a", 3*time.Second)}, nil, listener("outbound", 15001)))
+	c.ACK(c.Recv(resource.ClusterType))
+	poll.Until(t, 5*time.Second, "a later ACK to clear the refusal", func() bool {
+		e := exchange(Cluster)
+		return e.State() == agentstatus.StateSynced && e.Rejected == nil
+	})
 }

@@ -7,12 +7,15 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
+
+	"github.com/tandem-mesh/tandem/internal/agentstatus"
 )
 
 // streamKey tells streams apart: the state-of-the-world and the delta
@@ -34,6 +37,9 @@ type typeState struct {
 	sentNonce, sentVersion string
 	ackedNonce             string
 	acked                  bool // the client has accepted at least one response
+	// ex is what Clients reports: versions sent and accepted, the latest
+	// refusal until a later response is accepted.
+	ex agentstatus.Exchange
 }
 
 // tracker implements the xDS server callbacks: it follows every stream's
@@ -45,6 +51,10 @@ type tracker struct {
 	// for whenever that set changes.
 	onListeners func([]string)
 	lastNames   string
+
+	// changed is signalled whenever a client connects, leaves, is sent a
+	// response or answers one.
+	changed chan struct{}
 
 	mu       sync.Mutex
 	streams  map[streamKey]*stream
@@ -64,6 +74,14 @@ func newTracker(log *slog.Logger, onListeners func([]string)) *tracker {
 		pushes:      map[string]uint64{},
 		acks:        map[string]uint64{},
 		nacks:       map[string]uint64{},
+		changed:     make(chan struct{}, 1),
+	}
+}
+
+func (t *tracker) kick() {
+	select {
+	case t.changed <- struct{}{}:
+	default:
 	}
 }
 
@@ -71,6 +89,7 @@ func (t *tracker) open(k streamKey) {
 	t.mu.Lock()
 	t.streams[k] = &stream{types: map[string]*typeState{}}
 	t.mu.Unlock()
+	t.kick()
 }
 
 func (t *tracker) closed(k streamKey, node *corev3.Node) {
@@ -78,6 +97,7 @@ func (t *tracker) closed(k streamKey, node *corev3.Node) {
 	delete(t.streams, k)
 	t.listenersChanged()
 	t.mu.Unlock()
+	t.kick()
 	t.log.Info("xDS client disconnected", "node", node.GetId(), "delta", k.delta)
 }
 
@@ -114,7 +134,9 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 			version = ts.sentVersion
 		}
 		t.lastNACK = typeName + ": " + errDetail.GetMessage()
+		ts.ex.RecordNACK(version, errDetail.GetMessage(), time.Now())
 		t.mu.Unlock()
+		t.kick()
 		t.log.Warn("xDS client rejected a response (NACK); it keeps its last accepted configuration",
 			"node", s.node, "type", typeName, "version", version, "nonce", nonce, "error", errDetail.GetMessage())
 		return
@@ -124,7 +146,9 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 	if nonce == ts.sentNonce && nonce != ts.ackedNonce {
 		ts.ackedNonce = nonce
 		ts.acked = true
+		ts.ex.RecordAck(time.Now())
 		t.acks[typeName]++
+		defer t.kick()
 	}
 	t.mu.Unlock()
 }
@@ -133,8 +157,33 @@ func (t *tracker) response(k streamKey, typeURL, nonce, version string) {
 	t.mu.Lock()
 	_, ts := t.typeState(k, typeURL)
 	ts.sentNonce, ts.sentVersion = nonce, version
+	ts.ex.RecordSent(version, time.Now())
 	t.pushes[typeNames[typeURL]]++
 	t.mu.Unlock()
+	t.kick()
+}
+
+// clients reports every connected client's exchanges, by type in the order
+// Envoy applies them.
+func (t *tracker) clients() []agentstatus.Proxy {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]agentstatus.Proxy, 0, len(t.streams))
+	for _, s := range t.streams {
+		p := agentstatus.Proxy{Node: s.node, Exchanges: []agentstatus.Exchange{}}
+		for _, typeURL := range updateOrder {
+			ts := s.types[typeURL]
+			if ts == nil || ts.sentNonce == "" && ts.ex.Rejected == nil {
+				continue
+			}
+			e := ts.ex.Clone()
+			e.Type = typeNames[typeURL]
+			p.Exchanges = append(p.Exchanges, e)
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b agentstatus.Proxy) int { return strings.Compare(a.Node, b.Node) })
+	return out
 }
 
 // listeners updates the listener names a stream asks for: set replaces

@@ -1,4 +1,4 @@
-package main
+package injectcmd
 
 import (
 	"bytes"
@@ -61,7 +61,9 @@ func TestInjectGolden(t *testing.T) {
 		outFile, notesFile := goldenNames(in)
 		want[outFile], want[notesFile] = true, true
 		t.Run(filepath.Base(in), func(t *testing.T) {
-			code, out, notes := run(t, "", "inject", "-f", in)
+			var stdout, stderr bytes.Buffer
+			code := Inject("injector", []string{"-f", in}, strings.NewReader(""), &stdout, &stderr)
+			out, notes := stdout.String(), stderr.String()
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, notes)
 			}

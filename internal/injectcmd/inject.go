@@ -1,4 +1,4 @@
-package main
+package injectcmd
 
 import (
 	"crypto/x509"
@@ -15,11 +15,13 @@ import (
 	"github.com/tandem-mesh/tandem/webhook"
 )
 
-func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// Inject runs the inject command of program prog ("injector", "kubectl
+// tandem") and returns its exit code.
+func Inject(prog string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("inject", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: injector inject -f FILE|- [flags]\n\n"+
+		fmt.Fprintf(stderr, "Usage: %s inject -f FILE|- [flags]\n\n"+
 			"Writes the manifests of FILE (YAML or JSON, several documents, List objects) to\n"+
 			"standard output with Tandem's sidecars added to every Pod and pod template of\n"+
 			"v1 Pod, PodTemplate and ReplicationController, apps/v1 Deployment, StatefulSet,\n"+
@@ -29,36 +31,36 @@ func runInject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			"Standard error says why each other workload or pod was left alone, and counts\n"+
 			"the objects that have no pod template by kind in one line. Manifests\n"+
 			"injected before are injected again with the current settings, or lose their\n"+
-			"sidecars when the pod is now opted out.\n\nFlags:\n", wellknown.InjectLabel, wellknown.InjectLabelEnabled)
+			"sidecars when the pod is now opted out.\n\nFlags:\n", prog, wellknown.InjectLabel, wellknown.InjectLabelEnabled)
 		fs.PrintDefaults()
 	}
-	var f injectionFlags
-	f.bind(fs)
+	var f Flags
+	f.Bind(fs)
 	file := fs.String("f", "", "manifest file, or - for standard input")
 	native := fs.Bool("native-sidecar", true, "native sidecars (Kubernetes 1.29+) unless a pod's tandem.dev/native-sidecar annotation says otherwise")
 	caFile := fs.String("discovery-ca", "", "PEM file of the CA that signed discovery's certificate (ca.crt of Secret tandem-webhook-cert);\n"+
 		"with it injected agents follow discovery at --agent-discovery-address, without it they watch the API server")
-	if code := parseFlags(fs, args); code >= 0 {
+	if code := ParseFlags(fs, args); code >= 0 {
 		return code
 	}
 	if *file == "" {
-		fmt.Fprintln(stderr, "injector inject: flag -f is required (a file, or - for standard input)")
+		fmt.Fprintf(stderr, "%s inject: flag -f is required (a file, or - for standard input)\n", prog)
 		return 2
 	}
 	if *caFile != "" {
 		ca, err := readCA(*caFile)
 		if err != nil {
-			fmt.Fprintf(stderr, "injector inject: flag --discovery-ca=%q: %v\n", *caFile, err)
+			fmt.Fprintf(stderr, "%s inject: flag --discovery-ca=%q: %v\n", prog, *caFile, err)
 			return 2
 		}
-		f.defaults.DiscoveryCA = ca
+		f.Defaults.DiscoveryCA = ca
 	}
-	in, err := f.injector(*native)
+	in, err := f.Injector(*native)
 	if err != nil {
-		fmt.Fprintf(stderr, "injector inject: %v\n", err)
+		fmt.Fprintf(stderr, "%s inject: %v\n", prog, err)
 		return 2
 	}
-	return editFile("inject", *file, stdin, stdout, stderr, injectAction(in))
+	return editFile(prog+" inject", *file, stdin, stdout, stderr, injectAction(in))
 }
 
 // readCA reads a PEM file holding at least one certificate.
@@ -96,30 +98,32 @@ func injectAction(in *webhook.Injector) podAction {
 	}
 }
 
-func runUninject(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// Uninject runs the uninject command of program prog and returns its exit
+// code.
+func Uninject(prog string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("uninject", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: injector uninject -f FILE|-\n\n"+
+		fmt.Fprintf(stderr, "Usage: %s uninject -f FILE|-\n\n"+
 			"Writes the manifests of FILE to standard output with everything the %s\n"+
 			"annotation of each pod and pod template lists removed, and the annotation:\n"+
-			"the inverse of 'injector inject'. The rest of the text is written as it came.\n\nFlags:\n", wellknown.StatusAnnotation)
+			"the inverse of '%s inject'. The rest of the text is written as it came.\n\nFlags:\n", prog, wellknown.StatusAnnotation, prog)
 		fs.PrintDefaults()
 	}
 	file := fs.String("f", "", "manifest file, or - for standard input")
-	if code := parseFlags(fs, args); code >= 0 {
+	if code := ParseFlags(fs, args); code >= 0 {
 		return code
 	}
 	if *file == "" {
-		fmt.Fprintln(stderr, "injector uninject: flag -f is required (a file, or - for standard input)")
+		fmt.Fprintf(stderr, "%s uninject: flag -f is required (a file, or - for standard input)\n", prog)
 		return 2
 	}
 	in, err := webhook.New(webhook.Config{Defaults: webhook.RecommendedDefaults()})
 	if err != nil {
-		fmt.Fprintf(stderr, "injector uninject: %v\n", err)
+		fmt.Fprintf(stderr, "%s uninject: %v\n", prog, err)
 		return 1
 	}
-	return editFile("uninject", *file, stdin, stdout, stderr, uninjectAction(in))
+	return editFile(prog+" uninject", *file, stdin, stdout, stderr, uninjectAction(in))
 }
 
 func uninjectAction(in *webhook.Injector) podAction {

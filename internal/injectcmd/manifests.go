@@ -1,4 +1,4 @@
-package main
+package injectcmd
 
 import (
 	"bytes"
@@ -26,7 +26,8 @@ import (
 type podAction func(pod *corev1.Pod, namespace string) (note string, err error)
 
 // editFile runs act over the manifests of file (standard input for "-")
-// and writes the result, for the command cmd; it returns the exit code.
+// and writes the result, for the command cmd ("injector inject"); it
+// returns the exit code.
 func editFile(cmd, file string, stdin io.Reader, stdout, stderr io.Writer, act podAction) int {
 	var data []byte
 	var err error
@@ -45,7 +46,7 @@ func editFile(cmd, file string, stdin io.Reader, stdout, stderr io.Writer, act p
 		_, err = stdout.Write(res.out)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "injector %s: %v\n", cmd, err)
+		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
 		return 1
 	}
 	return 0
