@@ -256,7 +256,7 @@ func (h *harness) writeToken(namespace string) (string, error) {
 func (h *harness) startInjector() error {
 	cmd := exec.Command(filepath.Join(h.bin, "injector"), "serve", "--webhook=false",
 		"--kubeconfig="+h.kubeconfig, "--cert-dir="+filepath.Dir(h.caFile),
-		"--discovery-addr="+h.discAddr, "--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--discovery-addr="+h.discAddr, "--status-addr="+freeAddr(), "--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--native-sidecar=true", "--injector-namespace=tandem-system", "--log-level=error")
 	cmd.Stderr = h.logTo("injector")
 	if err := cmd.Start(); err != nil {
@@ -304,7 +304,7 @@ func (h *harness) startAgents(n int, scope, token string) ([]*agentProc, error) 
 	for i := range n {
 		a := &agentProc{metrics: freeAddr(), socket: filepath.Join(h.dir, fmt.Sprintf("a%d-%d.sock", len(h.agents), i))}
 		args := []string{"run", "--kubeconfig=" + h.kubeconfig, "--node-id=" + filepath.Base(a.socket),
-			"--xds-socket=" + a.socket, "--health-addr=127.0.0.1:0", "--metrics-addr=" + a.metrics,
+			"--xds-socket=" + a.socket, "--health-addr=127.0.0.1:0", "--metrics-addr=" + a.metrics, "--debug-addr=" + freeAddr(),
 			"--discovery-address=" + h.discAddr, "--discovery-ca=" + h.caFile, "--discovery-token=" + token,
 			"--envoy-admin=http://127.0.0.1:1", "--log-level=error"}
 		if scope != "" {
