@@ -102,8 +102,8 @@ type Agent struct {
 
 // New checks the options; Run starts the agent.
 func New(o Options) (*Agent, error) {
-	if o.Sources.Kube == nil || o.Sources.Policies == nil {
-		return nil, errors.New("agent: Sources needs both a Kubernetes client and a TrafficPolicy source")
+	if o.Sources.Services == nil || o.Sources.EndpointSlices == nil || o.Sources.Policies == nil {
+		return nil, errors.New("agent: Sources needs Services, EndpointSlices and TrafficPolicies")
 	}
 	if o.Publisher == nil {
 		return nil, errors.New("agent: no Publisher")

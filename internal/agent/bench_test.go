@@ -115,7 +115,7 @@ func newDiscoveryBenchAgent(b *testing.B) (*Agent, *server.Server) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := server.New(server.Options{Logger: quiet})
 	a, err := New(Options{
-		Sources:   kubewatch.Sources{Kube: fake.NewClientset(), Policies: func(string) cache.ListerWatcher { return noPolicies{} }},
+		Sources:   fakeSources(fake.NewClientset()),
 		Discovery: &DiscoveryOptions{Address: "localhost:1", TLS: &tls.Config{RootCAs: x509.NewCertPool()}},
 		Publisher: srv,
 		Logger:    quiet,
@@ -155,7 +155,7 @@ func runBenchAgent(b *testing.B, kube kubernetes.Interface, routes staticRoutes)
 	b.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := server.New(server.Options{Logger: quiet})
-	src := kubewatch.Sources{Kube: kube, Policies: func(string) cache.ListerWatcher { return noPolicies{} }}
+	src := fakeSources(kube)
 	if routes != nil {
 		src.HTTPRoutes = func(string) cache.ListerWatcher { return routes }
 	}
@@ -303,4 +303,10 @@ func heap() runtime.MemStats {
 	runtime.GC()
 	runtime.ReadMemStats(&m)
 	return m
+}
+
+// fakeSources reads Services and EndpointSlices from kube, and no TrafficPolicies.
+func fakeSources(kube kubernetes.Interface) kubewatch.Sources {
+	services, slices := kubeobj.ListWatches(kube)
+	return kubewatch.Sources{Services: services, EndpointSlices: slices, Policies: func(string) cache.ListerWatcher { return noPolicies{} }}
 }

@@ -18,6 +18,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/tandem-mesh/tandem/api/v1alpha1"
+	"github.com/tandem-mesh/tandem/internal/testutil/kubeobj"
 	"github.com/tandem-mesh/tandem/internal/testutil/poll"
 )
 
@@ -116,10 +117,12 @@ func TestRoutesWithoutTheirCRD(t *testing.T) {
 		changed  []string
 		unserved []error
 	)
+	services, endpointSlices := kubeobj.ListWatches(fake.NewClientset())
 	w, err := New(Sources{
-		Kube:       fake.NewClientset(),
-		Policies:   func(string) cache.ListerWatcher { return noPolicies{} },
-		HTTPRoutes: func(string) cache.ListerWatcher { return routes },
+		Services:       services,
+		EndpointSlices: endpointSlices,
+		Policies:       func(string) cache.ListerWatcher { return noPolicies{} },
+		HTTPRoutes:     func(string) cache.ListerWatcher { return routes },
 	}, nil, Handler{
 		ServiceChanged: func(key string) { mu.Lock(); changed = append(changed, key); mu.Unlock() },
 		Unserved:       func(_, _ string, err error) { mu.Lock(); unserved = append(unserved, err); mu.Unlock() },

@@ -17,7 +17,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -54,7 +53,6 @@ type Watcher struct {
 }
 
 type informerSet struct {
-	factory  informers.SharedInformerFactory
 	services cache.SharedIndexInformer
 	slices   cache.SharedIndexInformer
 	policies cache.SharedIndexInformer
@@ -104,8 +102,8 @@ func routeParents(obj any) ([]string, error) {
 
 // New builds the informers of namespaces (all when empty); Run starts them.
 func New(src Sources, namespaces []string, h Handler) (*Watcher, error) {
-	if src.Kube == nil || src.Policies == nil {
-		return nil, errors.New("kubewatch: Sources needs both a Kubernetes client and a TrafficPolicy source")
+	if src.Services == nil || src.EndpointSlices == nil || src.Policies == nil {
+		return nil, errors.New("kubewatch: Sources needs Services, EndpointSlices and TrafficPolicies")
 	}
 	for _, f := range []*func(string){&h.ServiceChanged, &h.EndpointsChanged} {
 		if *f == nil {
@@ -136,17 +134,18 @@ func New(src Sources, namespaces []string, h Handler) (*Watcher, error) {
 }
 
 func (w *Watcher) newInformerSet(src Sources, ns string) (*informerSet, error) {
-	f := informers.NewSharedInformerFactoryWithOptions(src.Kube, 0,
-		informers.WithNamespace(ns), informers.WithTransform(strip))
 	set := &informerSet{
-		factory:  f,
-		services: f.Core().V1().Services().Informer(),
-		slices:   f.Discovery().V1().EndpointSlices().Informer(),
+		services: cache.NewSharedIndexInformerWithOptions(src.Services(ns), &corev1.Service{},
+			cache.SharedIndexInformerOptions{Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}}),
+		slices: cache.NewSharedIndexInformerWithOptions(src.EndpointSlices(ns), &discoveryv1.EndpointSlice{},
+			cache.SharedIndexInformerOptions{Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}}),
 		policies: cache.NewSharedIndexInformerWithOptions(src.Policies(ns), &v1alpha1.TrafficPolicy{},
 			cache.SharedIndexInformerOptions{Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc, targetIndex: policyTarget}}),
 	}
-	if err := set.policies.SetTransform(strip); err != nil {
-		return nil, err
+	for _, inf := range []cache.SharedIndexInformer{set.services, set.slices, set.policies} {
+		if err := inf.SetTransform(strip); err != nil {
+			return nil, err
+		}
 	}
 	if err := set.slices.AddIndexers(cache.Indexers{serviceIndex: sliceService}); err != nil {
 		return nil, err
@@ -220,16 +219,11 @@ func (w *Watcher) newInformerSet(src Sources, ns string) (*informerSet, error) {
 func (w *Watcher) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, set := range w.sets {
-		set.factory.Start(ctx.Done())
-		for _, inf := range []cache.SharedIndexInformer{set.policies, set.httpRoutes, set.grpcRoutes} {
+		for _, inf := range []cache.SharedIndexInformer{set.services, set.slices, set.policies, set.httpRoutes, set.grpcRoutes} {
 			if inf != nil {
 				wg.Go(func() { inf.RunWithContext(ctx) })
 			}
 		}
-	}
-	<-ctx.Done()
-	for _, set := range w.sets {
-		set.factory.Shutdown()
 	}
 	wg.Wait()
 }

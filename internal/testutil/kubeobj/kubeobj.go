@@ -4,12 +4,17 @@
 package kubeobj
 
 import (
+	"context"
 	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
@@ -93,4 +98,30 @@ func CanaryRoute(svc, next *corev1.Service, port int32) *gatewayv1.HTTPRoute {
 			},
 		},
 	}
+}
+
+// ListWatches list and watch the Services and EndpointSlices of a
+// clientset (a fake one, in tests), in the form kubewatch.Sources takes.
+func ListWatches(kube kubernetes.Interface) (services, slices func(namespace string) cache.ListerWatcher) {
+	services = func(ns string) cache.ListerWatcher {
+		return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return kube.CoreV1().Services(ns).List(ctx, o)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return kube.CoreV1().Services(ns).Watch(ctx, o)
+			},
+		}, kube) // a fake clientset says it cannot stream lists
+	}
+	slices = func(ns string) cache.ListerWatcher {
+		return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return kube.DiscoveryV1().EndpointSlices(ns).List(ctx, o)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return kube.DiscoveryV1().EndpointSlices(ns).Watch(ctx, o)
+			},
+		}, kube)
+	}
+	return services, slices
 }
