@@ -281,7 +281,8 @@ func (h *harness) stopInjector() {
 }
 
 type agentProc struct {
-	cmd     *exec.Cmd
+	cmd      *exec.Cmd
+	launched time.Time
 	metrics string
 	socket  string
 	exited  chan struct{} // closed when the process has ended
@@ -312,6 +313,7 @@ func (h *harness) startAgents(n int, scope, token string) ([]*agentProc, error) 
 		}
 		a.cmd = exec.Command(filepath.Join(h.bin, "agent"), args...)
 		a.cmd.Stderr = h.logTo(filepath.Base(a.socket))
+		a.launched = time.Now()
 		if err := a.cmd.Start(); err != nil {
 			return nil, err
 		}
@@ -369,9 +371,13 @@ func (h *harness) measure() error {
 		}
 		all = append(all, more...)
 		took := time.Since(start)
+		phases := startPhases(more)
 		time.Sleep(5 * time.Second)
 		report(fmt.Sprintf("API server with %d agents", n), "%d watches, %.2f CPU-s while %d agents started (%v), RSS %.0f MiB; requests: %s",
 			h.watches(), cpuSeconds(h.apiPID)-cpu0, len(more), took.Round(time.Millisecond), rssAnonMiB(h.apiPID), since(req0, h.requests()))
+		if len(more) >= 10 {
+			report(fmt.Sprintf("%d agents started together, where the time went (s)", len(more)), "%s", phases)
+		}
 	}
 	var rss []float64
 	for _, a := range all {
@@ -652,6 +658,44 @@ func (h *harness) together(n int) error {
 			took.Round(time.Millisecond), cpu, cmp.Or(since(req0, h.requests()), "none"))
 	}
 	return nil
+}
+
+// startPhases breaks the start of agents down, from their own metrics:
+// launched until discovery's first answer
+// (tandem_agent_discovery_connected_since_seconds: the process's start, TLS,
+// the token's check, the first push), then until the first configuration
+// was published (decoding and the first translation), each as median/max
+// over the agents, and the whole as the last agent's.
+func startPhases(agents []*agentProc) string {
+	var connect, translate []float64
+	var last time.Time
+	for _, a := range agents {
+		m := agentMetrics(a.metrics)
+		get := func(name string) time.Time {
+			if ms := m[name].GetMetric(); len(ms) > 0 {
+				return time.Unix(0, int64(value(ms[0])*1e9))
+			}
+			return time.Time{}
+		}
+		conn, pub := get("tandem_agent_discovery_connected_since_seconds"), get("tandem_agent_configuration_published_at_seconds")
+		if conn.IsZero() || pub.IsZero() {
+			continue
+		}
+		connect = append(connect, conn.Sub(a.launched).Seconds())
+		translate = append(translate, pub.Sub(conn).Seconds())
+		if pub.After(last) {
+			last = pub
+		}
+	}
+	if len(connect) == 0 {
+		return "not reported by the agents"
+	}
+	mm := func(v []float64) string {
+		slices.Sort(v)
+		return fmt.Sprintf("%.2f/%.2f", v[len(v)/2], v[len(v)-1])
+	}
+	return fmt.Sprintf("launched → discovery answered %s, → first configuration %s (median/max); the last agent served %.1f s after the first was launched",
+		mm(connect), mm(translate), last.Sub(agents[0].launched).Seconds())
 }
 
 // subscribers are plain delta xDS streams to discovery.

@@ -285,6 +285,7 @@ func (a *Agent) use(src source, start time.Time) {
 	}
 	signal(a.statusChanged)
 	if first {
+		a.metrics.publishedAt.SetToCurrentTime()
 		a.log.Info("configuration published", "source", src.name(), "after", time.Since(start).Round(time.Millisecond))
 	} else {
 		a.log.Info("configuration source changed", "source", src.name())

@@ -9,6 +9,7 @@ type metrics struct {
 	translateErrors prometheus.Counter
 	watchErrors     prometheus.Counter
 	synced          prometheus.Gauge
+	publishedAt     prometheus.Gauge
 	fromDiscovery   prometheus.Gauge
 	fallbacks       prometheus.Counter
 	discoveryUp     prometheus.Gauge
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "tandem_agent_configuration_published",
 			Help: "1 once a first configuration is published, from discovery or the API server.",
 		}),
+		publishedAt: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_agent_configuration_published_at_seconds",
+			Help: "Unix time at which the first configuration was published.",
+		}),
 		fromDiscovery: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tandem_agent_source_discovery",
 			Help: "1 while the configuration comes from discovery, 0 while from the API server.",
@@ -75,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildSeconds, m.endpointUpdates, m.translateErrors, m.watchErrors, m.synced, m.fromDiscovery, m.fallbacks, m.discoveryUp, m.discoverySince, m.discoveryBytes, m.nodeKnown, m.zoneKnown} {
+		for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildSeconds, m.endpointUpdates, m.translateErrors, m.watchErrors, m.synced, m.publishedAt, m.fromDiscovery, m.fallbacks, m.discoveryUp, m.discoverySince, m.discoveryBytes, m.nodeKnown, m.zoneKnown} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
