@@ -283,10 +283,10 @@ func (h *harness) stopInjector() {
 type agentProc struct {
 	cmd      *exec.Cmd
 	launched time.Time
-	metrics string
-	socket  string
-	exited  chan struct{} // closed when the process has ended
-	err     error
+	metrics  string
+	socket   string
+	exited   chan struct{} // closed when the process has ended
+	err      error
 }
 
 func (a *agentProc) running() bool {
